@@ -1,0 +1,185 @@
+//! The `lstmkd` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::RunConfig;
+use crate::models::{ModelConfig, ZOO, summarize};
+use crate::train::run::{CONFIG_FILE, Run};
+
+#[derive(Parser, Debug)]
+#[command(name = "lstmkd", version, about = "Knowledge distillation for image classifiers (LSTM KD, KD, FitNet, AT, DKD) on burn")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a zoo model with cross-entropy (a teacher, or a student baseline).
+    Train {
+        /// Run config (TOML): [data], [model], [optim], [schedule], [train].
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// Continue the run in this directory from its last checkpoint.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Override a config key, e.g. --set optim.lr=0.05 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Evaluate a checkpoint on its test set: accuracy, per-class accuracy, confusion matrix,
+    /// parameters and latency.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Dataset root to evaluate on instead of the one the checkpoint was trained with.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Device (flex, tch, cuda:N, vulkan:N); default: the run's.
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// Where eval.json and confusion.csv go (default: beside the checkpoint).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
+    Info {
+        #[arg(long, required_unless_present = "list")]
+        model: Option<String>,
+        /// Input size as CxHxW.
+        #[arg(long, default_value = "3x32x32")]
+        input: String,
+        #[arg(long, default_value_t = 100)]
+        classes: usize,
+        /// Width multiplier (MobileNetV2).
+        #[arg(long, default_value_t = 1.0)]
+        width: f64,
+        /// List the zoo.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+fn parse_input(s: &str) -> Result<[usize; 3]> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--input '{s}': expected CxHxW, e.g. 3x32x32"))?;
+    match v.as_slice() {
+        [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
+        _ => bail!("--input '{s}': expected three positive sizes CxHxW, e.g. 3x32x32"),
+    }
+}
+
+fn info(model: Option<String>, input: &str, classes: usize, width: f64, list: bool) -> Result<()> {
+    if list {
+        for (name, what) in ZOO {
+            println!("{name:<20} {what}");
+        }
+        return Ok(());
+    }
+    let [c, h, w] = parse_input(input)?;
+    let cfg = ModelConfig {
+        width,
+        ..ModelConfig::new(&model.expect("clap requires --model without --list"))
+    };
+    let device = burn::tensor::Device::flex();
+    let net = cfg.init(c, classes, &device)?;
+    let s = summarize(&net, [1, c, h, w], &device);
+    println!("model       {} (width {width})", cfg.name);
+    println!("input       {c}x{h}x{w}, {classes} classes");
+    println!("parameters  {}", s.params);
+    println!(
+        "forward     {:.2} MMAC = {:.2} MFLOP per image",
+        s.macs as f64 / 1e6,
+        2.0 * s.macs as f64 / 1e6
+    );
+    println!("logits      {:?}", s.logits);
+    for (i, t) in s.taps.iter().enumerate() {
+        println!("tap {i}       [C={}, H={}, W={}]", t[1], t[2], t[3]);
+    }
+    Ok(())
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train {
+            config,
+            resume,
+            overrides,
+        } => {
+            let (cfg, resuming) = match (config, resume) {
+                (Some(path), None) => (RunConfig::load(&path, &overrides)?, false),
+                (None, Some(dir)) => {
+                    let path = dir.join(CONFIG_FILE);
+                    let mut cfg = RunConfig::load(&path, &overrides)?;
+                    // The directory given on the command line wins over the saved out_dir, so
+                    // a moved run directory still resumes.
+                    cfg.train.out_dir = dir;
+                    (cfg, true)
+                }
+                _ => unreachable!("clap enforces exactly one of --config / --resume"),
+            };
+            let run = Run::new(cfg, resuming)?;
+            println!(
+                "run {}: {} on {} ({} train / {} val images, {} classes), device {}",
+                run.dir.display(),
+                run.cfg.model.name,
+                run.cfg.data.root.display(),
+                run.train.split.len(),
+                run.val.split.len(),
+                run.dataset.num_classes(),
+                run.cfg.train.device
+            );
+            crate::train::classify::train(&run, resuming)?;
+            println!("done: checkpoints in {}", run.dir.display());
+            Ok(())
+        }
+        Command::Eval {
+            checkpoint,
+            data,
+            device,
+            batch_size,
+            out,
+        } => {
+            let (report, tally) = crate::eval::run(&checkpoint, data, device.as_deref(), batch_size)?;
+            let out = out.unwrap_or_else(|| {
+                checkpoint
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            });
+            let classes: Vec<String> = report.per_class.iter().map(|(c, _)| c.clone()).collect();
+            crate::eval::write(&report, &tally, &classes, &out)?;
+            println!("checkpoint  {}", checkpoint.display());
+            println!("model       {} ({} parameters)", report.model, report.params);
+            println!("test images {}", report.images);
+            println!("top-1       {:.2}%", 100.0 * report.top1);
+            println!("top-5       {:.2}%", 100.0 * report.top5);
+            println!("loss        {:.4}", report.loss);
+            for (c, a) in &report.per_class {
+                println!("  class {c:<12} {:.2}%", 100.0 * a);
+            }
+            println!(
+                "latency     {:.3} ms/image at batch 1, {:.0} img/s at batch 64 ({})",
+                report.latency_ms_b1, report.throughput_b64, report.device
+            );
+            println!("wrote       {}/eval.json, {}/confusion.csv", out.display(), out.display());
+            Ok(())
+        }
+        Command::Info {
+            model,
+            input,
+            classes,
+            width,
+            list,
+        } => info(model, &input, classes, width, list),
+    }
+}

@@ -1,0 +1,126 @@
+//! One TOML file describes a run; `--set key=value` overrides any key. Unknown keys are errors.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataConfig;
+use crate::models::ModelConfig;
+use crate::train::optim::{OptimConfig, ScheduleConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Batch size for validation and evaluation (default: `batch_size`).
+    #[serde(default)]
+    pub eval_batch_size: Option<usize>,
+    #[serde(default)]
+    pub seed: u64,
+    /// Run directory: config, metrics and checkpoints are written here.
+    pub out_dir: PathBuf,
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_device() -> String {
+    "flex".into()
+}
+
+impl TrainConfig {
+    pub fn eval_batch_size(&self) -> usize {
+        self.eval_batch_size.unwrap_or(self.batch_size)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    pub train: TrainConfig,
+}
+
+/// Parses an override value as a TOML value (number, bool, array, quoted string), falling
+/// back to a bare string so that `--set data.root=/some/path` works unquoted.
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Applies `key.path=value` overrides to a parsed TOML table.
+pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
+    for o in overrides {
+        let (key, value) = o
+            .split_once('=')
+            .with_context(|| format!("--set '{o}': expected key=value"))?;
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            bail!("--set '{o}': empty key segment");
+        }
+        let mut t = &mut *table;
+        for p in &parts[..parts.len() - 1] {
+            t = t
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("--set '{o}': '{p}' is not a table"))?;
+        }
+        t.insert(parts[parts.len() - 1].to_string(), parse_value(value.trim()));
+    }
+    Ok(())
+}
+
+impl RunConfig {
+    /// Parses TOML text (`origin` names it in errors) with overrides applied.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).with_context(|| format!("{origin}: invalid TOML"))?;
+        apply_overrides(&mut table, overrides)?;
+        // Round-tripping through text gives serde's errors the key path and position.
+        let text = toml::to_string(&table)?;
+        let cfg: RunConfig = toml::from_str(&text).map_err(|e| {
+            let hint = if overrides.is_empty() {
+                String::new()
+            } else {
+                format!(" (after --set {})", overrides.join(" "))
+            };
+            anyhow::anyhow!("{origin}{hint}: invalid config: {}", e.message().trim())
+        })?;
+        cfg.validate()
+            .with_context(|| format!("{origin}: invalid config"))?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read config", path.display()))?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
+        self.model.validate()?;
+        self.optim.validate()?;
+        self.schedule.validate(self.train.epochs)?;
+        if self.train.epochs == 0 {
+            bail!("train.epochs: must be at least 1");
+        }
+        if self.train.batch_size == 0 || self.train.eval_batch_size == Some(0) {
+            bail!("train.batch_size / train.eval_batch_size: must be at least 1");
+        }
+        crate::device::parse(&self.train.device).context("train.device")?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serialises")
+    }
+}

@@ -1,0 +1,181 @@
+//! ImageFolder: `root/train/<class>/*.{jpg,jpeg,png}` and `root/val/<class>/...` (or `test/`),
+//! the ImageNet layout. Images are decoded on demand by the loader's workers, resized so the
+//! shorter side is `resize`, centre-cropped to `crop` x `crop`, and converted to RGB.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use image::imageops::FilterType;
+
+use super::{Dataset, Source};
+
+pub struct ImageFolder {
+    files: Vec<(PathBuf, usize)>,
+    resize: usize,
+    crop: usize,
+    shape: [usize; 3],
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list folder", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("{}: cannot list folder", dir.display()))?;
+    v.sort();
+    Ok(v)
+}
+
+/// Class names: the sorted sub-folders of `dir`.
+fn class_names(dir: &Path) -> Result<Vec<String>> {
+    let names: Vec<String> = sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if names.is_empty() {
+        bail!("{}: no class sub-folders", dir.display());
+    }
+    Ok(names)
+}
+
+impl ImageFolder {
+    fn scan(dir: &Path, classes: &[String], resize: usize, crop: usize) -> Result<Self> {
+        let found = class_names(dir)?;
+        if let Some(extra) = found.iter().find(|c| !classes.contains(c)) {
+            bail!(
+                "{}: class folder '{}' is not among the training classes",
+                dir.display(),
+                extra
+            );
+        }
+        let mut files = Vec::new();
+        for (label, class) in classes.iter().enumerate() {
+            let class_dir = dir.join(class);
+            if !class_dir.is_dir() {
+                continue;
+            }
+            let before = files.len();
+            for p in sorted_entries(&class_dir)? {
+                if p.is_file() && is_image(&p) {
+                    files.push((p, label));
+                }
+            }
+            if files.len() == before {
+                bail!(
+                    "{}: empty class folder (no .jpg, .jpeg or .png files)",
+                    class_dir.display()
+                );
+            }
+        }
+        let mut set = Self {
+            files,
+            resize,
+            crop,
+            shape: [3, crop, crop],
+        };
+        if crop == 0 {
+            // Without a crop, every image must already have the first one's size.
+            let (w, h) = set.decode(0)?.dimensions();
+            set.shape = [3, h as usize, w as usize];
+        }
+        Ok(set)
+    }
+
+    fn decode(&self, i: usize) -> Result<image::RgbImage> {
+        let path = &self.files[i].0;
+        let img = image::open(path)
+            .with_context(|| format!("{}: cannot decode image", path.display()))?;
+        let mut img = img.to_rgb8();
+        if self.resize > 0 {
+            let (w, h) = img.dimensions();
+            let s = self.resize as f64 / w.min(h) as f64;
+            let (nw, nh) = (
+                ((w as f64 * s).round() as u32).max(1),
+                ((h as f64 * s).round() as u32).max(1),
+            );
+            img = image::imageops::resize(&img, nw, nh, FilterType::Triangle);
+        }
+        if self.crop > 0 {
+            let (w, h) = img.dimensions();
+            let c = self.crop as u32;
+            if w < c || h < c {
+                bail!(
+                    "{}: image is {w}x{h}, smaller than the {c}x{c} crop (raise data.resize)",
+                    path.display()
+                );
+            }
+            img = image::imageops::crop_imm(&img, (w - c) / 2, (h - c) / 2, c, c).to_image();
+        }
+        Ok(img)
+    }
+}
+
+impl Source for ImageFolder {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn label(&self, i: usize) -> usize {
+        self.files[i].1
+    }
+    fn read(&self, i: usize, out: &mut [u8]) -> Result<()> {
+        let img = self.decode(i)?;
+        let (w, h) = img.dimensions();
+        if [h as usize, w as usize] != [self.shape[1], self.shape[2]] {
+            bail!(
+                "{}: image is {w}x{h} but the dataset's images are {}x{} (set data.crop to make them equal)",
+                self.files[i].0.display(),
+                self.shape[2],
+                self.shape[1]
+            );
+        }
+        let plane = (w * h) as usize;
+        for (p, px) in img.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + p] = px.0[c];
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn open(root: &Path, resize: usize, crop: usize) -> Result<Dataset> {
+    let train_dir = root.join("train");
+    if !train_dir.is_dir() {
+        bail!(
+            "{}: missing 'train' folder (ImageFolder expects train/<class>/ and val/<class>/)",
+            root.display()
+        );
+    }
+    let test_dir = ["val", "test"]
+        .iter()
+        .map(|d| root.join(d))
+        .find(|d| d.is_dir())
+        .with_context(|| format!("{}: missing 'val' (or 'test') folder", root.display()))?;
+    let classes = class_names(&train_dir)?;
+    let train = ImageFolder::scan(&train_dir, &classes, resize, crop)?;
+    let test = ImageFolder::scan(&test_dir, &classes, resize, crop)?;
+    if test.shape != train.shape {
+        bail!(
+            "{}: images are {:?} but training images are {:?} (set data.crop)",
+            test_dir.display(),
+            test.shape,
+            train.shape
+        );
+    }
+    Ok(Dataset {
+        train: Arc::new(train),
+        test: Arc::new(test),
+        classes,
+    })
+}

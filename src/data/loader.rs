@@ -1,0 +1,126 @@
+//! Batches from a split, prepared on a background thread (samples decoded and augmented in
+//! parallel) so that the model, not the loader, sets the pace.
+
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use anyhow::{Result, bail};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+
+use super::Split;
+use super::augment::{AugmentConfig, Normalize, Placement, render};
+
+pub struct Batch {
+    /// [B, C, H, W], normalised.
+    pub images: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub dims: [usize; 4],
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn images(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(self.images.clone(), self.dims), device)
+    }
+    pub fn targets(&self, device: &Device) -> Tensor<1, Int> {
+        let v: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
+        Tensor::from_data(TensorData::new(v, [self.labels.len()]), device)
+    }
+}
+
+#[derive(Clone)]
+pub struct Loader {
+    pub split: Split,
+    pub batch_size: usize,
+    pub normalize: Normalize,
+    /// `Some` for training: shuffled order and random augmentation.
+    pub augment: Option<AugmentConfig>,
+    pub seed: u64,
+    pub prefetch: usize,
+}
+
+/// SplitMix64: independent per-sample seeds from (seed, epoch, position), so the batches do
+/// not depend on how many threads prepare them.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Loader {
+    pub fn num_batches(&self) -> usize {
+        self.split.len().div_ceil(self.batch_size)
+    }
+
+    /// Sample order of `epoch`: shuffled with (seed, epoch) when training, natural otherwise.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = self.split.indices.to_vec();
+        if self.augment.is_some() {
+            order.shuffle(&mut StdRng::seed_from_u64(mix(self.seed ^ mix(epoch as u64))));
+        }
+        order
+    }
+
+    /// Builds batch `b` of `order` for `epoch`.
+    pub fn batch(&self, order: &[usize], epoch: usize, b: usize) -> Result<Batch> {
+        let shape = self.split.source.shape();
+        let chw: usize = shape.iter().product();
+        let start = b * self.batch_size;
+        let picks = &order[start..(start + self.batch_size).min(order.len())];
+        let mut images = vec![0f32; picks.len() * chw];
+        images
+            .par_chunks_mut(chw)
+            .zip(picks.par_iter().enumerate())
+            .try_for_each_init(
+                || vec![0u8; chw],
+                |buf, (dst, (k, &i))| -> Result<()> {
+                    self.split.source.read(i, buf)?;
+                    let at = match &self.augment {
+                        Some(cfg) => {
+                            let s = mix(self.seed ^ mix((epoch as u64) << 32 | (start + k) as u64));
+                            Placement::sample(cfg, &mut StdRng::seed_from_u64(s))
+                        }
+                        None => Placement::IDENTITY,
+                    };
+                    render(buf, shape, at, &self.normalize, dst);
+                    Ok(())
+                },
+            )?;
+        let labels = picks.iter().map(|&i| self.split.source.label(i)).collect();
+        Ok(Batch {
+            images,
+            labels,
+            dims: [picks.len(), shape[0], shape[1], shape[2]],
+        })
+    }
+
+    /// The batches of `epoch`, prepared ahead on a background thread.
+    pub fn epoch(&self, epoch: usize) -> Result<Receiver<Result<Batch>>> {
+        if self.split.is_empty() {
+            bail!("cannot iterate over an empty split");
+        }
+        let (tx, rx) = sync_channel(self.prefetch);
+        let this = self.clone();
+        std::thread::spawn(move || {
+            let order = this.order(epoch);
+            for b in 0..this.num_batches() {
+                let batch = this.batch(&order, epoch, b);
+                let failed = batch.is_err();
+                // A closed channel means the consumer stopped early; nothing left to do.
+                if tx.send(batch).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}

@@ -1,0 +1,261 @@
+//! Datasets: one file per on-disk format, all producing a `Source` of CHW u8 images with
+//! labels; `loader` turns a split of a source into augmented, normalised batches.
+
+pub mod augment;
+pub mod cifar;
+pub mod idx;
+pub mod image_folder;
+pub mod loader;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// Random access to decoded images. Implementations must be cheap to share across threads.
+pub trait Source: Send + Sync {
+    fn len(&self) -> usize;
+    /// Channels, height, width of every decoded image.
+    fn shape(&self) -> [usize; 3];
+    fn label(&self, i: usize) -> usize;
+    /// Writes image `i` as CHW bytes into `out` (length C*H*W).
+    fn read(&self, i: usize, out: &mut [u8]) -> Result<()>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A whole dataset held in memory (IDX and CIFAR files are small enough).
+pub struct InMemory {
+    pub images: Vec<u8>,
+    pub labels: Vec<usize>,
+    pub shape: [usize; 3],
+}
+
+impl Source for InMemory {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn label(&self, i: usize) -> usize {
+        self.labels[i]
+    }
+    fn read(&self, i: usize, out: &mut [u8]) -> Result<()> {
+        let n = self.shape.iter().product::<usize>();
+        out.copy_from_slice(&self.images[i * n..(i + 1) * n]);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// MNIST / Fashion-MNIST IDX files, gzipped or raw.
+    Idx,
+    Cifar10,
+    Cifar100,
+    /// One sub-folder per class (the ImageNet layout: `train/`, `val/`).
+    ImageFolder,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cifar100Labels {
+    Fine,
+    Coarse,
+}
+
+/// The `[data]` table of a run config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub format: Format,
+    pub root: PathBuf,
+    /// Fraction of the training files held out (seeded) for validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+    #[serde(default = "default_cifar100_labels")]
+    pub cifar100_labels: Cifar100Labels,
+    /// ImageFolder: resize the shorter side to this many pixels (0 = keep).
+    #[serde(default)]
+    pub resize: usize,
+    /// ImageFolder: centre crop to a square of this size (0 = keep; then all images must
+    /// already share one size).
+    #[serde(default)]
+    pub crop: usize,
+    #[serde(flatten)]
+    pub augment: augment::AugmentConfig,
+    /// Per-channel mean and std in [0, 1] units; computed from the training split when absent
+    /// and written into the run's resolved config.
+    #[serde(default)]
+    pub mean: Option<Vec<f32>>,
+    #[serde(default)]
+    pub std: Option<Vec<f32>>,
+    /// Batches prepared ahead of the training step.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+}
+
+fn default_val_fraction() -> f64 {
+    0.1
+}
+fn default_cifar100_labels() -> Cifar100Labels {
+    Cifar100Labels::Fine
+}
+fn default_prefetch() -> usize {
+    4
+}
+
+/// A dataset's train and test sources with its class names.
+pub struct Dataset {
+    pub train: Arc<dyn Source>,
+    pub test: Arc<dyn Source>,
+    pub classes: Vec<String>,
+}
+
+impl Dataset {
+    pub fn num_classes(&self) -> usize {
+        self.classes.len()
+    }
+    pub fn shape(&self) -> [usize; 3] {
+        self.train.shape()
+    }
+}
+
+impl DataConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
+            bail!(
+                "data.val_fraction: must be in (0, 1): validation never uses the test set, got {}",
+                self.val_fraction
+            );
+        }
+        for (name, v) in [("data.mean", &self.mean), ("data.std", &self.std)] {
+            if let Some(v) = v
+                && (v.is_empty() || v.iter().any(|x| !x.is_finite()))
+            {
+                bail!("{name}: must be a non-empty list of finite numbers");
+            }
+        }
+        if let Some(std) = &self.std
+            && std.iter().any(|&s| s <= 0.0)
+        {
+            bail!("data.std: every entry must be positive");
+        }
+        if self.prefetch == 0 {
+            bail!("data.prefetch: must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn open(&self) -> Result<Dataset> {
+        self.validate()?;
+        if !self.root.exists() {
+            bail!(
+                "data.root: '{}' does not exist (format {:?})",
+                self.root.display(),
+                self.format
+            );
+        }
+        match self.format {
+            Format::Idx => idx::open(&self.root),
+            Format::Cifar10 => cifar::open_cifar10(&self.root),
+            Format::Cifar100 => cifar::open_cifar100(&self.root, self.cifar100_labels),
+            Format::ImageFolder => image_folder::open(&self.root, self.resize, self.crop),
+        }
+    }
+}
+
+/// A subset of a source, by index.
+#[derive(Clone)]
+pub struct Split {
+    pub source: Arc<dyn Source>,
+    pub indices: Arc<Vec<usize>>,
+}
+
+impl Split {
+    pub fn all(source: Arc<dyn Source>) -> Self {
+        let indices = Arc::new((0..source.len()).collect());
+        Self { source, indices }
+    }
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+}
+
+/// Holds `fraction` of `source` out for validation; the same seed gives the same split.
+pub fn train_val_split(source: Arc<dyn Source>, fraction: f64, seed: u64) -> (Split, Split) {
+    let mut idx: Vec<usize> = (0..source.len()).collect();
+    idx.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5EED_5B17));
+    let n_val = (source.len() as f64 * fraction).round() as usize;
+    let val: Vec<usize> = {
+        let mut v = idx[..n_val].to_vec();
+        v.sort_unstable();
+        v
+    };
+    let train = idx[n_val..].to_vec();
+    (
+        Split {
+            source: source.clone(),
+            indices: Arc::new(train),
+        },
+        Split {
+            source,
+            indices: Arc::new(val),
+        },
+    )
+}
+
+/// Per-channel mean and std (in [0, 1] units) over up to `max_images` images of `split`.
+pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let [c, h, w] = split.source.shape();
+    let mut buf = vec![0u8; c * h * w];
+    let mut sum = vec![0f64; c];
+    let mut sq = vec![0f64; c];
+    let step = split.len().div_ceil(max_images).max(1);
+    let mut count = 0usize;
+    for &i in split.indices.iter().step_by(step) {
+        split.source.read(i, &mut buf)?;
+        for ch in 0..c {
+            for &p in &buf[ch * h * w..(ch + 1) * h * w] {
+                let v = p as f64 / 255.0;
+                sum[ch] += v;
+                sq[ch] += v * v;
+            }
+        }
+        count += h * w;
+    }
+    if count == 0 {
+        bail!("cannot compute normalisation statistics of an empty split");
+    }
+    let mean: Vec<f32> = sum.iter().map(|s| (s / count as f64) as f32).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, &m)| ((q / count as f64 - (m as f64).powi(2)).max(1e-12).sqrt()) as f32)
+        .collect();
+    Ok((mean, std))
+}
+
+/// Checks that every label is below `num_classes`, naming the file on failure.
+pub(crate) fn check_labels(labels: &[usize], num_classes: usize, file: &std::path::Path) -> Result<()> {
+    if let Some((i, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= num_classes) {
+        bail!(
+            "{}: label {} of record {} is out of range (expected 0..{})",
+            file.display(),
+            l,
+            i,
+            num_classes
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Run-time backend selection: `flex` (default, pure Rust), `tch` / `tch:cuda:N` (LibTorch),
+//! `cuda:N`, `vulkan:N`. A backend whose cargo feature was not compiled in is a clear error.
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+fn index(spec: &str, rest: Option<&str>) -> Result<usize> {
+    match rest {
+        None => Ok(0),
+        Some(n) => n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("device '{spec}': '{n}' is not a device index")),
+    }
+}
+
+fn missing(spec: &str, feature: &str) -> Result<Device> {
+    bail!(
+        "device '{spec}' needs lstmkd built with the '{feature}' feature: cargo build --release --features {feature}"
+    )
+}
+
+/// Parses a device name as given to `--device` or `train.device`.
+pub fn parse(spec: &str) -> Result<Device> {
+    let (kind, rest) = match spec.split_once(':') {
+        Some((k, r)) => (k, Some(r)),
+        None => (spec, None),
+    };
+    match kind {
+        "flex" | "cpu" if rest.is_none() => Ok(Device::flex()),
+        "tch" => tch(spec, rest),
+        "cuda" => {
+            let i = index(spec, rest)?;
+            #[cfg(feature = "cuda")]
+            return Ok(Device::cuda(i));
+            #[cfg(not(feature = "cuda"))]
+            {
+                let _ = i;
+                missing(spec, "cuda")
+            }
+        }
+        "vulkan" => {
+            let i = index(spec, rest)?;
+            #[cfg(feature = "vulkan")]
+            return Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(i)));
+            #[cfg(not(feature = "vulkan"))]
+            {
+                let _ = i;
+                missing(spec, "vulkan")
+            }
+        }
+        _ => bail!("unknown device '{spec}': expected flex, tch, tch:cuda:N, cuda:N or vulkan:N"),
+    }
+}
+
+#[allow(deprecated)] // burn marks LibTorch deprecated; it is still the fastest CPU option here.
+fn tch(spec: &str, rest: Option<&str>) -> Result<Device> {
+    #[cfg(feature = "tch")]
+    {
+        return match rest {
+            None | Some("cpu") => Ok(Device::libtorch()),
+            Some(r) => match r.strip_prefix("cuda") {
+                Some(n) => Ok(Device::libtorch_cuda(index(
+                    spec,
+                    n.strip_prefix(':').filter(|s| !s.is_empty()),
+                )?)),
+                None => bail!("device '{spec}': expected tch, tch:cpu or tch:cuda:N"),
+            },
+        };
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = rest;
+        missing(spec, "tch")
+    }
+}

@@ -1,0 +1,9 @@
+//! lstmkd: knowledge distillation for image classifiers on burn.
+
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod eval;
+pub mod models;
+pub mod train;

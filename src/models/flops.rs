@@ -1,0 +1,30 @@
+//! Counts the multiply-accumulates of one forward pass. The zoo's layers report to a
+//! thread-local counter that is only active inside `count`, so normal runs pay one flag check.
+
+use std::cell::Cell;
+
+thread_local! {
+    static COUNTER: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+pub(crate) fn is_counting() -> bool {
+    COUNTER.with(|c| c.get().is_some())
+}
+
+pub(crate) fn add(macs: u64) {
+    COUNTER.with(|c| {
+        if let Some(total) = c.get() {
+            c.set(Some(total + macs));
+        }
+    });
+}
+
+/// Runs `f` and returns its result with the multiply-accumulates it performed in zoo layers.
+/// FLOPs are reported as 2 x MACs, the convention of fvcore/ptflops' "GFLOPs" differs by that
+/// factor, so both are printed by `info`.
+pub fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    COUNTER.with(|c| c.set(Some(0)));
+    let out = f();
+    let macs = COUNTER.with(|c| c.replace(None)).unwrap_or(0);
+    (out, macs)
+}

@@ -1,0 +1,102 @@
+//! Building blocks shared by the zoo. Every convolution and linear layer of a zoo model goes
+//! through `conv` / `linear` here, so that `flops::count` sees all of the arithmetic.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use super::flops;
+
+/// torchvision and RepDistiller initialise convolutions with Kaiming normal (fan out, ReLU gain).
+fn conv_init() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: 2f64.sqrt(),
+        fan_out_only: true,
+    }
+}
+
+/// A 2-D convolution with the zoo's initialisation; `groups` > 1 gives depthwise/grouped convs.
+pub fn conv2d(
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
+    let pad = kernel / 2;
+    Conv2dConfig::new([cin, cout], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(bias)
+        .with_initializer(conv_init())
+        .init(device)
+}
+
+pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    BatchNormConfig::new(channels).init(device)
+}
+
+pub fn fc(cin: usize, cout: usize, device: &Device) -> Linear {
+    LinearConfig::new(cin, cout).init(device)
+}
+
+/// Runs a convolution and records its multiply-accumulates when FLOP counting is on.
+pub fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let y = layer.forward(x);
+    if flops::is_counting() {
+        let [cout, cin_per_group, kh, kw] = layer.weight.shape().dims();
+        let [_, _, h, w] = y.dims();
+        flops::add((cout * cin_per_group * kh * kw * h * w) as u64);
+    }
+    y
+}
+
+pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    if flops::is_counting() {
+        let [din, dout] = layer.weight.shape().dims();
+        flops::add((din * dout) as u64);
+    }
+    layer.forward(x)
+}
+
+/// Global average pooling to a [B, C] feature vector.
+pub fn global_pool(x: Tensor<4>) -> Tensor<2> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
+}
+
+/// Convolution followed by batch normalisation, with names as torchvision's (`conv`, `bn`).
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+}
+
+impl ConvBn {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            conv: conv2d(cin, cout, kernel, stride, groups, false, device),
+            bn: batch_norm(cout, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(conv(&self.conv, x))
+    }
+
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.forward(x))
+    }
+}

@@ -1,0 +1,198 @@
+//! The model zoo. Every model returns its logits and the outputs of its stages ("taps"); the
+//! distillation methods attach to the taps.
+
+pub mod flops;
+pub mod layers;
+pub mod mobilenetv2;
+pub mod resnet;
+pub mod resnet_cifar;
+pub mod vgg;
+pub mod wrn;
+
+use anyhow::{Result, bail};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+pub struct Output {
+    pub logits: Tensor<2>,
+    /// Stage outputs, shallow to deep, each [B, C, H, W].
+    pub taps: Vec<Tensor<4>>,
+}
+
+#[derive(Module, Debug)]
+pub enum Network {
+    CifarResNet(resnet_cifar::CifarResNet),
+    WideResNet(wrn::WideResNet),
+    Vgg(vgg::Vgg),
+    MobileNetV2(mobilenetv2::MobileNetV2),
+    ResNet(resnet::ResNet),
+}
+
+impl Network {
+    pub fn forward(&self, x: Tensor<4>) -> Output {
+        match self {
+            Network::CifarResNet(m) => m.forward(x),
+            Network::WideResNet(m) => m.forward(x),
+            Network::Vgg(m) => m.forward(x),
+            Network::MobileNetV2(m) => m.forward(x),
+            Network::ResNet(m) => m.forward(x),
+        }
+    }
+}
+
+/// The `[model]` table of a run config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A zoo name, see `lstmkd info --list`.
+    pub name: String,
+    /// Channel width multiplier (MobileNetV2 only).
+    #[serde(default = "one")]
+    pub width: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Zoo names with a one-line description, in the order `info --list` prints them.
+pub const ZOO: &[(&str, &str)] = &[
+    ("resnet8", "CIFAR ResNet, depth 8, widths 16/32/64"),
+    ("resnet14", "CIFAR ResNet, depth 14"),
+    ("resnet20", "CIFAR ResNet, depth 20"),
+    ("resnet32", "CIFAR ResNet, depth 32"),
+    ("resnet44", "CIFAR ResNet, depth 44"),
+    ("resnet56", "CIFAR ResNet, depth 56"),
+    ("resnet110", "CIFAR ResNet, depth 110"),
+    ("resnet8x4", "CIFAR ResNet, depth 8, widths 64/128/256"),
+    ("resnet32x4", "CIFAR ResNet, depth 32, widths 64/128/256"),
+    ("wrn_16_2", "Wide ResNet 16-2"),
+    ("wrn_40_2", "Wide ResNet 40-2"),
+    ("vgg8", "VGG-8 with batch norm"),
+    ("vgg11", "VGG-11 with batch norm"),
+    ("vgg13", "VGG-13 with batch norm"),
+    ("mobilenetv2", "MobileNetV2, ImageNet stem (stride 32)"),
+    ("mobilenetv2_cifar", "MobileNetV2, CIFAR stem (stride 8)"),
+    ("resnet18", "ImageNet ResNet-18 (torchvision)"),
+    ("resnet34", "ImageNet ResNet-34 (torchvision)"),
+    ("resnet50", "ImageNet ResNet-50 (torchvision)"),
+];
+
+impl ModelConfig {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            width: 1.0,
+        }
+    }
+
+    /// Checks the name and options without building anything.
+    pub fn validate(&self) -> Result<()> {
+        if !ZOO.iter().any(|(n, _)| *n == self.name) {
+            let names: Vec<&str> = ZOO.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "model.name: unknown model '{}'; the zoo has: {}",
+                self.name,
+                names.join(", ")
+            );
+        }
+        if !(self.width > 0.0 && self.width.is_finite()) {
+            bail!("model.width: must be a positive number, got {}", self.width);
+        }
+        if self.width != 1.0 && !self.name.starts_with("mobilenetv2") {
+            bail!(
+                "model.width: the width multiplier applies to MobileNetV2 only, not '{}'",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    pub fn init(&self, in_channels: usize, num_classes: usize, device: &Device) -> Result<Network> {
+        self.validate()?;
+        let (c, k) = (in_channels, num_classes);
+        let cifar = |depth, widths| {
+            Network::CifarResNet(resnet_cifar::cifar_resnet(depth, widths, c, k, device))
+        };
+        const NARROW: [usize; 4] = [16, 16, 32, 64];
+        const WIDE: [usize; 4] = [32, 64, 128, 256];
+        Ok(match self.name.as_str() {
+            "resnet8" => cifar(8, NARROW),
+            "resnet14" => cifar(14, NARROW),
+            "resnet20" => cifar(20, NARROW),
+            "resnet32" => cifar(32, NARROW),
+            "resnet44" => cifar(44, NARROW),
+            "resnet56" => cifar(56, NARROW),
+            "resnet110" => cifar(110, NARROW),
+            "resnet8x4" => cifar(8, WIDE),
+            "resnet32x4" => cifar(32, WIDE),
+            "wrn_16_2" => Network::WideResNet(wrn::wide_resnet(16, 2, c, k, device)),
+            "wrn_40_2" => Network::WideResNet(wrn::wide_resnet(40, 2, c, k, device)),
+            "vgg8" => Network::Vgg(vgg::vgg([1; 5], c, k, device)),
+            "vgg11" => Network::Vgg(vgg::vgg([1, 1, 2, 2, 2], c, k, device)),
+            "vgg13" => Network::Vgg(vgg::vgg([2; 5], c, k, device)),
+            "mobilenetv2" => Network::MobileNetV2(mobilenetv2::mobilenet_v2(
+                self.width, false, c, k, device,
+            )),
+            "mobilenetv2_cifar" => Network::MobileNetV2(mobilenetv2::mobilenet_v2(
+                self.width, true, c, k, device,
+            )),
+            "resnet18" => Network::ResNet(resnet::resnet([2, 2, 2, 2], false, c, k, device)),
+            "resnet34" => Network::ResNet(resnet::resnet([3, 4, 6, 3], false, c, k, device)),
+            "resnet50" => Network::ResNet(resnet::resnet([3, 4, 6, 3], true, c, k, device)),
+            other => unreachable!("validated above: {other}"),
+        })
+    }
+}
+
+/// Learnable parameters, counted as PyTorch's `parameters()` does: burn's `num_params` also
+/// counts batch-norm running statistics, which PyTorch keeps as buffers.
+pub fn count_params<M: Module>(module: &M) -> usize {
+    struct Counter {
+        path: Vec<String>,
+        total: usize,
+    }
+    impl ModuleVisitor for Counter {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let buffer = matches!(
+                self.path.last().map(String::as_str),
+                Some("running_mean" | "running_var")
+            );
+            if !buffer {
+                self.total += param.lazy_shape().num_elements();
+            }
+        }
+    }
+    let mut c = Counter {
+        path: Vec::new(),
+        total: 0,
+    };
+    module.visit(&mut c);
+    c.total
+}
+
+/// What `lstmkd info` reports about a model at a given input size.
+pub struct Summary {
+    pub params: usize,
+    pub macs: u64,
+    pub taps: Vec<[usize; 4]>,
+    pub logits: [usize; 2],
+}
+
+pub fn summarize(net: &Network, input: [usize; 4], device: &Device) -> Summary {
+    let x = Tensor::<4>::zeros(input, device);
+    let (out, macs) = flops::count(|| net.valid().forward(x));
+    Summary {
+        params: count_params(net),
+        macs,
+        taps: out.taps.iter().map(|t| t.dims()).collect(),
+        logits: out.logits.dims(),
+    }
+}

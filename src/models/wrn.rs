@@ -1,0 +1,111 @@
+//! Wide ResNets as in RepDistiller (`wrn_16_2`, `wrn_40_2`): pre-activation basic blocks in
+//! three groups of widths 16k, 32k, 64k.
+
+// `convShortcut` keeps the reference implementation's parameter name so its checkpoints map
+// one to one.
+#![allow(non_snake_case)]
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+use super::Output;
+use super::layers::{batch_norm, conv, conv2d, fc, global_pool, linear};
+use super::resnet_cifar::run_stage;
+
+#[derive(Module, Debug)]
+pub struct WrnBlock {
+    pub bn1: BatchNorm,
+    pub conv1: Conv2d,
+    pub bn2: BatchNorm,
+    pub conv2: Conv2d,
+    pub convShortcut: Option<Conv2d>,
+}
+
+impl WrnBlock {
+    fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+        Self {
+            bn1: batch_norm(cin, device),
+            conv1: conv2d(cin, cout, 3, stride, 1, false, device),
+            bn2: batch_norm(cout, device),
+            conv2: conv2d(cout, cout, 3, 1, 1, false, device),
+            convShortcut: (cin != cout).then(|| conv2d(cin, cout, 1, stride, 1, false, device)),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let pre = relu(self.bn1.forward(x.clone()));
+        // With a projection the shortcut starts from the pre-activated input (as in the
+        // reference implementation); otherwise from the raw input.
+        let shortcut = match &self.convShortcut {
+            Some(proj) => conv(proj, pre.clone()),
+            None => x,
+        };
+        let y = relu(self.bn2.forward(conv(&self.conv1, pre)));
+        conv(&self.conv2, y) + shortcut
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct NetworkBlock {
+    pub layer: Vec<WrnBlock>,
+}
+
+#[derive(Module, Debug)]
+pub struct WideResNet {
+    pub conv1: Conv2d,
+    pub block1: NetworkBlock,
+    pub block2: NetworkBlock,
+    pub block3: NetworkBlock,
+    pub bn1: BatchNorm,
+    pub fc: Linear,
+}
+
+/// `depth` = 6n + 4, `widen` = k.
+pub fn wide_resnet(
+    depth: usize,
+    widen: usize,
+    in_channels: usize,
+    num_classes: usize,
+    device: &Device,
+) -> WideResNet {
+    assert!((depth - 4).is_multiple_of(6), "WRN depth must be 6n+4");
+    let n = (depth - 4) / 6;
+    let widths = [16, 16 * widen, 32 * widen, 64 * widen];
+    let group = |cin: usize, cout: usize, stride: usize| NetworkBlock {
+        layer: (0..n)
+            .map(|i| {
+                if i == 0 {
+                    WrnBlock::new(cin, cout, stride, device)
+                } else {
+                    WrnBlock::new(cout, cout, 1, device)
+                }
+            })
+            .collect(),
+    };
+    WideResNet {
+        conv1: conv2d(in_channels, widths[0], 3, 1, 1, false, device),
+        block1: group(widths[0], widths[1], 1),
+        block2: group(widths[1], widths[2], 2),
+        block3: group(widths[2], widths[3], 2),
+        bn1: batch_norm(widths[3], device),
+        fc: fc(widths[3], num_classes, device),
+    }
+}
+
+impl WideResNet {
+    pub fn forward(&self, x: Tensor<4>) -> Output {
+        let x = conv(&self.conv1, x);
+        let f1 = run_stage(&self.block1.layer, x, WrnBlock::forward);
+        let f2 = run_stage(&self.block2.layer, f1.clone(), WrnBlock::forward);
+        let f3 = run_stage(&self.block3.layer, f2.clone(), WrnBlock::forward);
+        let f3 = relu(self.bn1.forward(f3));
+        let logits = linear(&self.fc, global_pool(f3.clone()));
+        Output {
+            logits,
+            taps: vec![f1, f2, f3],
+        }
+    }
+}

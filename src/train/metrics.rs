@@ -1,0 +1,129 @@
+//! Classification metrics accumulated over batches, and the per-epoch `metrics.jsonl` record.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Counts over a pass: confusion matrix (rows = true class), top-5 hits, summed loss.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub confusion: Vec<Vec<u64>>,
+    pub top5: u64,
+    pub loss_sum: f64,
+    pub count: u64,
+}
+
+impl Tally {
+    pub fn new(num_classes: usize) -> Self {
+        Self {
+            confusion: vec![vec![0; num_classes]; num_classes],
+            top5: 0,
+            loss_sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Adds a batch of host logits ([B * K], row-major) with their labels; the loss is the
+    /// cross-entropy computed here in f64, so validation needs no second device pass.
+    pub fn add(&mut self, logits: &[f32], labels: &[usize]) {
+        let k = self.confusion.len();
+        for (row, &y) in logits.chunks_exact(k).zip(labels) {
+            let (pred, _) = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+            self.confusion[y][pred] += 1;
+            let above = row.iter().filter(|&&v| v > row[y]).count();
+            if above < 5 {
+                self.top5 += 1;
+            }
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            self.loss_sum += lse - row[y] as f64;
+            self.count += 1;
+        }
+    }
+
+    pub fn top1(&self) -> f64 {
+        let correct: u64 = (0..self.confusion.len()).map(|i| self.confusion[i][i]).sum();
+        correct as f64 / self.count.max(1) as f64
+    }
+    pub fn top5(&self) -> f64 {
+        self.top5 as f64 / self.count.max(1) as f64
+    }
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+    /// Accuracy of each true class (NaN for a class with no samples).
+    pub fn per_class(&self) -> Vec<f64> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(i, row)| row[i] as f64 / row.iter().sum::<u64>() as f64)
+            .collect()
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    pub val_top5: f64,
+    pub img_per_s: f64,
+    pub seconds: f64,
+    /// Mean of each named loss term over the epoch (methods with several terms).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub losses: BTreeMap<String, f64>,
+    /// Anything a method reports per epoch (e.g. the temperature).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, f64>,
+}
+
+pub fn read_jsonl(path: &Path) -> Result<Vec<EpochRecord>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}: line {}: not a metrics record", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Keeps only the records of epochs before `epoch` (1-based), for a resumed run.
+pub fn truncate_jsonl(path: &Path, before_epoch: usize) -> Result<()> {
+    let kept: Vec<EpochRecord> = read_jsonl(path)?
+        .into_iter()
+        .filter(|r| r.epoch < before_epoch)
+        .collect();
+    let mut text = String::new();
+    for r in &kept {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    super::checkpoint::write_atomic(path, text.as_bytes())
+}
+
+pub fn append_jsonl(path: &Path, record: &EpochRecord) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    writeln!(f, "{}", serde_json::to_string(record)?)
+        .with_context(|| format!("{}: cannot write", path.display()))
+}

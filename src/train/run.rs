@@ -1,0 +1,116 @@
+//! A run: its directory, data splits and loaders, and the devices, set up from a config.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+
+use super::checkpoint::{Meta, write_atomic};
+use crate::config::RunConfig;
+use crate::data::augment::Normalize;
+use crate::data::loader::Loader;
+use crate::data::{Dataset, Split, channel_stats, train_val_split};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const LAST: &str = "last.ckpt";
+pub const BEST: &str = "best.ckpt";
+
+pub struct Run {
+    /// The resolved config (normalisation statistics filled in).
+    pub cfg: RunConfig,
+    pub dir: PathBuf,
+    pub dataset: Dataset,
+    pub train: Loader,
+    pub val: Loader,
+    /// Plain device for inference; `train_device` adds autodiff.
+    pub device: Device,
+    pub train_device: Device,
+}
+
+impl Run {
+    /// Opens the data and the run directory. A new run refuses a directory that already holds
+    /// a run; `resuming` requires one.
+    pub fn new(mut cfg: RunConfig, resuming: bool) -> Result<Self> {
+        let dir = cfg.train.out_dir.clone();
+        let has_run = dir.join(LAST).exists() || dir.join(CONFIG_FILE).exists();
+        if !resuming && has_run {
+            bail!(
+                "{}: already holds a run; resume it with --resume {} or choose another train.out_dir",
+                dir.display(),
+                dir.display()
+            );
+        }
+        if resuming && !dir.join(LAST).exists() {
+            bail!("{}: no {LAST} to resume from", dir.display());
+        }
+        let device = crate::device::parse(&cfg.train.device)?;
+        let dataset = cfg.data.open()?;
+        let (train, val) = train_val_split(dataset.train.clone(), cfg.data.val_fraction, cfg.train.seed);
+        if train.is_empty() || val.is_empty() {
+            bail!(
+                "data: {} training images are too few for a validation fraction of {}",
+                dataset.train.len(),
+                cfg.data.val_fraction
+            );
+        }
+        let channels = dataset.shape()[0];
+        if cfg.data.mean.is_none() || cfg.data.std.is_none() {
+            let (mean, std) = channel_stats(&train, 10_000)?;
+            cfg.data.mean.get_or_insert(mean);
+            cfg.data.std.get_or_insert(std);
+        }
+        let (mean, std) = (cfg.data.mean.clone().unwrap(), cfg.data.std.clone().unwrap());
+        if mean.len() != channels || std.len() != channels {
+            bail!(
+                "data.mean / data.std: need {channels} values (one per channel), got {} and {}",
+                mean.len(),
+                std.len()
+            );
+        }
+        let normalize = Normalize::new(&mean, &std);
+        let loader = |split: Split, batch_size, augment| Loader {
+            split,
+            batch_size,
+            normalize: normalize.clone(),
+            augment,
+            seed: cfg.train.seed,
+            prefetch: cfg.data.prefetch,
+        };
+        let train = loader(train, cfg.train.batch_size, Some(cfg.data.augment));
+        let val = loader(val, cfg.train.eval_batch_size(), None);
+        if !resuming {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
+            write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
+        }
+        Ok(Self {
+            train_device: device.clone().autodiff(),
+            device,
+            cfg,
+            dir,
+            dataset,
+            train,
+            val,
+        })
+    }
+
+    pub fn test_loader(&self) -> Loader {
+        Loader {
+            split: Split::all(self.dataset.test.clone()),
+            augment: None,
+            ..self.val.clone()
+        }
+    }
+
+    pub fn meta(&self, epoch: usize, val_acc: f64, best_val_acc: f64) -> Meta {
+        Meta {
+            config: self.cfg.clone(),
+            epoch,
+            val_acc,
+            best_val_acc,
+            input: self.dataset.shape(),
+            classes: self.dataset.classes.clone(),
+        }
+    }
+}

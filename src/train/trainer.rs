@@ -1,0 +1,178 @@
+//! The training loop shared by every method: batches -> task loss -> backward -> optimiser,
+//! per-epoch validation, metrics, atomic checkpoints, resume, and a stop on non-finite loss.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor};
+
+use super::checkpoint::Checkpoint;
+use super::metrics::{EpochRecord, Tally, append_jsonl, truncate_jsonl};
+use super::progress::Progress;
+use super::run::{BEST, LAST, METRICS_FILE, Run};
+use crate::data::loader::Loader;
+
+/// What one training step produces.
+pub struct StepLoss {
+    /// The loss to minimise, shape [1].
+    pub total: Tensor<1>,
+    /// The logits accuracy is measured on.
+    pub logits: Tensor<2>,
+    /// Named terms of the loss (already weighted), for the progress line and metrics.
+    pub parts: Vec<(String, Tensor<1>)>,
+}
+
+/// A training objective: plain classification, or a distillation method.
+pub trait Task {
+    type Model: Module;
+
+    fn train_step(&mut self, model: &Self::Model, images: Tensor<4>, targets: Tensor<1, Int>, epoch: usize) -> StepLoss;
+
+    /// Logits at inference (the model is already in `valid()` mode on the plain device).
+    fn logits(&self, model: &Self::Model, images: Tensor<4>) -> Tensor<2>;
+
+    /// Called after each epoch's validation; returns values to log (e.g. the temperature).
+    fn end_epoch(&mut self, _epoch: usize, _val_acc: f64) -> BTreeMap<String, f64> {
+        BTreeMap::new()
+    }
+}
+
+/// Runs `loader` through the model in inference mode and tallies the predictions.
+pub fn evaluate<T: Task>(task: &T, model: &T::Model, loader: &Loader, device: &Device, num_classes: usize) -> Result<Tally> {
+    let model = model.valid();
+    let mut tally = Tally::new(num_classes);
+    for batch in loader.epoch(0)? {
+        let batch = batch?;
+        let logits = task.logits(&model, batch.images(device));
+        let host = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
+        tally.add(&host, &batch.labels);
+    }
+    Ok(tally)
+}
+
+/// Where training starts: fresh, or from a checkpoint's epoch and optimiser state.
+pub struct Start {
+    pub epoch: usize,
+    pub best_val_acc: f64,
+}
+
+/// Trains from `start` to the configured number of epochs, returning the final model.
+pub fn fit<T: Task>(
+    run: &Run,
+    task: &mut T,
+    mut model: T::Model,
+    mut optim: ModuleOptimizer,
+    start: Start,
+) -> Result<T::Model> {
+    let cfg = &run.cfg;
+    let epochs = cfg.train.epochs;
+    let steps = run.train.num_batches();
+    let metrics_path = run.dir.join(METRICS_FILE);
+    truncate_jsonl(&metrics_path, start.epoch + 1)?;
+    let mut best = start.best_val_acc;
+    let num_classes = run.dataset.num_classes();
+
+    for epoch in start.epoch..epochs {
+        let t0 = Instant::now();
+        let progress = Progress::epoch(epoch + 1, epochs, steps);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
+        let mut part_sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut lr = 0.0;
+        for (step, batch) in run.train.epoch(epoch)?.into_iter().enumerate() {
+            let batch = batch.context("loading a training batch")?;
+            lr = cfg.schedule.lr(cfg.optim.lr, epoch as f64 + step as f64 / steps as f64, epochs);
+            let images = batch.images(&run.train_device);
+            let targets = batch.targets(&run.train_device);
+            let out = task.train_step(&model, images, targets.clone(), epoch);
+            let b = batch.len();
+            let hits = out.logits.clone().argmax(1).reshape([b]).equal(targets).int().sum().float();
+            // One host read per step for everything the loop reports.
+            let mut scalars = vec![out.total.clone().detach().reshape([1]), hits.reshape([1])];
+            scalars.extend(out.parts.iter().map(|(_, t)| t.clone().detach().reshape([1])));
+            let host = Tensor::cat(scalars, 0)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading the loss: {e:?}"))?;
+            if !host[0].is_finite() {
+                bail!(
+                    "loss became {} at epoch {}, step {} (global step {}); stopped. The last good checkpoint is {} (epoch {})",
+                    host[0],
+                    epoch + 1,
+                    step + 1,
+                    epoch * steps + step + 1,
+                    run.dir.join(LAST).display(),
+                    epoch
+                );
+            }
+            loss_sum += host[0] as f64 * b as f64;
+            correct += host[1] as f64;
+            seen += b;
+            for ((name, _), v) in out.parts.iter().zip(&host[2..]) {
+                *part_sums.entry(name.clone()).or_default() += *v as f64 * b as f64;
+            }
+            let grads = GradientsParams::from_grads(out.total.backward(), &model);
+            model = optim.step(lr, model, grads);
+            let elapsed = t0.elapsed().as_secs_f64();
+            progress.step(|| {
+                format!(
+                    "loss {:.4} acc {:.2}% {:.0} img/s",
+                    loss_sum / seen as f64,
+                    100.0 * correct / seen as f64,
+                    seen as f64 / elapsed
+                )
+            });
+        }
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let val = evaluate(task, &model, &run.val, &run.device, num_classes)?;
+        let extra = task.end_epoch(epoch, val.top1());
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct / seen as f64,
+            val_loss: val.loss(),
+            val_acc: val.top1(),
+            val_top5: val.top5(),
+            img_per_s: seen as f64 / train_seconds,
+            seconds: t0.elapsed().as_secs_f64(),
+            losses: part_sums.into_iter().map(|(k, v)| (k, v / seen as f64)).collect(),
+            extra,
+        };
+        let improved = record.val_acc > best;
+        best = best.max(record.val_acc);
+        let ckpt = Checkpoint::new(run.meta(epoch + 1, record.val_acc, best), &model, Some(&optim))?;
+        ckpt.save(&run.dir.join(LAST))?;
+        if improved {
+            Checkpoint { optim: Vec::new(), ..ckpt }.save(&run.dir.join(BEST))?;
+        }
+        append_jsonl(&metrics_path, &record)?;
+        progress.finish(epoch_line(&record, epochs, improved));
+    }
+    Ok(model)
+}
+
+fn epoch_line(r: &EpochRecord, epochs: usize, improved: bool) -> String {
+    let mut line = format!(
+        "epoch {}/{} lr {:.4} train_loss {:.4} train_acc {:.2}% val_loss {:.4} val_acc {:.2}%{} {:.0} img/s {:.1}s",
+        r.epoch,
+        epochs,
+        r.lr,
+        r.train_loss,
+        100.0 * r.train_acc,
+        r.val_loss,
+        100.0 * r.val_acc,
+        if improved { " (best)" } else { "" },
+        r.img_per_s,
+        r.seconds
+    );
+    for (k, v) in r.losses.iter().chain(&r.extra) {
+        line.push_str(&format!(" {k} {v:.4}"));
+    }
+    line
+}
