@@ -10,7 +10,11 @@ use crate::models::{ModelConfig, ZOO, summarize};
 use crate::train::run::{CONFIG_FILE, Run};
 
 #[derive(Parser, Debug)]
-#[command(name = "lstmkd", version, about = "Knowledge distillation for image classifiers (LSTM KD, KD, FitNet, AT, DKD) on burn")]
+#[command(
+    name = "lstmkd",
+    version,
+    about = "Knowledge distillation for image classifiers (LSTM KD, KD, FitNet, AT, DKD) on burn"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -149,7 +153,8 @@ pub fn main() -> Result<()> {
             batch_size,
             out,
         } => {
-            let (report, tally) = crate::eval::run(&checkpoint, data, device.as_deref(), batch_size)?;
+            let (report, tally) =
+                crate::eval::run(&checkpoint, data, device.as_deref(), batch_size)?;
             let out = out.unwrap_or_else(|| {
                 checkpoint
                     .parent()
@@ -159,7 +164,10 @@ pub fn main() -> Result<()> {
             let classes: Vec<String> = report.per_class.iter().map(|(c, _)| c.clone()).collect();
             crate::eval::write(&report, &tally, &classes, &out)?;
             println!("checkpoint  {}", checkpoint.display());
-            println!("model       {} ({} parameters)", report.model, report.params);
+            println!(
+                "model       {} ({} parameters)",
+                report.model, report.params
+            );
             println!("test images {}", report.images);
             println!("top-1       {:.2}%", 100.0 * report.top1);
             println!("top-5       {:.2}%", 100.0 * report.top5);
@@ -171,7 +179,11 @@ pub fn main() -> Result<()> {
                 "latency     {:.3} ms/image at batch 1, {:.0} img/s at batch 64 ({})",
                 report.latency_ms_b1, report.throughput_b64, report.device
             );
-            println!("wrote       {}/eval.json, {}/confusion.csv", out.display(), out.display());
+            println!(
+                "wrote       {}/eval.json, {}/confusion.csv",
+                out.display(),
+                out.display()
+            );
             Ok(())
         }
         Command::Info {

@@ -73,7 +73,10 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
                 .as_table_mut()
                 .with_context(|| format!("--set '{o}': '{p}' is not a table"))?;
         }
-        t.insert(parts[parts.len() - 1].to_string(), parse_value(value.trim()));
+        t.insert(
+            parts[parts.len() - 1].to_string(),
+            parse_value(value.trim()),
+        );
     }
     Ok(())
 }

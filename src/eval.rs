@@ -64,7 +64,12 @@ pub fn latency(net: &Network, input: [usize; 3], device: &Device) -> (f64, f64) 
 }
 
 /// Evaluates `ckpt` on its dataset's test split (or the dataset at `data_root`).
-pub fn run(ckpt_path: &Path, data_root: Option<PathBuf>, device_spec: Option<&str>, batch: Option<usize>) -> Result<(Report, Tally)> {
+pub fn run(
+    ckpt_path: &Path,
+    data_root: Option<PathBuf>,
+    device_spec: Option<&str>,
+    batch: Option<usize>,
+) -> Result<(Report, Tally)> {
     let ckpt = Checkpoint::load(ckpt_path)?;
     let mut cfg = ckpt.meta.config.clone();
     if let Some(root) = data_root {
@@ -104,7 +109,12 @@ pub fn run(ckpt_path: &Path, data_root: Option<PathBuf>, device_spec: Option<&st
         top1: tally.top1(),
         top5: tally.top5(),
         loss: tally.loss(),
-        per_class: dataset.classes.iter().cloned().zip(tally.per_class()).collect(),
+        per_class: dataset
+            .classes
+            .iter()
+            .cloned()
+            .zip(tally.per_class())
+            .collect(),
         params: crate::models::count_params(&net),
         latency_ms_b1,
         throughput_b64,
@@ -116,7 +126,10 @@ pub fn run(ckpt_path: &Path, data_root: Option<PathBuf>, device_spec: Option<&st
 /// Writes `eval.json` and `confusion.csv` (rows = true class, columns = predicted) to `dir`.
 pub fn write(report: &Report, tally: &Tally, classes: &[String], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    write_atomic(&dir.join("eval.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
+    write_atomic(
+        &dir.join("eval.json"),
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
     let mut csv = String::from("true\\pred");
     for c in classes {
         csv.push(',');

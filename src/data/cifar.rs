@@ -69,7 +69,16 @@ pub fn open_cifar10(root: &Path) -> Result<Dataset> {
         }
     }
     let names = [
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
     ];
     Ok(Dataset {
         train: Arc::new(read_records(&train, 1, 0, 10)?),

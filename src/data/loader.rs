@@ -65,7 +65,9 @@ impl Loader {
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = self.split.indices.to_vec();
         if self.augment.is_some() {
-            order.shuffle(&mut StdRng::seed_from_u64(mix(self.seed ^ mix(epoch as u64))));
+            order.shuffle(&mut StdRng::seed_from_u64(mix(
+                self.seed ^ mix(epoch as u64)
+            )));
         }
         order
     }

@@ -247,7 +247,11 @@ pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<
 }
 
 /// Checks that every label is below `num_classes`, naming the file on failure.
-pub(crate) fn check_labels(labels: &[usize], num_classes: usize, file: &std::path::Path) -> Result<()> {
+pub(crate) fn check_labels(
+    labels: &[usize],
+    num_classes: usize,
+    file: &std::path::Path,
+) -> Result<()> {
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, l)| **l >= num_classes) {
         bail!(
             "{}: label {} of record {} is out of range (expected 0..{})",

@@ -83,7 +83,14 @@ pub fn mobilenet_v2(
 ) -> MobileNetV2 {
     let mut cin = make_divisible(32.0 * width, 8);
     let last_channels = make_divisible(1280.0 * width.max(1.0), 8);
-    let stem = ConvBn::new(in_channels, cin, 3, if cifar_stem { 1 } else { 2 }, 1, device);
+    let stem = ConvBn::new(
+        in_channels,
+        cin,
+        3,
+        if cifar_stem { 1 } else { 2 },
+        1,
+        device,
+    );
     let mut blocks = Vec::new();
     let mut tap_after = Vec::new();
     for (i, &(t, c, n, s)) in SETTINGS.iter().enumerate() {
@@ -94,7 +101,13 @@ pub fn mobilenet_v2(
             tap_after.push(blocks.len() - 1);
         }
         for j in 0..n {
-            blocks.push(InvertedResidual::new(cin, cout, if j == 0 { s } else { 1 }, t, device));
+            blocks.push(InvertedResidual::new(
+                cin,
+                cout,
+                if j == 0 { s } else { 1 },
+                t,
+                device,
+            ));
             cin = cout;
         }
     }

@@ -132,12 +132,12 @@ impl ModelConfig {
             "vgg8" => Network::Vgg(vgg::vgg([1; 5], c, k, device)),
             "vgg11" => Network::Vgg(vgg::vgg([1, 1, 2, 2, 2], c, k, device)),
             "vgg13" => Network::Vgg(vgg::vgg([2; 5], c, k, device)),
-            "mobilenetv2" => Network::MobileNetV2(mobilenetv2::mobilenet_v2(
-                self.width, false, c, k, device,
-            )),
-            "mobilenetv2_cifar" => Network::MobileNetV2(mobilenetv2::mobilenet_v2(
-                self.width, true, c, k, device,
-            )),
+            "mobilenetv2" => {
+                Network::MobileNetV2(mobilenetv2::mobilenet_v2(self.width, false, c, k, device))
+            }
+            "mobilenetv2_cifar" => {
+                Network::MobileNetV2(mobilenetv2::mobilenet_v2(self.width, true, c, k, device))
+            }
             "resnet18" => Network::ResNet(resnet::resnet([2, 2, 2, 2], false, c, k, device)),
             "resnet34" => Network::ResNet(resnet::resnet([3, 4, 6, 3], false, c, k, device)),
             "resnet50" => Network::ResNet(resnet::resnet([3, 4, 6, 3], true, c, k, device)),

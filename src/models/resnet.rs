@@ -2,10 +2,10 @@
 //! ResNet-50 with bottlenecks (stride on the 3x3 conv, "v1.5").
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, Linear};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
@@ -135,7 +135,9 @@ pub fn resnet(
 
 impl ResNet {
     pub fn forward(&self, x: Tensor<4>) -> Output {
-        let x = self.maxpool.forward(relu(self.bn1.forward(conv(&self.conv1, x))));
+        let x = self
+            .maxpool
+            .forward(relu(self.bn1.forward(conv(&self.conv1, x))));
         let f1 = self.layer1.forward(x);
         let f2 = self.layer2.forward(f1.clone());
         let f3 = self.layer3.forward(f2.clone());

@@ -61,7 +61,10 @@ pub fn cifar_resnet(
     num_classes: usize,
     device: &Device,
 ) -> CifarResNet {
-    assert!((depth - 2).is_multiple_of(6), "CIFAR ResNet depth must be 6n+2");
+    assert!(
+        (depth - 2).is_multiple_of(6),
+        "CIFAR ResNet depth must be 6n+2"
+    );
     let n = (depth - 2) / 6;
     let stage = |cin: usize, cout: usize, stride: usize| -> Vec<BasicBlock> {
         (0..n)
@@ -81,7 +84,11 @@ pub fn cifar_resnet(
     }
 }
 
-pub(crate) fn run_stage<B>(blocks: &[B], x: Tensor<4>, f: impl Fn(&B, Tensor<4>) -> Tensor<4>) -> Tensor<4> {
+pub(crate) fn run_stage<B>(
+    blocks: &[B],
+    x: Tensor<4>,
+    f: impl Fn(&B, Tensor<4>) -> Tensor<4>,
+) -> Tensor<4> {
     blocks.iter().fold(x, |x, b| f(b, x))
 }
 

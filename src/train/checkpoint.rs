@@ -58,7 +58,11 @@ fn push_section(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Checkpoint {
-    pub fn new<M: Module>(meta: Meta, model: &M, optim: Option<&burn::optim::ModuleOptimizer>) -> Result<Self> {
+    pub fn new<M: Module>(
+        meta: Meta,
+        model: &M,
+        optim: Option<&burn::optim::ModuleOptimizer>,
+    ) -> Result<Self> {
         let model = model
             .clone()
             .into_record()
@@ -86,8 +90,8 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("{}: cannot read checkpoint", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read checkpoint", path.display()))?;
         if bytes.len() < 8 || &bytes[..8] != MAGIC {
             bail!("{}: not an lstmkd checkpoint (wrong magic)", path.display());
         }
@@ -121,7 +125,10 @@ impl Checkpoint {
             .map_err(|e| anyhow::anyhow!("checkpoint does not fit the model: {e}"))
     }
 
-    pub fn optimizer(&self, optim: burn::optim::ModuleOptimizer) -> Result<burn::optim::ModuleOptimizer> {
+    pub fn optimizer(
+        &self,
+        optim: burn::optim::ModuleOptimizer,
+    ) -> Result<burn::optim::ModuleOptimizer> {
         if self.optim.is_empty() {
             bail!("checkpoint holds no optimiser state (only 'last.ckpt' does)");
         }

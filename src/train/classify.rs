@@ -14,7 +14,13 @@ pub struct Classify;
 impl Task for Classify {
     type Model = Network;
 
-    fn train_step(&mut self, model: &Network, images: Tensor<4>, targets: Tensor<1, Int>, _epoch: usize) -> StepLoss {
+    fn train_step(
+        &mut self,
+        model: &Network,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        _epoch: usize,
+    ) -> StepLoss {
         let logits = model.forward(images).logits;
         let total = CrossEntropyLossConfig::new()
             .init(&logits.device())
@@ -46,7 +52,14 @@ pub fn train(run: &Run, resume: bool) -> Result<Network> {
         };
         (ckpt.apply(model)?, ckpt.optimizer(optim)?, start)
     } else {
-        (model, optim, Start { epoch: 0, best_val_acc: f64::NEG_INFINITY })
+        (
+            model,
+            optim,
+            Start {
+                epoch: 0,
+                best_val_acc: f64::NEG_INFINITY,
+            },
+        )
     };
     fit(run, &mut Classify, model, optim, start)
 }

@@ -34,21 +34,30 @@ impl Tally {
             let (pred, _) = row
                 .iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                });
             self.confusion[y][pred] += 1;
             let above = row.iter().filter(|&&v| v > row[y]).count();
             if above < 5 {
                 self.top5 += 1;
             }
             let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            let lse = max
+                + row
+                    .iter()
+                    .map(|&v| (v as f64 - max).exp())
+                    .sum::<f64>()
+                    .ln();
             self.loss_sum += lse - row[y] as f64;
             self.count += 1;
         }
     }
 
     pub fn top1(&self) -> f64 {
-        let correct: u64 = (0..self.confusion.len()).map(|i| self.confusion[i][i]).sum();
+        let correct: u64 = (0..self.confusion.len())
+            .map(|i| self.confusion[i][i])
+            .sum();
         correct as f64 / self.count.max(1) as f64
     }
     pub fn top5(&self) -> f64 {
@@ -98,8 +107,9 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<EpochRecord>> {
         .filter(|l| !l.trim().is_empty())
         .enumerate()
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}: line {}: not a metrics record", path.display(), i + 1))
+            serde_json::from_str(l).with_context(|| {
+                format!("{}: line {}: not a metrics record", path.display(), i + 1)
+            })
         })
         .collect()
 }

@@ -54,7 +54,10 @@ impl OptimConfig {
             bail!("optim.momentum: must be in [0, 1), got {}", self.momentum);
         }
         if self.weight_decay < 0.0 {
-            bail!("optim.weight_decay: must be >= 0, got {}", self.weight_decay);
+            bail!(
+                "optim.weight_decay: must be >= 0, got {}",
+                self.weight_decay
+            );
         }
         if self.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
             bail!("optim.betas: each must be in [0, 1), got {:?}", self.betas);
@@ -63,7 +66,8 @@ impl OptimConfig {
     }
 
     pub fn init(&self) -> ModuleOptimizer {
-        let decay = (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
+        let decay =
+            (self.weight_decay > 0.0).then(|| WeightDecayConfig::new(self.weight_decay as f32));
         match self.name {
             OptimName::Sgd => SgdConfig::new()
                 .with_weight_decay(decay)
@@ -128,7 +132,10 @@ impl ScheduleConfig {
             bail!("schedule.milestones: the multistep schedule needs at least one milestone");
         }
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
-            bail!("schedule.milestones: must be strictly increasing, got {:?}", self.milestones);
+            bail!(
+                "schedule.milestones: must be strictly increasing, got {:?}",
+                self.milestones
+            );
         }
         if !(self.gamma > 0.0) {
             bail!("schedule.gamma: must be positive, got {}", self.gamma);

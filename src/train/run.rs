@@ -46,7 +46,8 @@ impl Run {
         }
         let device = crate::device::parse(&cfg.train.device)?;
         let dataset = cfg.data.open()?;
-        let (train, val) = train_val_split(dataset.train.clone(), cfg.data.val_fraction, cfg.train.seed);
+        let (train, val) =
+            train_val_split(dataset.train.clone(), cfg.data.val_fraction, cfg.train.seed);
         if train.is_empty() || val.is_empty() {
             bail!(
                 "data: {} training images are too few for a validation fraction of {}",
@@ -60,7 +61,10 @@ impl Run {
             cfg.data.mean.get_or_insert(mean);
             cfg.data.std.get_or_insert(std);
         }
-        let (mean, std) = (cfg.data.mean.clone().unwrap(), cfg.data.std.clone().unwrap());
+        let (mean, std) = (
+            cfg.data.mean.clone().unwrap(),
+            cfg.data.std.clone().unwrap(),
+        );
         if mean.len() != channels || std.len() != channels {
             bail!(
                 "data.mean / data.std: need {channels} values (one per channel), got {} and {}",

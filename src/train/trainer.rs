@@ -29,7 +29,13 @@ pub struct StepLoss {
 pub trait Task {
     type Model: Module;
 
-    fn train_step(&mut self, model: &Self::Model, images: Tensor<4>, targets: Tensor<1, Int>, epoch: usize) -> StepLoss;
+    fn train_step(
+        &mut self,
+        model: &Self::Model,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        epoch: usize,
+    ) -> StepLoss;
 
     /// Logits at inference (the model is already in `valid()` mode on the plain device).
     fn logits(&self, model: &Self::Model, images: Tensor<4>) -> Tensor<2>;
@@ -41,7 +47,13 @@ pub trait Task {
 }
 
 /// Runs `loader` through the model in inference mode and tallies the predictions.
-pub fn evaluate<T: Task>(task: &T, model: &T::Model, loader: &Loader, device: &Device, num_classes: usize) -> Result<Tally> {
+pub fn evaluate<T: Task>(
+    task: &T,
+    model: &T::Model,
+    loader: &Loader,
+    device: &Device,
+    num_classes: usize,
+) -> Result<Tally> {
     let model = model.valid();
     let mut tally = Tally::new(num_classes);
     for batch in loader.epoch(0)? {
@@ -86,15 +98,31 @@ pub fn fit<T: Task>(
         let mut lr = 0.0;
         for (step, batch) in run.train.epoch(epoch)?.into_iter().enumerate() {
             let batch = batch.context("loading a training batch")?;
-            lr = cfg.schedule.lr(cfg.optim.lr, epoch as f64 + step as f64 / steps as f64, epochs);
+            lr = cfg.schedule.lr(
+                cfg.optim.lr,
+                epoch as f64 + step as f64 / steps as f64,
+                epochs,
+            );
             let images = batch.images(&run.train_device);
             let targets = batch.targets(&run.train_device);
             let out = task.train_step(&model, images, targets.clone(), epoch);
             let b = batch.len();
-            let hits = out.logits.clone().argmax(1).reshape([b]).equal(targets).int().sum().float();
+            let hits = out
+                .logits
+                .clone()
+                .argmax(1)
+                .reshape([b])
+                .equal(targets)
+                .int()
+                .sum()
+                .float();
             // One host read per step for everything the loop reports.
             let mut scalars = vec![out.total.clone().detach().reshape([1]), hits.reshape([1])];
-            scalars.extend(out.parts.iter().map(|(_, t)| t.clone().detach().reshape([1])));
+            scalars.extend(
+                out.parts
+                    .iter()
+                    .map(|(_, t)| t.clone().detach().reshape([1])),
+            );
             let host = Tensor::cat(scalars, 0)
                 .into_data()
                 .try_to_vec::<f32>()
@@ -141,15 +169,26 @@ pub fn fit<T: Task>(
             val_top5: val.top5(),
             img_per_s: seen as f64 / train_seconds,
             seconds: t0.elapsed().as_secs_f64(),
-            losses: part_sums.into_iter().map(|(k, v)| (k, v / seen as f64)).collect(),
+            losses: part_sums
+                .into_iter()
+                .map(|(k, v)| (k, v / seen as f64))
+                .collect(),
             extra,
         };
         let improved = record.val_acc > best;
         best = best.max(record.val_acc);
-        let ckpt = Checkpoint::new(run.meta(epoch + 1, record.val_acc, best), &model, Some(&optim))?;
+        let ckpt = Checkpoint::new(
+            run.meta(epoch + 1, record.val_acc, best),
+            &model,
+            Some(&optim),
+        )?;
         ckpt.save(&run.dir.join(LAST))?;
         if improved {
-            Checkpoint { optim: Vec::new(), ..ckpt }.save(&run.dir.join(BEST))?;
+            Checkpoint {
+                optim: Vec::new(),
+                ..ckpt
+            }
+            .save(&run.dir.join(BEST))?;
         }
         append_jsonl(&metrics_path, &record)?;
         progress.finish(epoch_line(&record, epochs, improved));

@@ -1,0 +1,126 @@
+use std::path::Path;
+
+use lstmkd::config::RunConfig;
+use lstmkd::train::optim::{ScheduleConfig, ScheduleName};
+
+use crate::common::toml_config;
+
+fn base() -> String {
+    toml_config(Path::new("/data/x"), Path::new("/tmp/out"), "")
+}
+
+fn err(text: &str, overrides: &[&str]) -> String {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    format!("{:#}", RunConfig::parse(text, "run.toml", &o).unwrap_err())
+}
+
+#[test]
+fn parses_with_defaults_and_applies_overrides() {
+    let cfg = RunConfig::parse(&base(), "run.toml", &[]).unwrap();
+    assert_eq!(cfg.model.name, "resnet8");
+    assert_eq!(cfg.train.device, "flex");
+    assert_eq!(cfg.train.eval_batch_size(), 16);
+    assert_eq!(cfg.optim.betas, [0.9, 0.999]);
+    let o = [
+        "optim.lr=0.2",
+        "model.name=\"resnet20\"",
+        "data.root=/other/place",
+        "data.hflip=true",
+        "schedule.milestones=[1, 2]",
+        "schedule.name=multistep",
+        "train.eval_batch_size=64",
+    ]
+    .map(String::from);
+    let cfg = RunConfig::parse(&base(), "run.toml", &o).unwrap();
+    assert_eq!(cfg.optim.lr, 0.2);
+    assert_eq!(cfg.model.name, "resnet20");
+    assert_eq!(cfg.data.root, Path::new("/other/place"));
+    assert!(cfg.data.augment.hflip);
+    assert_eq!(cfg.schedule.milestones, vec![1, 2]);
+    assert_eq!(cfg.train.eval_batch_size(), 64);
+    // The resolved config round-trips through TOML.
+    let again = RunConfig::parse(&cfg.to_toml(), "resolved", &[]).unwrap();
+    assert_eq!(again, cfg);
+}
+
+#[test]
+fn unknown_keys_are_rejected_in_the_file_and_in_overrides() {
+    let e = err(
+        &base().replace("lr = 0.05", "lr = 0.05\nlearning_rate = 1"),
+        &[],
+    );
+    assert!(
+        e.contains("run.toml") && e.contains("unknown field `learning_rate`"),
+        "{e}"
+    );
+    let e = err(&base(), &["optim.lrr=0.1"]);
+    assert!(
+        e.contains("unknown field `lrr`") && e.contains("--set optim.lrr=0.1"),
+        "{e}"
+    );
+    let e = err(&base(), &["nonsense.key=1"]);
+    assert!(e.contains("unknown field `nonsense`"), "{e}");
+    let e = err(&base(), &["optim.lr"]);
+    assert!(e.contains("expected key=value"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_field() {
+    for (o, needle) in [
+        ("optim.lr=-1", "optim.lr"),
+        ("data.val_fraction=0.0", "data.val_fraction"),
+        ("train.epochs=0", "train.epochs"),
+        ("model.name=\"nope\"", "model.name"),
+        ("train.device=\"cuda:0\"", "cuda"),
+        ("train.device=\"abacus\"", "unknown device"),
+        ("schedule.name=multistep", "schedule.milestones"),
+        ("data.format=\"tiff\"", "unknown variant `tiff`"),
+    ] {
+        let e = err(&base(), &[o]);
+        assert!(e.contains(needle), "{o}: {e}");
+    }
+}
+
+#[test]
+fn schedules_follow_their_formulas() {
+    let cos = ScheduleConfig {
+        name: ScheduleName::Cosine,
+        warmup_epochs: 2.0,
+        ..Default::default()
+    };
+    assert!(
+        (cos.lr(0.1, 1.0, 10) - 0.05).abs() < 1e-12,
+        "half-way through warm-up"
+    );
+    assert!((cos.lr(0.1, 2.0, 10) - 0.1).abs() < 1e-12);
+    assert!(
+        (cos.lr(0.1, 6.0, 10) - 0.05).abs() < 1e-12,
+        "cosine mid-point"
+    );
+    assert!(cos.lr(0.1, 10.0, 10).abs() < 1e-12);
+    let ms = ScheduleConfig {
+        name: ScheduleName::Multistep,
+        milestones: vec![3, 6],
+        gamma: 0.1,
+        ..Default::default()
+    };
+    assert_eq!(ms.lr(1.0, 2.9, 10), 1.0);
+    assert!((ms.lr(1.0, 3.0, 10) - 0.1).abs() < 1e-12);
+    assert!((ms.lr(1.0, 7.5, 10) - 0.01).abs() < 1e-12);
+}
+
+#[test]
+fn devices_without_their_feature_explain_how_to_build() {
+    for (spec, feature, compiled) in [
+        ("cuda:1", "cuda", cfg!(feature = "cuda")),
+        ("tch", "tch", cfg!(feature = "tch")),
+        ("vulkan:0", "vulkan", cfg!(feature = "vulkan")),
+    ] {
+        if !compiled {
+            let e = format!("{:#}", lstmkd::device::parse(spec).unwrap_err());
+            assert!(e.contains(&format!("--features {feature}")), "{e}");
+        }
+    }
+    assert!(lstmkd::device::parse("flex").is_ok());
+    assert!(lstmkd::device::parse("cuda:x").is_err());
+}

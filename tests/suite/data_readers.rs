@@ -1,0 +1,267 @@
+use std::path::Path;
+
+use lstmkd::data::{Cifar100Labels, cifar, idx, image_folder};
+use tempfile::tempdir;
+
+use crate::common::*;
+
+fn err_of<T>(r: anyhow::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn idx_reads_gzipped_and_raw_alike() {
+    let (a, b) = (tempdir().unwrap(), tempdir().unwrap());
+    write_idx_dataset(a.path(), 30, 10, 8, true);
+    write_idx_dataset(b.path(), 30, 10, 8, false);
+    let (ga, rb) = (idx::open(a.path()).unwrap(), idx::open(b.path()).unwrap());
+    assert_eq!(ga.train.len(), 30);
+    assert_eq!(ga.test.len(), 10);
+    assert_eq!(ga.shape(), [1, 8, 8]);
+    let (mut x, mut y) = (vec![0u8; 64], vec![0u8; 64]);
+    for i in 0..30 {
+        ga.train.read(i, &mut x).unwrap();
+        rb.train.read(i, &mut y).unwrap();
+        assert_eq!(x, y);
+        assert_eq!(ga.train.label(i), rb.train.label(i));
+    }
+    let (images, labels) = toy_images(30, 8, 8, 4, 1);
+    ga.train.read(7, &mut x).unwrap();
+    assert_eq!(x, images[7 * 64..8 * 64]);
+    assert_eq!(ga.train.label(7), labels[7] as usize);
+}
+
+fn corrupt_idx(root: &Path, file: &str, bytes: Vec<u8>) -> String {
+    write_idx_dataset(root, 20, 5, 8, false);
+    std::fs::write(root.join(file), bytes).unwrap();
+    err_of(idx::open(root))
+}
+
+#[test]
+fn idx_bad_inputs_name_the_file_and_problem() {
+    let d = tempdir().unwrap();
+    let e = corrupt_idx(
+        d.path(),
+        "train-images-idx3-ubyte",
+        vec![0, 0, 9, 3, 0, 0, 0, 1],
+    );
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("wrong magic"),
+        "{e}"
+    );
+
+    let mut trunc = idx_bytes(&[20, 8, 8], &[1; 20 * 64]);
+    trunc.truncate(trunc.len() - 10);
+    let e = corrupt_idx(d.path(), "train-images-idx3-ubyte", trunc);
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("truncated"),
+        "{e}"
+    );
+
+    let e = corrupt_idx(
+        d.path(),
+        "train-labels-idx1-ubyte",
+        idx_bytes(&[20], &[10; 20]),
+    );
+    assert!(
+        e.contains("train-labels-idx1-ubyte") && e.contains("out of range"),
+        "{e}"
+    );
+
+    let e = corrupt_idx(
+        d.path(),
+        "train-labels-idx1-ubyte",
+        idx_bytes(&[19], &[1; 19]),
+    );
+    assert!(e.contains("20 images") && e.contains("19 labels"), "{e}");
+
+    write_idx_dataset(d.path(), 20, 5, 8, false);
+    std::fs::remove_file(d.path().join("t10k-labels-idx1-ubyte")).unwrap();
+    let e = err_of(idx::open(d.path()));
+    assert!(
+        e.contains("missing IDX file 't10k-labels-idx1-ubyte'"),
+        "{e}"
+    );
+
+    std::fs::write(d.path().join("t10k-labels-idx1-ubyte.gz"), b"not gzip").unwrap();
+    let e = err_of(idx::open(d.path()));
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("gzip"),
+        "{e}"
+    );
+}
+
+fn write_cifar10(root: &Path) {
+    for i in 1..=5 {
+        let labels: Vec<Vec<u8>> = (0..4).map(|j| vec![((i + j) % 10) as u8]).collect();
+        std::fs::write(
+            root.join(format!("data_batch_{i}.bin")),
+            cifar_records(&labels),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.join("test_batch.bin"),
+        cifar_records(&[vec![3], vec![9]]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn cifar10_reads_batches_and_rejects_bad_files() {
+    let d = tempdir().unwrap();
+    write_cifar10(d.path());
+    let ds = cifar::open_cifar10(d.path()).unwrap();
+    assert_eq!(
+        (ds.train.len(), ds.test.len(), ds.num_classes()),
+        (20, 2, 10)
+    );
+    assert_eq!(ds.test.label(1), 9);
+    let mut buf = vec![0u8; 3072];
+    ds.test.read(1, &mut buf).unwrap();
+    assert_eq!(buf[0], 1); // pixel p of record i is (p + i) % 251
+    assert_eq!(buf[100], 101);
+
+    let mut bytes = cifar_records(&[vec![1], vec![2]]);
+    bytes.pop();
+    std::fs::write(d.path().join("data_batch_3.bin"), bytes).unwrap();
+    let e = err_of(cifar::open_cifar10(d.path()));
+    assert!(
+        e.contains("data_batch_3.bin") && e.contains("truncated record"),
+        "{e}"
+    );
+
+    std::fs::write(
+        d.path().join("data_batch_3.bin"),
+        cifar_records(&[vec![10]]),
+    )
+    .unwrap();
+    let e = err_of(cifar::open_cifar10(d.path()));
+    assert!(
+        e.contains("data_batch_3.bin") && e.contains("out of range"),
+        "{e}"
+    );
+
+    std::fs::remove_file(d.path().join("test_batch.bin")).unwrap();
+    let e = err_of(cifar::open_cifar10(d.path()));
+    assert!(e.contains("test_batch.bin") && e.contains("missing"), "{e}");
+}
+
+#[test]
+fn cifar100_uses_fine_labels_by_default_and_coarse_on_request() {
+    let d = tempdir().unwrap();
+    let sub = d.path().join("cifar-100-binary");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(
+        sub.join("train.bin"),
+        cifar_records(&[vec![4, 77], vec![19, 99]]),
+    )
+    .unwrap();
+    std::fs::write(sub.join("test.bin"), cifar_records(&[vec![0, 5]])).unwrap();
+    let fine = cifar::open_cifar100(d.path(), Cifar100Labels::Fine).unwrap();
+    assert_eq!(
+        (fine.num_classes(), fine.train.label(0), fine.train.label(1)),
+        (100, 77, 99)
+    );
+    let coarse = cifar::open_cifar100(d.path(), Cifar100Labels::Coarse).unwrap();
+    assert_eq!(
+        (
+            coarse.num_classes(),
+            coarse.train.label(0),
+            coarse.train.label(1)
+        ),
+        (20, 4, 19)
+    );
+
+    std::fs::write(sub.join("test.bin"), cifar_records(&[vec![20, 5]])).unwrap();
+    let e = err_of(cifar::open_cifar100(d.path(), Cifar100Labels::Coarse));
+    assert!(e.contains("test.bin") && e.contains("out of range"), "{e}");
+}
+
+fn write_image_folder(root: &Path) {
+    for (split, n) in [("train", 3), ("val", 1)] {
+        for (k, class) in ["cat", "dog"].iter().enumerate() {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_fn(40, 30, |x, y| {
+                    image::Rgb([(x * 6) as u8, (y * 8) as u8, (k * 200) as u8])
+                });
+                let ext = if i % 2 == 0 { "png" } else { "jpg" };
+                img.save(dir.join(format!("{i}.{ext}"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn image_folder_resizes_crops_and_labels_by_folder() {
+    let d = tempdir().unwrap();
+    write_image_folder(d.path());
+    let ds = image_folder::open(d.path(), 20, 16).unwrap();
+    assert_eq!(ds.classes, vec!["cat", "dog"]);
+    assert_eq!(
+        (ds.train.len(), ds.test.len(), ds.shape()),
+        (6, 2, [3, 16, 16])
+    );
+    assert_eq!((ds.train.label(0), ds.train.label(5)), (0, 1));
+    let mut buf = vec![0u8; 3 * 16 * 16];
+    ds.train.read(3, &mut buf).unwrap(); // dog/0.png (lossless): blue is 200 everywhere
+    assert!(buf[2 * 256..].iter().all(|&b| b == 200));
+    assert!(
+        buf[..256].iter().any(|&b| b != buf[0]),
+        "red channel varies along x"
+    );
+
+    // Without a crop the images keep their own (equal) size.
+    let ds = image_folder::open(d.path(), 0, 0).unwrap();
+    assert_eq!(ds.shape(), [3, 30, 40]);
+}
+
+#[test]
+fn image_folder_bad_inputs_name_the_file_and_problem() {
+    let d = tempdir().unwrap();
+    write_image_folder(d.path());
+    std::fs::write(
+        d.path().join("train/dog/broken.jpg"),
+        b"\xff\xd8 not really a jpeg",
+    )
+    .unwrap();
+    let ds = image_folder::open(d.path(), 0, 16).unwrap();
+    let broken = (0..ds.train.len())
+        .map(|i| ds.train.read(i, &mut vec![0u8; 768]))
+        .find_map(|r| r.err())
+        .expect("the broken image fails to decode");
+    let e = format!("{broken:#}");
+    assert!(
+        e.contains("broken.jpg") && e.contains("cannot decode"),
+        "{e}"
+    );
+
+    std::fs::create_dir(d.path().join("train/emu")).unwrap();
+    let e = err_of(image_folder::open(d.path(), 0, 16));
+    assert!(e.contains("emu") && e.contains("empty class folder"), "{e}");
+    std::fs::remove_dir(d.path().join("train/emu")).unwrap();
+
+    std::fs::create_dir_all(d.path().join("val/fox")).unwrap();
+    let e = err_of(image_folder::open(d.path(), 0, 16));
+    assert!(
+        e.contains("fox") && e.contains("not among the training classes"),
+        "{e}"
+    );
+    std::fs::remove_dir(d.path().join("val/fox")).unwrap();
+
+    let small = image_folder::open(d.path(), 0, 64).unwrap();
+    let e = err_of(small.train.read(0, &mut vec![0u8; 3 * 64 * 64]));
+    assert!(
+        e.contains("0.png") && e.contains("smaller than the 64x64 crop"),
+        "{e}"
+    );
+
+    std::fs::remove_dir_all(d.path().join("val")).unwrap();
+    let e = err_of(image_folder::open(d.path(), 0, 16));
+    assert!(e.contains("missing 'val'"), "{e}");
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary (one link of burn instead of one per file).
+
+mod common;
+mod config;
+mod data_readers;
+mod loader;
+mod models;
+mod training;

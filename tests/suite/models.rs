@@ -1,0 +1,156 @@
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use lstmkd::models::{ModelConfig, ZOO, count_params, flops, summarize};
+
+#[test]
+fn torchvision_parameter_counts_match() {
+    let device = Device::flex();
+    for (name, want) in [
+        ("resnet18", 11_689_512),
+        ("resnet34", 21_797_672),
+        ("resnet50", 25_557_032),
+        ("mobilenetv2", 3_504_872),
+    ] {
+        let net = ModelConfig::new(name).init(3, 1000, &device).unwrap();
+        assert_eq!(count_params(&net), want, "{name}");
+    }
+}
+
+/// (name, expected tap shapes [C, H, W] for a 3x32x32 input)
+const CIFAR_TAPS: &[(&str, &[[usize; 3]])] = &[
+    ("resnet8", &[[16, 32, 32], [32, 16, 16], [64, 8, 8]]),
+    ("resnet20", &[[16, 32, 32], [32, 16, 16], [64, 8, 8]]),
+    ("resnet32", &[[16, 32, 32], [32, 16, 16], [64, 8, 8]]),
+    ("resnet56", &[[16, 32, 32], [32, 16, 16], [64, 8, 8]]),
+    ("resnet110", &[[16, 32, 32], [32, 16, 16], [64, 8, 8]]),
+    ("resnet8x4", &[[64, 32, 32], [128, 16, 16], [256, 8, 8]]),
+    ("resnet32x4", &[[64, 32, 32], [128, 16, 16], [256, 8, 8]]),
+    ("wrn_16_2", &[[32, 32, 32], [64, 16, 16], [128, 8, 8]]),
+    ("wrn_40_2", &[[32, 32, 32], [64, 16, 16], [128, 8, 8]]),
+    (
+        "vgg8",
+        &[
+            [64, 32, 32],
+            [128, 16, 16],
+            [256, 8, 8],
+            [512, 4, 4],
+            [512, 4, 4],
+        ],
+    ),
+    (
+        "vgg13",
+        &[
+            [64, 32, 32],
+            [128, 16, 16],
+            [256, 8, 8],
+            [512, 4, 4],
+            [512, 4, 4],
+        ],
+    ),
+    (
+        "mobilenetv2_cifar",
+        &[[24, 32, 32], [32, 16, 16], [96, 8, 8], [320, 4, 4]],
+    ),
+    (
+        "mobilenetv2",
+        &[
+            [16, 16, 16],
+            [24, 8, 8],
+            [32, 4, 4],
+            [96, 2, 2],
+            [320, 1, 1],
+        ],
+    ),
+    (
+        "resnet18",
+        &[[64, 8, 8], [128, 4, 4], [256, 2, 2], [512, 1, 1]],
+    ),
+    (
+        "resnet34",
+        &[[64, 8, 8], [128, 4, 4], [256, 2, 2], [512, 1, 1]],
+    ),
+    (
+        "resnet50",
+        &[[256, 8, 8], [512, 4, 4], [1024, 2, 2], [2048, 1, 1]],
+    ),
+];
+
+#[test]
+fn every_zoo_model_gives_logits_and_taps_of_the_right_shape() {
+    let device = Device::flex();
+    let named: Vec<&str> = CIFAR_TAPS.iter().map(|(n, _)| *n).collect();
+    for (name, _) in ZOO {
+        let family_checked =
+            named.contains(name) || ["resnet14", "resnet44", "vgg11"].contains(name);
+        assert!(family_checked, "{name} has no shape test");
+    }
+    for (name, taps) in CIFAR_TAPS {
+        let net = ModelConfig::new(name).init(3, 7, &device).unwrap();
+        let out = net.valid().forward(Tensor::zeros([2, 3, 32, 32], &device));
+        assert_eq!(out.logits.dims(), [2, 7], "{name}");
+        let got: Vec<[usize; 3]> = out
+            .taps
+            .iter()
+            .map(|t| {
+                let [b, c, h, w] = t.dims();
+                assert_eq!(b, 2);
+                [c, h, w]
+            })
+            .collect();
+        assert_eq!(&got, taps, "{name}");
+    }
+}
+
+#[test]
+fn input_channels_and_classes_are_configurable() {
+    let device = Device::flex();
+    for name in [
+        "resnet14",
+        "resnet44",
+        "vgg11",
+        "wrn_16_2",
+        "mobilenetv2_cifar",
+    ] {
+        let net = ModelConfig::new(name).init(1, 3, &device).unwrap();
+        let s = summarize(&net, [1, 1, 28, 28], &device);
+        assert_eq!(s.logits, [1, 3], "{name}");
+    }
+}
+
+#[test]
+fn flops_are_counted_from_the_layers() {
+    let device = Device::flex();
+    // resnet8 on 1x8x8, 2 classes, by hand: stem 1->16 3x3 at 8x8; layer1: two 16->16 3x3 at
+    // 8x8; layer2: 16->32 3x3 s2 + 32->32 3x3 at 4x4 + 1x1 16->32 shortcut at 4x4; layer3
+    // likewise 32->64 at 2x2; fc 64->2.
+    let want: u64 = 16 * 9 * 64
+        + 2 * 16 * 16 * 9 * 64
+        + (32 * 16 * 9 + 32 * 32 * 9 + 32 * 16) * 16
+        + (64 * 32 * 9 + 64 * 64 * 9 + 64 * 32) * 4
+        + 64 * 2;
+    let net = ModelConfig::new("resnet8").init(1, 2, &device).unwrap();
+    assert_eq!(summarize(&net, [1, 1, 8, 8], &device).macs, want);
+    // Outside `count` nothing is recorded.
+    let (_, macs) = flops::count(|| ());
+    assert_eq!(macs, 0);
+}
+
+#[test]
+fn width_multiplier_scales_mobilenet_and_is_rejected_elsewhere() {
+    let device = Device::flex();
+    let half = ModelConfig {
+        width: 0.5,
+        ..ModelConfig::new("mobilenetv2")
+    };
+    let p = count_params(&half.init(3, 1000, &device).unwrap());
+    assert!(p < 3_504_872 && p > 1_000_000, "{p}");
+    let bad = ModelConfig {
+        width: 0.5,
+        ..ModelConfig::new("resnet20")
+    };
+    assert!(format!("{:#}", bad.validate().unwrap_err()).contains("MobileNetV2 only"));
+    let unknown = ModelConfig::new("resnet9000");
+    assert!(
+        format!("{:#}", unknown.validate().unwrap_err()).contains("unknown model 'resnet9000'")
+    );
+}

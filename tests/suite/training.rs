@@ -1,0 +1,252 @@
+use std::path::Path;
+use std::process::Command;
+
+use burn::module::Module;
+use lstmkd::config::RunConfig;
+use lstmkd::train::checkpoint::Checkpoint;
+use lstmkd::train::metrics::read_jsonl;
+use lstmkd::train::run::Run;
+use tempfile::tempdir;
+
+use crate::common::{toml_config, write_idx_dataset};
+
+fn lstmkd(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn weights(path: &Path) -> Vec<f32> {
+    let ckpt = Checkpoint::load(path).unwrap();
+    let net = ckpt.network(&burn::tensor::Device::flex()).unwrap();
+    let mut out = Vec::new();
+    struct Collect<'a>(&'a mut Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(
+            &mut self,
+            p: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            self.0.extend(p.val().into_data().iter::<f32>());
+        }
+    }
+    net.visit(&mut Collect(&mut out));
+    out
+}
+
+#[test]
+fn tiny_run_learns_and_writes_metrics_and_checkpoints() {
+    let d = tempdir().unwrap();
+    let (data, out) = (d.path().join("data"), d.path().join("run"));
+    write_idx_dataset(&data, 240, 80, 8, true);
+    let cfg = RunConfig::parse(&toml_config(&data, &out, ""), "tiny.toml", &[]).unwrap();
+    let run = Run::new(cfg, false).unwrap();
+    lstmkd::train::classify::train(&run, false).unwrap();
+    let m = read_jsonl(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(m[2].train_loss < m[0].train_loss, "loss falls: {m:?}");
+    assert!(m[2].train_acc > m[0].train_acc, "accuracy rises: {m:?}");
+    assert!(m[2].val_acc > 0.5, "4 classes, better than chance: {m:?}");
+    for f in ["config.toml", "last.ckpt", "best.ckpt"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&out)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "tmp")
+            })
+            .count(),
+        0,
+        "no temporary files left"
+    );
+    let last = Checkpoint::load(&out.join("last.ckpt")).unwrap();
+    assert_eq!(last.meta.epoch, 3);
+    assert!(
+        last.meta.config.data.mean.is_some(),
+        "normalisation is resolved into the run config"
+    );
+
+    // A second run into the same directory is refused; nothing is overwritten.
+    let before = std::fs::read(out.join("last.ckpt")).unwrap();
+    let cfg = RunConfig::parse(&toml_config(&data, &out, ""), "tiny.toml", &[]).unwrap();
+    let e = format!("{:#}", Run::new(cfg, false).err().unwrap());
+    assert!(e.contains("already holds a run"), "{e}");
+    assert_eq!(std::fs::read(out.join("last.ckpt")).unwrap(), before);
+
+    // eval from the CLI: reports and files.
+    let o = lstmkd(&[
+        "eval",
+        "--checkpoint",
+        out.join("best.ckpt").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["images"], 80);
+    assert!(report["top1"].as_f64().unwrap() > 0.5);
+    assert_eq!(
+        report["top5"].as_f64().unwrap(),
+        1.0,
+        "4 classes: top-5 always hits"
+    );
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    let total: u64 = csv
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<u64>().unwrap()))
+        .sum();
+    assert_eq!(total, 80);
+}
+
+#[test]
+fn resume_continues_from_the_saved_epoch_with_the_optimiser_state() {
+    let d = tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 96, 16, 8, false);
+    let straight = d.path().join("straight");
+    let parts = d.path().join("parts");
+    let cfg = |out: &Path, epochs: &str| toml_config(&data, out, "").replace("epochs = 3", epochs);
+
+    std::fs::write(d.path().join("a.toml"), cfg(&straight, "epochs = 3")).unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("a.toml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Interrupted after two epochs, then resumed to three.
+    std::fs::write(d.path().join("b.toml"), cfg(&parts, "epochs = 2")).unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("b.toml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = lstmkd(&[
+        "train",
+        "--resume",
+        parts.to_str().unwrap(),
+        "--set",
+        "train.epochs=3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("epoch 3/3") && !stdout.contains("epoch 1/3"),
+        "{stdout}"
+    );
+
+    let (a, b) = (
+        weights(&straight.join("last.ckpt")),
+        weights(&parts.join("last.ckpt")),
+    );
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        diff < 1e-4,
+        "resumed run matches the straight one (max diff {diff})"
+    );
+    let m = read_jsonl(&parts.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3]);
+}
+
+#[test]
+fn non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint() {
+    let d = tempdir().unwrap();
+    let (data, out) = (d.path().join("data"), d.path().join("run"));
+    write_idx_dataset(&data, 64, 16, 8, false);
+    std::fs::write(
+        d.path().join("c.toml"),
+        toml_config(&data, &out, "").replace("epochs = 3", "epochs = 1"),
+    )
+    .unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("c.toml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let saved = std::fs::read(out.join("last.ckpt")).unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--resume",
+        out.to_str().unwrap(),
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "optim.lr=1e30",
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("at epoch 2, step") && e.contains("last.ckpt"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("last.ckpt")).unwrap(),
+        saved,
+        "last good checkpoint kept"
+    );
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_message() {
+    let d = tempdir().unwrap();
+    let missing = d.path().join("nope.toml");
+    let o = lstmkd(&["train", "--config", missing.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.toml: cannot read config"));
+
+    let cfg = toml_config(&d.path().join("no-data"), &d.path().join("run"), "");
+    std::fs::write(d.path().join("r.toml"), cfg).unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("r.toml").to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("no-data") && e.contains("does not exist"),
+        "{e}"
+    );
+
+    std::fs::write(d.path().join("x.ckpt"), b"garbage").unwrap();
+    let o = lstmkd(&[
+        "eval",
+        "--checkpoint",
+        d.path().join("x.ckpt").to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("not an lstmkd checkpoint"),
+        "{e}"
+    );
+
+    let o = lstmkd(&["info", "--model", "resnet20", "--input", "3x32"]);
+    assert!(!o.status.success());
+    let o = lstmkd(&[
+        "info",
+        "--model",
+        "resnet20",
+        "--input",
+        "1x28x28",
+        "--classes",
+        "10",
+    ]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && s.contains("parameters  272186")
+            && s.contains("tap 2       [C=64, H=7, W=7]"),
+        "{s}"
+    );
+}
