@@ -51,6 +51,14 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Inspect a config's dataset (sizes, classes, normalisation) and measure the loader's
+    /// throughput alone (one training epoch of batches, no model).
+    Data {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
     Info {
         #[arg(long, required_unless_present = "list")]
@@ -108,6 +116,48 @@ fn info(model: Option<String>, input: &str, classes: usize, width: f64, list: bo
     for (i, t) in s.taps.iter().enumerate() {
         println!("tap {i}       [C={}, H={}, W={}]", t[1], t[2], t[3]);
     }
+    Ok(())
+}
+
+fn data(config: &std::path::Path, overrides: &[String]) -> Result<()> {
+    let run = Run::open(RunConfig::load(config, overrides)?)?;
+    let [c, h, w] = run.dataset.shape();
+    println!(
+        "dataset     {:?} at {}",
+        run.cfg.data.format,
+        run.cfg.data.root.display()
+    );
+    println!(
+        "images      {c}x{h}x{w}, {} classes",
+        run.dataset.num_classes()
+    );
+    println!(
+        "splits      {} train / {} val (seed {}) / {} test",
+        run.train.split.len(),
+        run.val.split.len(),
+        run.cfg.train.seed,
+        run.dataset.test.len()
+    );
+    println!(
+        "mean        {:?}",
+        run.cfg.data.mean.as_deref().unwrap_or_default()
+    );
+    println!(
+        "std         {:?}",
+        run.cfg.data.std.as_deref().unwrap_or_default()
+    );
+    let t0 = std::time::Instant::now();
+    let mut n = 0usize;
+    for batch in run.train.epoch(0)? {
+        n += batch?.len();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "loader      {n} training images (batch {}, augmented) in {secs:.2}s = {:.0} img/s on {} threads",
+        run.train.batch_size,
+        n as f64 / secs,
+        rayon::current_num_threads()
+    );
     Ok(())
 }
 
@@ -186,6 +236,7 @@ pub fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::Data { config, overrides } => data(&config, &overrides),
         Command::Info {
             model,
             input,

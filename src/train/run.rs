@@ -31,7 +31,7 @@ pub struct Run {
 impl Run {
     /// Opens the data and the run directory. A new run refuses a directory that already holds
     /// a run; `resuming` requires one.
-    pub fn new(mut cfg: RunConfig, resuming: bool) -> Result<Self> {
+    pub fn new(cfg: RunConfig, resuming: bool) -> Result<Self> {
         let dir = cfg.train.out_dir.clone();
         let has_run = dir.join(LAST).exists() || dir.join(CONFIG_FILE).exists();
         if !resuming && has_run {
@@ -44,6 +44,18 @@ impl Run {
         if resuming && !dir.join(LAST).exists() {
             bail!("{}: no {LAST} to resume from", dir.display());
         }
+        let run = Self::open(cfg)?;
+        if !resuming {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
+            write_atomic(&dir.join(CONFIG_FILE), run.cfg.to_toml().as_bytes())?;
+        }
+        Ok(run)
+    }
+
+    /// Opens the data and builds the loaders without touching the run directory.
+    pub fn open(mut cfg: RunConfig) -> Result<Self> {
+        let dir = cfg.train.out_dir.clone();
         let device = crate::device::parse(&cfg.train.device)?;
         let dataset = cfg.data.open()?;
         let (train, val) =
@@ -83,11 +95,6 @@ impl Run {
         };
         let train = loader(train, cfg.train.batch_size, Some(cfg.data.augment));
         let val = loader(val, cfg.train.eval_batch_size(), None);
-        if !resuming {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
-            write_atomic(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes())?;
-        }
         Ok(Self {
             train_device: device.clone().autodiff(),
             device,
