@@ -34,6 +34,27 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Distil a student from a frozen teacher (config with [teacher] and [distill] tables);
+    /// writes the run like `train` plus `deployed.ckpt`, the student backbone alone.
+    Distill {
+        #[arg(long, required_unless_present_any = ["resume", "list_losses"], conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// List the registered losses usable in distill.weights.
+        #[arg(long)]
+        list_losses: bool,
+    },
+    /// Fit the teacher's extractors and aux heads on its frozen backbone (teacher adaptation),
+    /// for a distillation config; written to adapt/ beside the teacher checkpoint.
+    Adapt {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Evaluate a checkpoint on its test set: accuracy, per-class accuracy, confusion matrix,
     /// parameters and latency.
     Eval {
@@ -161,6 +182,25 @@ fn data(config: &std::path::Path, overrides: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The config of a new run (`--config`) or of the run to resume (`--resume RUN_DIR`).
+fn run_config(
+    config: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    overrides: &[String],
+) -> Result<(RunConfig, bool)> {
+    match (config, resume) {
+        (Some(path), None) => Ok((RunConfig::load(&path, overrides)?, false)),
+        (None, Some(dir)) => {
+            let mut cfg = RunConfig::load(&dir.join(CONFIG_FILE), overrides)?;
+            // The directory given on the command line wins over the saved out_dir, so a moved
+            // run directory still resumes.
+            cfg.train.out_dir = dir;
+            Ok((cfg, true))
+        }
+        _ => bail!("give exactly one of --config FILE or --resume RUN_DIR"),
+    }
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -169,18 +209,10 @@ pub fn main() -> Result<()> {
             resume,
             overrides,
         } => {
-            let (cfg, resuming) = match (config, resume) {
-                (Some(path), None) => (RunConfig::load(&path, &overrides)?, false),
-                (None, Some(dir)) => {
-                    let path = dir.join(CONFIG_FILE);
-                    let mut cfg = RunConfig::load(&path, &overrides)?;
-                    // The directory given on the command line wins over the saved out_dir, so
-                    // a moved run directory still resumes.
-                    cfg.train.out_dir = dir;
-                    (cfg, true)
-                }
-                _ => unreachable!("clap enforces exactly one of --config / --resume"),
-            };
+            let (cfg, resuming) = run_config(config, resume, &overrides)?;
+            if cfg.distill.is_some() || cfg.teacher.is_some() {
+                bail!("this config has [teacher]/[distill] tables: run it with `lstmkd distill`");
+            }
             let run = Run::new(cfg, resuming)?;
             println!(
                 "run {}: {} on {} ({} train / {} val images, {} classes), device {}",
@@ -194,6 +226,33 @@ pub fn main() -> Result<()> {
             );
             crate::train::classify::train(&run, resuming)?;
             println!("done: checkpoints in {}", run.dir.display());
+            Ok(())
+        }
+        Command::Distill {
+            config,
+            resume,
+            overrides,
+            list_losses,
+        } => {
+            if list_losses {
+                for spec in crate::distill::losses::REGISTRY {
+                    println!("{:<10} {}", spec.name, spec.about);
+                }
+                return Ok(());
+            }
+            let (cfg, resuming) = run_config(config, resume, &overrides)?;
+            let run = crate::distill::task::distill(cfg, resuming)?;
+            println!(
+                "done: checkpoints in {}, deployed student {}",
+                run.dir.display(),
+                run.dir.join(crate::distill::task::DEPLOYED).display()
+            );
+            Ok(())
+        }
+        Command::Adapt { config, overrides } => {
+            let cfg = RunConfig::load(&config, &overrides)?;
+            let dir = crate::distill::adapt::adapt(&cfg)?;
+            println!("done: adapted teacher extractors in {}", dir.display());
             Ok(())
         }
         Command::Eval {

@@ -44,6 +44,12 @@ pub struct RunConfig {
     #[serde(default)]
     pub schedule: ScheduleConfig,
     pub train: TrainConfig,
+    /// Distillation only: the frozen teacher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<crate::distill::TeacherConfig>,
+    /// Distillation only: losses, extractor, temperature, phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillConfig>,
 }
 
 /// Parses an override value as a TOML value (number, bool, array, quoted string), falling
@@ -120,6 +126,9 @@ impl RunConfig {
             bail!("train.batch_size / train.eval_batch_size: must be at least 1");
         }
         crate::device::parse(&self.train.device).context("train.device")?;
+        if let Some(d) = &self.distill {
+            d.validate()?;
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distill;
 pub mod eval;
 pub mod models;
 pub mod train;

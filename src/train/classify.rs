@@ -4,9 +4,8 @@ use anyhow::Result;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor};
 
-use super::checkpoint::Checkpoint;
-use super::run::{LAST, Run};
-use super::trainer::{Start, StepLoss, Task, fit};
+use super::run::Run;
+use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::models::Network;
 
 pub struct Classify;
@@ -20,6 +19,7 @@ impl Task for Classify {
         images: Tensor<4>,
         targets: Tensor<1, Int>,
         _epoch: usize,
+        _step: usize,
     ) -> StepLoss {
         let logits = model.forward(images).logits;
         let total = CrossEntropyLossConfig::new()
@@ -43,23 +43,6 @@ pub fn train(run: &Run, resume: bool) -> Result<Network> {
     let k = run.dataset.num_classes();
     run.train_device.seed(run.cfg.train.seed);
     let model = run.cfg.model.init(c, k, &run.train_device)?;
-    let optim = run.cfg.optim.init();
-    let (model, optim, start) = if resume {
-        let ckpt = Checkpoint::load(&run.dir.join(LAST))?;
-        let start = Start {
-            epoch: ckpt.meta.epoch,
-            best_val_acc: ckpt.meta.best_val_acc,
-        };
-        (ckpt.apply(model)?, ckpt.optimizer(optim)?, start)
-    } else {
-        (
-            model,
-            optim,
-            Start {
-                epoch: 0,
-                best_val_acc: f64::NEG_INFINITY,
-            },
-        )
-    };
+    let (model, optim, start) = start_or_resume(run, model, run.cfg.optim.init(), resume)?;
     fit(run, &mut Classify, model, optim, start)
 }

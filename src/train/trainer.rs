@@ -35,6 +35,7 @@ pub trait Task {
         images: Tensor<4>,
         targets: Tensor<1, Int>,
         epoch: usize,
+        step: usize,
     ) -> StepLoss;
 
     /// Logits at inference (the model is already in `valid()` mode on the plain device).
@@ -74,6 +75,28 @@ pub struct Start {
     pub best_val_acc: f64,
 }
 
+/// A fresh start, or the run's last checkpoint loaded into `model` and `optim`.
+pub fn start_or_resume<M: Module>(
+    run: &Run,
+    model: M,
+    optim: ModuleOptimizer,
+    resume: bool,
+) -> Result<(M, ModuleOptimizer, Start)> {
+    if !resume {
+        let start = Start {
+            epoch: 0,
+            best_val_acc: f64::NEG_INFINITY,
+        };
+        return Ok((model, optim, start));
+    }
+    let ckpt = Checkpoint::load(&run.dir.join(LAST))?;
+    let start = Start {
+        epoch: ckpt.meta.epoch,
+        best_val_acc: ckpt.meta.best_val_acc,
+    };
+    Ok((ckpt.apply(model)?, ckpt.optimizer(optim)?, start))
+}
+
 /// Trains from `start` to the configured number of epochs, returning the final model.
 pub fn fit<T: Task>(
     run: &Run,
@@ -105,7 +128,7 @@ pub fn fit<T: Task>(
             );
             let images = batch.images(&run.train_device);
             let targets = batch.targets(&run.train_device);
-            let out = task.train_step(&model, images, targets.clone(), epoch);
+            let out = task.train_step(&model, images, targets.clone(), epoch, step);
             let b = batch.len();
             let hits = out
                 .logits

@@ -1,0 +1,56 @@
+//! Attention transfer (Zagoruyko & Komodakis): A(f) = sum over channels of f^2.
+//! Normalised (default): flatten, L2-normalise per sample, mean squared difference. Raw (the
+//! seed's reading): mean squared difference of the unnormalised maps. A student map of another
+//! size is resized (bilinear) to the teacher's.
+
+use burn::tensor::Tensor;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+/// A(f): [B, H, W] from [B, C, H, W].
+pub fn attention_map(f: Tensor<4>) -> Tensor<3> {
+    let [b, _, h, w] = f.dims();
+    f.powi_scalar(2).sum_dim(1).reshape([b, h, w])
+}
+
+pub fn at_loss(student: Tensor<4>, teacher: Tensor<4>, normalize: bool) -> Tensor<1> {
+    let [b, _, ht, wt] = teacher.dims();
+    let [_, _, hs, ws] = student.dims();
+    let mut a_s = attention_map(student);
+    if (hs, ws) != (ht, wt) {
+        a_s = interpolate(
+            a_s.reshape([b, 1, hs, ws]),
+            InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([ht, wt]),
+        )
+        .reshape([b, ht, wt]);
+    }
+    let a_t = attention_map(teacher);
+    let (mut a_s, mut a_t) = (a_s.reshape([b, ht * wt]), a_t.reshape([b, ht * wt]));
+    if normalize {
+        a_s = l2_normalize(a_s);
+        a_t = l2_normalize(a_t);
+    }
+    (a_s - a_t).powi_scalar(2).mean()
+}
+
+fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+pub const SPEC: super::LossSpec = super::LossSpec {
+    name: "at",
+    about: "attention transfer on each distilled tap (summed)",
+    needs: super::Needs {
+        extractors: false,
+        regressors: false,
+    },
+    compute: |i| {
+        i.student_taps
+            .iter()
+            .zip(i.teacher_taps)
+            .map(|(s, t)| at_loss(s.clone(), t.clone(), i.options.at_normalize))
+            .reduce(|a, b| a + b)
+            .expect("at least one distilled tap")
+    },
+};

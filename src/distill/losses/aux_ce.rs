@@ -1,0 +1,20 @@
+//! Cross-entropy of the student extractors' auxiliary heads (summed over taps): keeps the
+//! student's descriptors discriminative.
+
+use super::ce::soft_cross_entropy;
+
+pub const SPEC: super::LossSpec = super::LossSpec {
+    name: "aux_ce",
+    about: "cross-entropy of the student extractors' auxiliary heads (summed over taps)",
+    needs: super::Needs {
+        extractors: true,
+        regressors: false,
+    },
+    compute: |i| {
+        i.student_extractors
+            .iter()
+            .map(|s| soft_cross_entropy(s.aux_logits.clone(), i.soft_targets.clone()))
+            .reduce(|a, b| a + b)
+            .expect("extractors are built for every distilled tap")
+    },
+};

@@ -1,0 +1,78 @@
+//! Decoupled KD (Zhao et al., CVPR 2022): the KD loss split into a target-class part (TCKD,
+//! binary KL over target / non-target mass) and a non-target part (NCKD, KL among the
+//! non-target classes), weighted alpha and beta, each scaled by T^2, batch mean.
+
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Int, Tensor};
+
+/// One-hot mask of the targets, [B, K].
+fn target_mask(targets: Tensor<1, Int>, classes: usize) -> Tensor<2> {
+    targets.one_hot(classes).float()
+}
+
+pub struct DkdParts {
+    pub tckd: Tensor<1>,
+    pub nckd: Tensor<1>,
+}
+
+pub fn dkd_parts(
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    targets: Tensor<1, Int>,
+    temperature: f64,
+) -> DkdParts {
+    let [b, k] = student.dims();
+    let gt = target_mask(targets, k);
+    let scale = temperature * temperature / b as f64;
+    let ps = softmax(student.clone().div_scalar(temperature), 1);
+    let pt = softmax(teacher.clone().div_scalar(temperature), 1);
+    // Binary distributions [p(target), p(non-target)].
+    let binary = |p: Tensor<2>| {
+        let target = (p * gt.clone()).sum_dim(1);
+        Tensor::cat(vec![target.clone(), target.neg().add_scalar(1.0)], 1)
+    };
+    let (bs, bt) = (binary(ps), binary(pt));
+    let tckd = (bt.clone() * (bt.clamp_min(1e-12).log() - bs.clamp_min(1e-12).log()))
+        .sum()
+        .mul_scalar(scale);
+    // Masking the target logit with a large negative value removes it from both softmaxes.
+    let mask = gt.mul_scalar(1000.0);
+    let log_ps2 = log_softmax(student.div_scalar(temperature) - mask.clone(), 1);
+    let log_pt2 = log_softmax(teacher.div_scalar(temperature) - mask, 1);
+    let nckd = (log_pt2.clone().exp() * (log_pt2 - log_ps2))
+        .sum()
+        .mul_scalar(scale);
+    DkdParts { tckd, nckd }
+}
+
+pub fn dkd_loss(
+    student: Tensor<2>,
+    teacher: Tensor<2>,
+    targets: Tensor<1, Int>,
+    temperature: f64,
+    alpha: f64,
+    beta: f64,
+) -> Tensor<1> {
+    let p = dkd_parts(student, teacher, targets, temperature);
+    p.tckd.mul_scalar(alpha) + p.nckd.mul_scalar(beta)
+}
+
+pub const SPEC: super::LossSpec = super::LossSpec {
+    name: "dkd",
+    about: "decoupled KD: alpha TCKD + beta NCKD at dkd_temperature",
+    needs: super::Needs {
+        extractors: false,
+        regressors: false,
+    },
+    compute: |i| {
+        let o = i.options;
+        dkd_loss(
+            i.student_logits.clone(),
+            i.teacher_logits.clone(),
+            i.targets.clone(),
+            o.dkd_temperature,
+            o.dkd_alpha,
+            o.dkd_beta,
+        )
+    },
+};

@@ -1,0 +1,43 @@
+//! Temporal state loss: ||h_s - h_t||_2 + ||c_s - c_t||_2 per sample, the norm over the
+//! flattened (layers x directions x hidden) states, averaged over the batch.
+
+use burn::tensor::Tensor;
+
+fn per_sample_norm(diff: Tensor<3>) -> Tensor<1> {
+    let [l, b, h] = diff.dims();
+    diff.swap_dims(0, 1)
+        .reshape([b, l * h])
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .reshape([b])
+}
+
+/// States are [layers * directions, B, hidden].
+pub fn temporal_loss(h_s: Tensor<3>, c_s: Tensor<3>, h_t: Tensor<3>, c_t: Tensor<3>) -> Tensor<1> {
+    (per_sample_norm(h_s - h_t) + per_sample_norm(c_s - c_t)).mean()
+}
+
+pub const SPEC: super::LossSpec = super::LossSpec {
+    name: "temporal",
+    about: "BiLSTM state matching (h and c) between student and teacher extractors (summed over taps)",
+    needs: super::Needs {
+        extractors: true,
+        regressors: false,
+    },
+    compute: |i| {
+        i.student_extractors
+            .iter()
+            .zip(i.teacher_extractors)
+            .map(|(s, t)| {
+                temporal_loss(
+                    s.hidden.clone(),
+                    s.cell.clone(),
+                    t.hidden.clone(),
+                    t.cell.clone(),
+                )
+            })
+            .reduce(|a, b| a + b)
+            .expect("extractors are built for every distilled tap")
+    },
+};

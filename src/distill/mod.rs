@@ -1,0 +1,175 @@
+//! Distillation: the spatio-temporal extractor, the losses, the temperature policy, the
+//! progressive schedule, the temporal augmentations, and the student/teacher wiring.
+
+pub mod adapt;
+pub mod extractor;
+pub mod losses;
+pub mod mix;
+pub mod phases;
+pub mod student;
+pub mod task;
+pub mod teacher;
+pub mod temperature;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use extractor::ExtractorConfig;
+use losses::{LossOptions, Needs};
+use phases::Phase;
+use temperature::TemperatureConfig;
+
+/// The `[teacher]` table of a distillation config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// A checkpoint written by `lstmkd train`.
+    pub checkpoint: PathBuf,
+    /// Adapted extractors written by `lstmkd adapt` (default: `adapt/best.ckpt` beside the
+    /// teacher checkpoint).
+    #[serde(default)]
+    pub extractors: Option<PathBuf>,
+}
+
+impl TeacherConfig {
+    pub fn extractors_path(&self) -> PathBuf {
+        self.extractors
+            .clone()
+            .unwrap_or_else(|| adapt::run_dir(&self.checkpoint).join("best.ckpt"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TemporalInit {
+    /// The student's extractor starts as a copy of the teacher's adapted one, behind a 1x1
+    /// conv + BN adapter from the student's channels to the teacher's.
+    #[default]
+    SharedLens,
+    /// The seed's literal reading: a freshly initialised student extractor.
+    Random,
+}
+
+/// The `[distill]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// Loss weights by registry name (`lstmkd distill --list-losses`); a loss with no weight
+    /// is off.
+    pub weights: BTreeMap<String, f64>,
+    /// How many of the deepest taps are distilled (the method: the last two).
+    #[serde(default = "two")]
+    pub taps: usize,
+    #[serde(default)]
+    pub extractor: ExtractorConfig,
+    #[serde(default)]
+    pub temporal_init: TemporalInit,
+    /// Shared lens: keep the copied extractor frozen instead of fine-tuning it.
+    #[serde(default)]
+    pub freeze_student_extractor: bool,
+    #[serde(default)]
+    pub temperature: TemperatureConfig,
+    /// Phases of the progressive schedule; absent = the seed's three phases. Ignored when
+    /// `end_to_end`.
+    #[serde(default)]
+    pub phases: Option<Vec<Phase>>,
+    /// Every loss from the first epoch.
+    #[serde(default)]
+    pub end_to_end: bool,
+    /// Random temporal crop: both sides' extractors see the same random run of at least half
+    /// of the windows.
+    #[serde(default)]
+    pub rtc: bool,
+    /// Probability per batch of temporal mixing (a band of rows from another image, labels
+    /// mixed in proportion).
+    #[serde(default)]
+    pub tmix: f64,
+    /// Keep the student's extractors at inference and average their aux logits in.
+    #[serde(default)]
+    pub fused: bool,
+    /// Teacher adaptation (`lstmkd adapt`): epochs and AdamW learning rate.
+    #[serde(default = "two")]
+    pub adapt_epochs: usize,
+    #[serde(default = "adapt_lr")]
+    pub adapt_lr: f64,
+    #[serde(flatten)]
+    pub options: LossOptions,
+}
+
+fn two() -> usize {
+    2
+}
+fn adapt_lr() -> f64 {
+    1e-3
+}
+
+impl DistillConfig {
+    /// The losses with a non-zero weight, in registry order.
+    pub fn active_losses(&self) -> Vec<&'static str> {
+        losses::names()
+            .into_iter()
+            .filter(|n| self.weights.get(*n).is_some_and(|w| *w != 0.0))
+            .collect()
+    }
+
+    pub fn phases(&self) -> Vec<Phase> {
+        let all = self.active_losses();
+        match (&self.phases, self.end_to_end) {
+            (_, true) => vec![Phase {
+                name: "end-to-end".into(),
+                until_epoch: None,
+                until_fraction: None,
+                losses: all.iter().map(|s| s.to_string()).collect(),
+            }],
+            (Some(p), false) => p.clone(),
+            (None, false) => phases::seed_phases(&all),
+        }
+    }
+
+    /// What the configured losses need built (over all phases).
+    pub fn needs(&self) -> Needs {
+        self.active_losses()
+            .iter()
+            .filter_map(|n| losses::find(n))
+            .fold(Needs::default(), |a, s| Needs {
+                extractors: a.extractors || s.needs.extractors,
+                regressors: a.regressors || s.needs.regressors,
+            })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (name, w) in &self.weights {
+            if losses::find(name).is_none() {
+                bail!(
+                    "distill.weights: unknown loss '{name}'; known: {}",
+                    losses::names().join(", ")
+                );
+            }
+            if !w.is_finite() || *w < 0.0 {
+                bail!("distill.weights.{name}: must be a finite number >= 0, got {w}");
+            }
+        }
+        if self.active_losses().is_empty() {
+            bail!("distill.weights: no loss has a non-zero weight");
+        }
+        if self.taps == 0 {
+            bail!("distill.taps: must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.tmix) {
+            bail!("distill.tmix: a probability in [0, 1], got {}", self.tmix);
+        }
+        if self.fused && !self.needs().extractors {
+            bail!("distill.fused: needs extractors, i.e. a 'temporal' or 'aux_ce' weight");
+        }
+        if self.adapt_epochs == 0 || !(self.adapt_lr > 0.0) {
+            bail!("distill.adapt_epochs / adapt_lr: must be positive");
+        }
+        self.extractor.validate()?;
+        self.temperature.validate()?;
+        let names = self.active_losses();
+        phases::validate(&self.phases(), &names)
+    }
+}

@@ -1,0 +1,231 @@
+//! The distillation task: one training step runs the frozen teacher once (no autodiff), the
+//! student, and the losses active in the current phase at the current temperature.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Int, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::DistillConfig;
+use super::extractor::ExtractorOut;
+use super::losses::{self, Inputs};
+use super::mix::{random_crops, tmix};
+use super::phases::{self, Phase};
+use super::student::Student;
+use super::teacher::Teacher;
+use crate::config::RunConfig;
+use crate::train::checkpoint::Checkpoint;
+use crate::train::run::{BEST, Run};
+use crate::train::trainer::{StepLoss, Task, fit, start_or_resume};
+
+pub struct Distill {
+    pub teacher: Teacher,
+    pub cfg: DistillConfig,
+    pub phases: Vec<Phase>,
+    pub epochs: usize,
+    pub classes: usize,
+    pub seed: u64,
+    /// The temperature of the current epoch.
+    pub temperature: f64,
+}
+
+fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
+    let skip = taps.len().saturating_sub(n);
+    taps.into_iter().skip(skip).collect()
+}
+
+impl Task for Distill {
+    type Model = Student;
+
+    fn train_step(
+        &mut self,
+        student: &Student,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        epoch: usize,
+        step: usize,
+    ) -> StepLoss {
+        let phase = phases::active(&self.phases, epoch, self.epochs);
+        let active: Vec<&losses::LossSpec> = phase
+            .losses
+            .iter()
+            .filter_map(|n| losses::find(n))
+            .collect();
+        let needs_extractors = active.iter().any(|s| s.needs.extractors);
+        let mut rng = StdRng::seed_from_u64(
+            self.seed ^ ((epoch as u64) << 32 | step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let (images, soft_targets) = tmix(
+            images,
+            targets.clone(),
+            self.classes,
+            self.cfg.tmix,
+            &mut rng,
+        );
+
+        // The teacher sees the same (mixed) images, on the plain device: no graph is recorded.
+        let t_out = self.teacher.net.forward(images.clone().without_autodiff());
+        let t_taps = deepest(t_out.taps, self.cfg.taps);
+        let s_out = student.net.forward(images);
+        let s_taps = deepest(s_out.taps, self.cfg.taps);
+
+        let crops = (needs_extractors && self.cfg.rtc).then(|| {
+            let heights: Vec<usize> = t_taps.iter().map(|t| t.dims()[2]).collect();
+            random_crops(&heights, self.cfg.extractor.window, &mut rng)
+        });
+        let (t_ext, s_ext): (Vec<ExtractorOut>, Vec<ExtractorOut>) = if needs_extractors {
+            let head = self
+                .teacher
+                .head
+                .as_ref()
+                .expect("extractors are loaded when a loss needs them");
+            let t_ext = head
+                .extractors
+                .iter()
+                .zip(&t_taps)
+                .enumerate()
+                .map(|(i, (e, t))| e.forward(t.clone(), crops.as_ref().map(|c| c[i])))
+                .collect();
+            (t_ext, student.extract(&s_taps, crops.as_deref()))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let regressed: Vec<Tensor<4>> = if active.iter().any(|s| s.needs.regressors) {
+            student
+                .regressors
+                .iter()
+                .zip(&s_taps)
+                .zip(&t_taps)
+                .map(|((r, s), t)| {
+                    let [_, _, h, w] = t.dims();
+                    r.forward(s.clone(), [h, w])
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let inputs = Inputs {
+            student_logits: &s_out.logits,
+            teacher_logits: &t_out.logits,
+            student_taps: &s_taps,
+            teacher_taps: &t_taps,
+            student_extractors: &s_ext,
+            teacher_extractors: &t_ext,
+            regressed: &regressed,
+            targets: &targets,
+            soft_targets: &soft_targets,
+            temperature: self.temperature,
+            options: &self.cfg.options,
+        };
+        let parts: Vec<(String, Tensor<1>)> = active
+            .iter()
+            .map(|spec| {
+                let w = self.cfg.weights.get(spec.name).copied().unwrap_or(0.0);
+                (spec.name.to_string(), (spec.compute)(&inputs).mul_scalar(w))
+            })
+            .collect();
+        let total = parts
+            .iter()
+            .map(|(_, l)| l.clone())
+            .reduce(|a, b| a + b)
+            .expect("phases are validated to name known losses");
+        StepLoss {
+            total,
+            logits: s_out.logits,
+            parts,
+        }
+    }
+
+    fn logits(&self, student: &Student, images: Tensor<4>) -> Tensor<2> {
+        student.logits(images, self.cfg.taps, self.cfg.fused)
+    }
+
+    fn end_epoch(&mut self, epoch: usize, val_acc: f64) -> BTreeMap<String, f64> {
+        let used = self.temperature;
+        self.temperature = self.cfg.temperature.next(Some(val_acc));
+        let phase = phases::active(&self.phases, epoch, self.epochs);
+        let index = self
+            .phases
+            .iter()
+            .position(|p| p.name == phase.name)
+            .unwrap_or(0);
+        BTreeMap::from([
+            ("temperature".to_string(), used),
+            ("phase".to_string(), (index + 1) as f64),
+        ])
+    }
+}
+
+pub const DEPLOYED: &str = "deployed.ckpt";
+
+/// Distils the run's student from its teacher (resuming when asked), then writes the deployed
+/// student (the backbone of the best checkpoint) as `deployed.ckpt`.
+pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
+    let (teacher_cfg, dcfg) = match (&cfg.teacher, &cfg.distill) {
+        (Some(t), Some(d)) => (t.clone(), d.clone()),
+        _ => bail!("distill needs [teacher] and [distill] tables in the config"),
+    };
+    let device = crate::device::parse(&cfg.train.device)?;
+    let teacher = Teacher::load(
+        &teacher_cfg,
+        &dcfg.extractor,
+        dcfg.taps,
+        dcfg.needs().extractors,
+        &device,
+    )?;
+    let mut cfg = cfg;
+    // The student sees the teacher's normalisation, so both read the same inputs.
+    let tcfg = &teacher.checkpoint.meta.config.data;
+    cfg.data.mean = cfg.data.mean.or_else(|| tcfg.mean.clone());
+    cfg.data.std = cfg.data.std.or_else(|| tcfg.std.clone());
+    let run = Run::new(cfg, resume)?;
+    let meta = &teacher.checkpoint.meta;
+    if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
+        bail!(
+            "data: images {:?} with {} classes do not fit the teacher's {:?} with {} classes",
+            run.dataset.shape(),
+            run.dataset.num_classes(),
+            meta.input,
+            meta.classes.len()
+        );
+    }
+    run.train_device.seed(run.cfg.train.seed);
+    let student = Student::init(&run.cfg.model, &dcfg, &teacher, &run.train_device)?;
+    let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init(), resume)?;
+    let last_acc = (start.epoch > 0).then(|| {
+        crate::train::metrics::read_jsonl(&run.dir.join(crate::train::run::METRICS_FILE))
+            .ok()
+            .and_then(|m| {
+                m.into_iter()
+                    .rfind(|r| r.epoch == start.epoch)
+                    .map(|r| r.val_acc)
+            })
+    });
+    let mut task = Distill {
+        temperature: dcfg.temperature.next(last_acc.flatten()),
+        phases: dcfg.phases(),
+        epochs: run.cfg.train.epochs,
+        classes: run.dataset.num_classes(),
+        seed: run.cfg.train.seed,
+        teacher,
+        cfg: dcfg,
+    };
+    fit(&run, &mut task, student, optim, start)?;
+    if !task.cfg.fused {
+        export_deployed(&run, &task)?;
+    }
+    Ok(run)
+}
+
+/// The deployed student: the best checkpoint's backbone alone, evaluable by `lstmkd eval`.
+fn export_deployed(run: &Run, task: &Distill) -> Result<()> {
+    let best = Checkpoint::load(&run.dir.join(BEST))?;
+    let template = Student::init(&run.cfg.model, &task.cfg, &task.teacher, &run.device)?;
+    let student = best.apply(template).context("best.ckpt")?;
+    let mut meta = best.meta.clone();
+    meta.config.teacher = None;
+    meta.config.distill = None;
+    Checkpoint::new(meta, &student.net, None)?.save(&run.dir.join(DEPLOYED))
+}
