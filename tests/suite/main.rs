@@ -3,6 +3,8 @@
 mod common;
 mod config;
 mod data_readers;
+mod distill;
 mod loader;
+mod losses;
 mod models;
 mod training;

@@ -1,0 +1,307 @@
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
+use lstmkd::distill::mix::{random_crops, tmix};
+use lstmkd::distill::phases::{Phase, active, seed_phases};
+use lstmkd::distill::temperature::TemperatureConfig;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn small() -> ExtractorConfig {
+    ExtractorConfig {
+        window: 3,
+        conv_channels: 8,
+        hidden: 6,
+        layers: 2,
+    }
+}
+
+#[test]
+fn windows_follow_the_definition() {
+    let device = Device::flex();
+    let f = Tensor::<4>::from_data(
+        TensorData::new((0..20).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 5, 4]),
+        &device,
+    );
+    let s = windows(f, 3);
+    assert_eq!(s.dims(), [1, 1, 3, 3, 4]);
+    let v: Vec<f32> = s.into_data().iter::<f32>().collect();
+    // S[0, 0, t, i, x] = F[0, 0, i + t, x] = 4 (i + t) + x
+    for t in 0..3 {
+        for i in 0..3 {
+            for x in 0..4 {
+                assert_eq!(v[(t * 3 + i) * 4 + x], (4 * (i + t) + x) as f32);
+            }
+        }
+    }
+}
+
+#[test]
+fn extractor_shapes_for_short_equal_and_tall_taps() {
+    let device = Device::flex();
+    let ext = small().init(5, 7, &device);
+    for (h, n) in [(1, 1), (2, 1), (3, 1), (6, 4)] {
+        assert_eq!(positions(h, 3), n);
+        let out = ext.forward(Tensor::ones([2, 5, h, 4], &device), None);
+        assert_eq!(out.descriptor.dims(), [2, 12], "h = {h}");
+        assert_eq!(out.aux_logits.dims(), [2, 7]);
+        assert_eq!(out.hidden.dims(), [4, 2, 6], "layers x directions = 4");
+        assert_eq!(out.cell.dims(), [4, 2, 6]);
+    }
+    let cropped = ext.forward(
+        Tensor::ones([2, 5, 8, 4], &device),
+        Some(Crop { start: 2, len: 3 }),
+    );
+    assert_eq!(cropped.hidden.dims(), [4, 2, 6]);
+}
+
+#[test]
+fn random_crops_keep_at_least_half_and_stay_inside() {
+    let mut rng = StdRng::seed_from_u64(1);
+    for _ in 0..100 {
+        let crops = random_crops(&[8, 4], 3, &mut rng);
+        for (c, h) in crops.iter().zip([8, 4]) {
+            let n = positions(h, 3);
+            assert!(c.len * 2 >= n && c.start + c.len <= n, "{c:?} of {n}");
+        }
+    }
+}
+
+#[test]
+fn tmix_labels_sum_to_one_in_row_proportion() {
+    let device = Device::flex();
+    let images = Tensor::<4>::from_data(
+        TensorData::new(
+            (0..2 * 8 * 2)
+                .map(|i| if i < 16 { 0.0f32 } else { 1.0 })
+                .collect::<Vec<_>>(),
+            [2, 1, 8, 2],
+        ),
+        &device,
+    );
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+    let (mixed, soft) = tmix(images, targets, 3, 1.0, &mut StdRng::seed_from_u64(5));
+    let soft: Vec<f32> = soft.into_data().iter::<f32>().collect();
+    let mixed: Vec<f32> = mixed.into_data().iter::<f32>().collect();
+    for r in 0..2 {
+        let sum: f32 = soft[r * 3..r * 3 + 3].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6);
+    }
+    // Image 0 (all zeros) received rows of image 1 (all ones): its label share is the row share.
+    let rows_from_other = mixed[..16].iter().filter(|&&v| v == 1.0).count() / 2;
+    assert!(rows_from_other >= 1 && rows_from_other <= 4);
+    assert!(
+        (soft[2] - rows_from_other as f32 / 8.0).abs() < 1e-6,
+        "{soft:?}"
+    );
+    assert!((soft[0] - (1.0 - rows_from_other as f32 / 8.0)).abs() < 1e-6);
+    // Probability 0 leaves images and one-hot labels alone.
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64], [1]), &device);
+    let (_, soft) = tmix(
+        Tensor::zeros([1, 1, 4, 4], &device),
+        targets,
+        3,
+        0.0,
+        &mut StdRng::seed_from_u64(5),
+    );
+    assert_eq!(
+        soft.into_data().iter::<f32>().collect::<Vec<_>>(),
+        vec![0.0, 1.0, 0.0]
+    );
+}
+
+#[test]
+fn seed_temperature_table_and_fixed_policy() {
+    let dynamic = TemperatureConfig::default();
+    assert_eq!(dynamic.next(None), 1.0);
+    assert_eq!(dynamic.next(Some(0.69)), 1.0);
+    assert_eq!(dynamic.next(Some(0.70)), 3.0);
+    assert_eq!(dynamic.next(Some(0.899)), 3.0);
+    assert_eq!(dynamic.next(Some(0.95)), 5.0);
+    let fixed = TemperatureConfig {
+        policy: "fixed".into(),
+        value: 4.0,
+        ..Default::default()
+    };
+    assert_eq!(fixed.next(Some(0.95)), 4.0);
+    assert!(
+        TemperatureConfig {
+            policy: "warm".into(),
+            ..Default::default()
+        }
+        .validate()
+        .is_err()
+    );
+}
+
+#[test]
+fn seed_phases_switch_at_a_fifth_and_a_half() {
+    let all = ["ce", "kd", "at", "temporal", "aux_ce"];
+    let phases = seed_phases(&all);
+    let names = |e| active(&phases, e, 10).losses.clone();
+    assert_eq!(names(0), vec!["at"]);
+    assert_eq!(names(1), vec!["at"]);
+    assert_eq!(names(2), vec!["at", "temporal", "aux_ce"]);
+    assert_eq!(names(4), vec!["at", "temporal", "aux_ce"]);
+    assert_eq!(names(5), all.to_vec());
+    assert_eq!(names(9), all.to_vec());
+    let by_epoch = vec![
+        Phase {
+            name: "a".into(),
+            until_epoch: Some(3),
+            until_fraction: None,
+            losses: vec!["kd".into()],
+        },
+        Phase {
+            name: "b".into(),
+            until_epoch: None,
+            until_fraction: None,
+            losses: vec!["ce".into()],
+        },
+    ];
+    assert_eq!(active(&by_epoch, 2, 100).name, "a");
+    assert_eq!(active(&by_epoch, 3, 100).name, "b");
+    assert!(
+        lstmkd::distill::phases::validate(&by_epoch, &["ce"]).is_err(),
+        "kd is not configured"
+    );
+}
+
+#[test]
+fn gradients_reach_the_student_and_never_the_teacher() {
+    let plain = Device::flex();
+    let ad = plain.clone().autodiff();
+    let teacher = small().init(4, 3, &plain).valid();
+    let student = small().init(4, 3, &ad);
+    let x = Tensor::<4>::ones([2, 4, 5, 3], &ad);
+    let t = teacher.forward(x.clone().without_autodiff(), None);
+    let s = student.forward(x, None);
+    let loss = lstmkd::distill::losses::temporal::temporal_loss(s.hidden, s.cell, t.hidden, t.cell);
+    let grads = loss.backward();
+    let g = student
+        .conv
+        .weight
+        .val()
+        .grad(&grads)
+        .expect("student conv has a gradient");
+    assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+    assert!(
+        !teacher.conv.weight.val().is_autodiff(),
+        "the teacher lives off the autodiff device"
+    );
+}
+
+fn lstmkd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn tiny_distillation_end_to_end_with_adaptation_resume_and_deployment() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    crate::common::write_idx_dataset(&data, 96, 32, 8, false);
+    let teacher_dir = d.path().join("teacher");
+    let teacher_cfg =
+        crate::common::toml_config(&data, &teacher_dir, "").replace("epochs = 3", "epochs = 1");
+    std::fs::write(d.path().join("teacher.toml"), teacher_cfg).unwrap();
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("teacher.toml").to_str().unwrap(),
+    ]));
+
+    let student_dir = d.path().join("student");
+    let distill = format!(
+        r#"
+[teacher]
+checkpoint = "{}"
+
+[distill]
+weights = {{ ce = 1.0, kd = 1.0, at = 50.0, temporal = 0.1, aux_ce = 0.5, fitnet = 1.0 }}
+rtc = true
+tmix = 0.5
+adapt_epochs = 1
+extractor = {{ conv_channels = 8, hidden = 8 }}
+
+[[distill.phases]]
+name = "feature alignment"
+until_epoch = 1
+losses = ["at"]
+
+[[distill.phases]]
+name = "temporal fusion"
+until_epoch = 2
+losses = ["at", "temporal", "aux_ce"]
+
+[[distill.phases]]
+name = "joint"
+losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
+"#,
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = crate::common::toml_config(&data, &student_dir, &distill)
+        .replace("epochs = 3", "epochs = 2");
+    let cfg_path = d.path().join("distill.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+
+    // Without adapted extractors the error says what to run.
+    let o = lstmkd(&["distill", "--config", cfg_path.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("lstmkd adapt"), "{e}");
+
+    ok(lstmkd(&["adapt", "--config", cfg_path.to_str().unwrap()]));
+    assert!(teacher_dir.join("adapt/best.ckpt").is_file());
+
+    let out = ok(lstmkd(&["distill", "--config", cfg_path.to_str().unwrap()]));
+    assert!(
+        out.contains("epoch 1/2") && out.contains("temperature"),
+        "{out}"
+    );
+    let out = ok(lstmkd(&[
+        "distill",
+        "--resume",
+        student_dir.to_str().unwrap(),
+        "--set",
+        "train.epochs=3",
+    ]));
+    assert!(
+        out.contains("epoch 3/3") && !out.contains("epoch 1/3"),
+        "{out}"
+    );
+
+    let m = lstmkd::train::metrics::read_jsonl(&student_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // Phases: feature alignment (at) -> temporal fusion -> everything.
+    let losses: Vec<Vec<&str>> = m
+        .iter()
+        .map(|r| r.losses.keys().map(|k| k.as_str()).collect())
+        .collect();
+    assert_eq!(losses[0], vec!["at"]);
+    assert_eq!(losses[1], vec!["at", "aux_ce", "temporal"]);
+    assert_eq!(
+        losses[2],
+        vec!["at", "aux_ce", "ce", "fitnet", "kd", "temporal"]
+    );
+    assert!(m.iter().all(|r| r.extra.contains_key("temperature")));
+
+    // The deployed student is the plain backbone: same parameters as the zoo model alone.
+    let out = ok(lstmkd(&[
+        "eval",
+        "--checkpoint",
+        student_dir.join("deployed.ckpt").to_str().unwrap(),
+    ]));
+    let params = lstmkd::models::count_params(
+        &lstmkd::models::ModelConfig::new("resnet8")
+            .init(1, 10, &Device::flex())
+            .unwrap(),
+    );
+    assert!(out.contains(&format!("({params} parameters)")), "{out}");
+}

@@ -1,0 +1,138 @@
+//! Each loss against an independent computation done here on host values.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lstmkd::distill::losses::{at, ce, dkd, kd, temporal};
+
+fn t2(v: &[f32], shape: [usize; 2]) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v.to_vec(), shape), &Device::flex())
+}
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+fn softmax(row: &[f64], t: f64) -> Vec<f64> {
+    let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = row.iter().map(|v| ((v - m) / t).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+fn kl(p: &[f64], q: &[f64]) -> f64 {
+    p.iter()
+        .zip(q)
+        .map(|(a, b)| if *a > 0.0 { a * (a / b).ln() } else { 0.0 })
+        .sum()
+}
+
+const S: [f32; 6] = [1.0, 2.0, 0.5, -1.0, 0.0, 3.0];
+const T: [f32; 6] = [2.0, 1.0, 0.0, 0.5, 0.5, 1.0];
+
+#[test]
+fn kd_is_t_squared_kl_batch_mean() {
+    let temp = 4.0;
+    let mut want = 0.0;
+    for r in 0..2 {
+        let s: Vec<f64> = S[r * 3..r * 3 + 3].iter().map(|&v| v as f64).collect();
+        let t: Vec<f64> = T[r * 3..r * 3 + 3].iter().map(|&v| v as f64).collect();
+        want += kl(&softmax(&t, temp), &softmax(&s, temp));
+    }
+    want *= temp * temp / 2.0;
+    let got = scalar(kd::kd_loss(t2(&S, [2, 3]), t2(&T, [2, 3]), temp));
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    // Identical logits: nothing to learn.
+    assert!(scalar(kd::kd_loss(t2(&S, [2, 3]), t2(&S, [2, 3]), 2.0)).abs() < 1e-6);
+}
+
+#[test]
+fn soft_cross_entropy_matches_hard_ce_on_one_hot_targets() {
+    let onehot = t2(&[0., 1., 0., 0., 0., 1.], [2, 3]);
+    let got = scalar(ce::soft_cross_entropy(t2(&S, [2, 3]), onehot));
+    let p0 = softmax(&[1.0, 2.0, 0.5], 1.0)[1];
+    let p1 = softmax(&[-1.0, 0.0, 3.0], 1.0)[2];
+    let want = -(p0.ln() + p1.ln()) / 2.0;
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+}
+
+#[test]
+fn attention_transfer_normalised_and_raw() {
+    let device = Device::flex();
+    // One sample, 2 channels, 1x2 maps: A_s = [1+4, 0+9] = [5, 9], A_t = [4+0, 1+1] = [4, 2].
+    let s = Tensor::<4>::from_data(
+        TensorData::new(vec![1f32, 0., 2., 3.], [1, 2, 1, 2]),
+        &device,
+    );
+    let t = Tensor::<4>::from_data(
+        TensorData::new(vec![2f32, 1., 0., 1.], [1, 2, 1, 2]),
+        &device,
+    );
+    let raw = scalar(at::at_loss(s.clone(), t.clone(), false));
+    assert!(
+        (raw - ((5.0f64 - 4.0).powi(2) + (9.0f64 - 2.0).powi(2)) / 2.0).abs() < 1e-4,
+        "{raw}"
+    );
+    let (ns, nt) = ((25.0f64 + 81.0).sqrt(), (16.0f64 + 4.0).sqrt());
+    let want = ((5.0 / ns - 4.0 / nt).powi(2) + (9.0 / ns - 2.0 / nt).powi(2)) / 2.0;
+    let got = scalar(at::at_loss(s, t, true));
+    assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    // A student map of another size is resized to the teacher's: a constant map stays constant.
+    let s4 = Tensor::<4>::ones([1, 1, 4, 4], &device);
+    let t2 = Tensor::<4>::ones([1, 3, 2, 2], &device);
+    assert!(scalar(at::at_loss(s4, t2, true)).abs() < 1e-6);
+}
+
+#[test]
+fn temporal_loss_is_per_sample_l2_norm_of_h_and_c() {
+    let device = Device::flex();
+    // States [layers*dirs = 2, B = 2, hidden = 2].
+    let hs = Tensor::<3>::from_data(
+        TensorData::new(vec![3f32, 0., 1., 1., 4., 0., 1., 1.], [2, 2, 2]),
+        &device,
+    );
+    let zeros = Tensor::<3>::zeros([2, 2, 2], &device);
+    let cs = Tensor::<3>::ones([2, 2, 2], &device);
+    // Sample 0: h entries (3,0) and (4,0) -> norm 5; sample 1: four ones -> 2. c: norm 2 each.
+    let got = scalar(temporal::temporal_loss(hs, cs, zeros.clone(), zeros));
+    assert!(
+        (got - ((5.0 + 2.0) + (2.0 + 2.0)) / 2.0).abs() < 1e-5,
+        "{got}"
+    );
+}
+
+#[test]
+fn dkd_splits_into_target_and_non_target_parts() {
+    let temp = 2.0;
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &Device::flex());
+    let parts = dkd::dkd_parts(t2(&S, [2, 3]), t2(&T, [2, 3]), targets.clone(), temp);
+    let (mut tckd, mut nckd) = (0.0, 0.0);
+    for (r, y) in [(0usize, 1usize), (1, 2)] {
+        let s: Vec<f64> = S[r * 3..r * 3 + 3].iter().map(|&v| v as f64).collect();
+        let t: Vec<f64> = T[r * 3..r * 3 + 3].iter().map(|&v| v as f64).collect();
+        let (ps, pt) = (softmax(&s, temp), softmax(&t, temp));
+        tckd += kl(&[pt[y], 1.0 - pt[y]], &[ps[y], 1.0 - ps[y]]);
+        let rest = |p: &[f64]| -> Vec<f64> {
+            let o: Vec<f64> = (0..3).filter(|&k| k != y).map(|k| p[k]).collect();
+            let z: f64 = o.iter().sum();
+            o.iter().map(|v| v / z).collect()
+        };
+        nckd += kl(&rest(&pt), &rest(&ps));
+    }
+    let scale = temp * temp / 2.0;
+    let (gt, gn) = (scalar(parts.tckd), scalar(parts.nckd));
+    assert!(
+        (gt - tckd * scale).abs() < 1e-5,
+        "tckd {gt} vs {}",
+        tckd * scale
+    );
+    assert!(
+        (gn - nckd * scale).abs() < 1e-5,
+        "nckd {gn} vs {}",
+        nckd * scale
+    );
+    let total = scalar(dkd::dkd_loss(
+        t2(&S, [2, 3]),
+        t2(&T, [2, 3]),
+        targets,
+        temp,
+        1.0,
+        8.0,
+    ));
+    assert!((total - scale * (tckd + 8.0 * nckd)).abs() < 1e-4);
+}
