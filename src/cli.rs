@@ -55,6 +55,23 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Run a comparison suite (rows x seeds on a shared teacher) and write results.md,
+    /// results.json and plots. Finished runs are reused, interrupted ones resumed.
+    Experiment {
+        /// seed-benchmark, seed-ablation, schedule or baselines.
+        #[arg(long)]
+        suite: String,
+        /// Suite config: a distillation config plus an [experiment] table of budgets.
+        #[arg(long, default_value = "configs/experiments/fmnist.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// A budget named in the suite config's [experiment] table.
+        #[arg(long, default_value = "quick")]
+        budget: String,
+        #[arg(long, default_value = "runs/experiments")]
+        out: PathBuf,
+    },
     /// Evaluate a checkpoint on its test set: accuracy, per-class accuracy, confusion matrix,
     /// parameters and latency.
     Eval {
@@ -247,6 +264,41 @@ pub fn main() -> Result<()> {
                 run.dir.display(),
                 run.dir.join(crate::distill::task::DEPLOYED).display()
             );
+            Ok(())
+        }
+        Command::Experiment {
+            suite,
+            config,
+            seeds,
+            budget,
+            out,
+        } => {
+            let suite = crate::experiment::suites::find(&suite).with_context(|| {
+                let names: Vec<&str> = crate::experiment::suites::SUITES
+                    .iter()
+                    .map(|s| s.name)
+                    .collect();
+                format!("--suite '{suite}': unknown; suites: {}", names.join(", "))
+            })?;
+            if seeds == 0 {
+                bail!("--seeds: must be at least 1");
+            }
+            let opts = crate::experiment::Options {
+                suite,
+                config,
+                seeds,
+                budget,
+                out,
+            };
+            let t0 = std::time::Instant::now();
+            crate::experiment::run(&opts)?;
+            let dir = opts.out.join(suite.name);
+            println!(
+                "done in {:.0}s: {}/results.md",
+                t0.elapsed().as_secs_f64(),
+                dir.display()
+            );
+            print!("{}", std::fs::read_to_string(dir.join("results.md"))?);
             Ok(())
         }
         Command::Adapt { config, overrides } => {

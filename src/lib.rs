@@ -6,5 +6,6 @@ pub mod data;
 pub mod device;
 pub mod distill;
 pub mod eval;
+pub mod experiment;
 pub mod models;
 pub mod train;

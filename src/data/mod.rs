@@ -97,6 +97,10 @@ pub struct DataConfig {
     pub mean: Option<Vec<f32>>,
     #[serde(default)]
     pub std: Option<Vec<f32>>,
+    /// Train on at most this many images of the training split (seeded choice), for quick
+    /// budgets; validation keeps its full split.
+    #[serde(default)]
+    pub limit_train: Option<usize>,
     /// Batches prepared ahead of the training step.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
@@ -147,6 +151,9 @@ impl DataConfig {
             && std.iter().any(|&s| s <= 0.0)
         {
             bail!("data.std: every entry must be positive");
+        }
+        if self.limit_train == Some(0) {
+            bail!("data.limit_train: must be at least 1");
         }
         if self.prefetch == 0 {
             bail!("data.prefetch: must be at least 1");

@@ -138,6 +138,7 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     run_cfg.teacher = None;
     run_cfg.distill = Some(distill.clone());
     run_cfg.train.out_dir = dir.clone();
+    run_cfg.data.limit_train = cfg.data.limit_train;
     run_cfg.train.epochs = distill.adapt_epochs;
     run_cfg.train.device = cfg.train.device.clone();
     run_cfg.train.batch_size = cfg.train.batch_size;

@@ -305,3 +305,77 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
     );
     assert!(out.contains(&format!("({params} parameters)")), "{out}");
 }
+
+#[test]
+fn experiment_suite_runs_rows_over_seeds_and_reuses_finished_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    crate::common::write_idx_dataset(&data, 64, 16, 8, false);
+    let teacher_dir = d.path().join("teacher");
+    let teacher_cfg =
+        crate::common::toml_config(&data, &teacher_dir, "").replace("epochs = 3", "epochs = 1");
+    std::fs::write(d.path().join("teacher.toml"), teacher_cfg).unwrap();
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("teacher.toml").to_str().unwrap(),
+    ]));
+    let suite = format!(
+        r#"
+[experiment]
+target_acc = 0.3
+quick = ["train.epochs=2"]
+
+{}
+[teacher]
+checkpoint = "{}"
+
+[distill]
+weights = {{ ce = 1.0 }}
+adapt_epochs = 1
+extractor = {{ conv_channels = 4, hidden = 4 }}
+"#,
+        crate::common::toml_config(&data, &d.path().join("unused"), ""),
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = d.path().join("suite.toml");
+    std::fs::write(&cfg, suite).unwrap();
+    let out = d.path().join("exp");
+    let args = [
+        "experiment",
+        "--suite",
+        "seed-benchmark",
+        "--seeds",
+        "2",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let first = ok(lstmkd(&args));
+    assert!(
+        first.contains("adapting the teacher"),
+        "LSTM KD needs adapted extractors: {first}"
+    );
+    let dir = out.join("seed-benchmark");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let rows = results["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(row["seeds"].as_array().unwrap().len(), 2);
+        let acc = row["test_top1_mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    // Deployed students have the plain backbone's parameters, whatever the method.
+    assert!(rows.iter().all(|r| r["params"] == rows[0]["params"]));
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    assert!(md.contains("| LSTM KD |") && md.contains("76.7%"), "{md}");
+    for png in ["val_acc.png", "temperature.png"] {
+        let bytes = std::fs::read(dir.join(png)).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG", "{png}");
+    }
+    // A second call reuses every finished run.
+    let second = ok(lstmkd(&args));
+    assert_eq!(second.matches("already finished").count(), 6, "{second}");
+}

@@ -1,0 +1,336 @@
+//! `lstmkd experiment`: a suite's rows over several seeds on one shared teacher and dataset,
+//! with `results.md`, `results.json` and PNG plots. Finished runs are not rerun; interrupted
+//! ones resume.
+
+pub mod plot;
+pub mod suites;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::config::RunConfig;
+use crate::train::checkpoint::{Checkpoint, write_atomic};
+use crate::train::metrics::read_jsonl;
+use crate::train::run::{BEST, LAST, METRICS_FILE, Run};
+use suites::{Kind, Row, Suite};
+
+#[derive(Debug, Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub test_top1: f64,
+    pub best_val: f64,
+    pub epochs_to_target: Option<usize>,
+    pub train_seconds: f64,
+    pub val_curve: Vec<f64>,
+    pub temperature: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RowResult {
+    pub label: String,
+    pub claim: String,
+    pub seeds: Vec<SeedResult>,
+    pub test_top1_mean: f64,
+    pub test_top1_std: f64,
+    pub params: usize,
+    pub latency_ms_b1: f64,
+    pub throughput_b64: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub suite: String,
+    pub budget: String,
+    pub config: PathBuf,
+    pub target_acc: f64,
+    pub rows: Vec<RowResult>,
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+/// The suite's base config table and its `[experiment]` table (budgets, target accuracy).
+fn load_suite_config(path: &Path) -> Result<(toml::Table, toml::Table)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read suite config", path.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    let exp = match table.remove("experiment") {
+        Some(toml::Value::Table(t)) => t,
+        _ => bail!(
+            "{}: missing [experiment] table (budgets and target_acc)",
+            path.display()
+        ),
+    };
+    Ok((table, exp))
+}
+
+fn budget_overrides(exp: &toml::Table, budget: &str, path: &Path) -> Result<Vec<String>> {
+    let list = exp
+        .get(budget)
+        .and_then(|v| v.as_array())
+        .with_context(|| {
+            format!(
+                "{}: experiment.{budget}: missing list of overrides",
+                path.display()
+            )
+        })?;
+    list.iter()
+        .map(|v| {
+            v.as_str().map(String::from).with_context(|| {
+                format!(
+                    "{}: experiment.{budget}: entries must be strings",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
+fn row_config(
+    base: &toml::Table,
+    row: &Row,
+    overrides: &[String],
+    origin: &str,
+) -> Result<RunConfig> {
+    let mut table = base.clone();
+    if row.kind == Kind::Alone {
+        table.remove("teacher");
+        table.remove("distill");
+    }
+    let mut all: Vec<String> = overrides.to_vec();
+    all.extend(row.overrides.iter().map(|s| s.to_string()));
+    RunConfig::parse(&toml::to_string(&table)?, origin, &all)
+        .with_context(|| format!("row '{}'", row.label))
+}
+
+/// Trains one row/seed unless already finished; returns its run directory.
+fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
+    let dir = cfg.train.out_dir.clone();
+    let resume = dir.join(LAST).exists();
+    if resume {
+        let done = Checkpoint::load(&dir.join(LAST))?.meta.epoch;
+        if done >= cfg.train.epochs {
+            println!("  already finished ({done} epochs): {}", dir.display());
+            return Ok(dir);
+        }
+    }
+    match kind {
+        Kind::Alone => {
+            let run = Run::new(cfg, resume)?;
+            crate::train::classify::train(&run, resume)?;
+        }
+        Kind::Distill => {
+            crate::distill::task::distill(cfg, resume)?;
+        }
+    }
+    Ok(dir)
+}
+
+pub struct Options {
+    pub suite: &'static Suite,
+    pub config: PathBuf,
+    pub seeds: usize,
+    pub budget: String,
+    pub out: PathBuf,
+}
+
+pub fn run(o: &Options) -> Result<Results> {
+    let (base, exp) = load_suite_config(&o.config)?;
+    let budget = budget_overrides(&exp, &o.budget, &o.config)?;
+    let target_acc = exp
+        .get("target_acc")
+        .and_then(|v| v.as_float())
+        .unwrap_or(0.9);
+    let origin = o.config.display().to_string();
+    let suite_dir = o.out.join(o.suite.name);
+
+    // Rows share the teacher: fit its extractors once if a row needs them.
+    for row in o.suite.rows.iter().filter(|r| r.kind == Kind::Distill) {
+        let cfg = row_config(&base, row, &budget, &origin)?;
+        let (t, d) = (cfg.teacher.as_ref().unwrap(), cfg.distill.as_ref().unwrap());
+        if d.needs().extractors && !t.extractors_path().exists() {
+            println!(
+                "== adapting the teacher's extractors ({})",
+                t.extractors_path().display()
+            );
+            crate::distill::adapt::adapt(&cfg)?;
+        }
+    }
+
+    let mut rows = Vec::new();
+    for (r, row) in o.suite.rows.iter().enumerate() {
+        let mut seeds = Vec::new();
+        let mut last_report = None;
+        for seed in 0..o.seeds {
+            println!(
+                "== {} row {}/{} '{}' seed {}/{}",
+                o.suite.name,
+                r + 1,
+                o.suite.rows.len(),
+                row.label,
+                seed + 1,
+                o.seeds
+            );
+            let mut overrides = budget.clone();
+            let dir = suite_dir
+                .join(suites::slug(row.label))
+                .join(format!("seed{seed}"));
+            overrides.push(format!("train.seed={seed}"));
+            overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
+            let cfg = row_config(&base, row, &overrides, &origin)?;
+            let dir = train_one(cfg, row.kind)?;
+            let ckpt = match row.kind {
+                Kind::Alone => dir.join(BEST),
+                Kind::Distill => dir.join(crate::distill::task::DEPLOYED),
+            };
+            let (report, _) = crate::eval::run(&ckpt, None, None, None)?;
+            let metrics = read_jsonl(&dir.join(METRICS_FILE))?;
+            let val_curve: Vec<f64> = metrics.iter().map(|m| m.val_acc).collect();
+            seeds.push(SeedResult {
+                seed: seed as u64,
+                test_top1: report.top1,
+                best_val: val_curve.iter().cloned().fold(0.0, f64::max),
+                epochs_to_target: val_curve
+                    .iter()
+                    .position(|&a| a >= target_acc)
+                    .map(|e| e + 1),
+                train_seconds: metrics.iter().map(|m| m.seconds).sum(),
+                temperature: metrics
+                    .iter()
+                    .filter_map(|m| m.extra.get("temperature").copied())
+                    .collect(),
+                val_curve,
+            });
+            last_report = Some(report);
+        }
+        let report = last_report.context("at least one seed")?;
+        let (mean, std) = mean_std(&seeds.iter().map(|s| s.test_top1).collect::<Vec<_>>());
+        rows.push(RowResult {
+            label: row.label.to_string(),
+            claim: row.claim.to_string(),
+            seeds,
+            test_top1_mean: mean,
+            test_top1_std: std,
+            params: report.params,
+            latency_ms_b1: report.latency_ms_b1,
+            throughput_b64: report.throughput_b64,
+        });
+    }
+    let results = Results {
+        suite: o.suite.name.to_string(),
+        budget: o.budget.clone(),
+        config: o.config.clone(),
+        target_acc,
+        rows,
+    };
+    write_results(&results, o.suite, &suite_dir)?;
+    Ok(results)
+}
+
+fn mean_curve(seeds: &[SeedResult], pick: impl Fn(&SeedResult) -> &Vec<f64>) -> Vec<(f64, f64)> {
+    let len = seeds.iter().map(|s| pick(s).len()).min().unwrap_or(0);
+    (0..len)
+        .map(|e| {
+            let v: Vec<f64> = seeds.iter().map(|s| pick(s)[e]).collect();
+            ((e + 1) as f64, mean_std(&v).0)
+        })
+        .collect()
+}
+
+fn write_results(res: &Results, suite: &Suite, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    write_atomic(
+        &dir.join("results.json"),
+        serde_json::to_string_pretty(res)?.as_bytes(),
+    )?;
+    let mut md = format!(
+        "# {} ({} budget)\n\n{}\n\nConfig `{}`, {} seed(s); test top-1 as mean +- sample std over seeds; \
+         latency of the deployed student on this machine's default device.\n\n\
+         | row | test top-1 (%) | best val (%) | epochs to {:.0}% val | params | ms/img (b=1) | img/s (b=64) | train s/run | seed's claim |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        res.suite,
+        res.budget,
+        suite.about,
+        res.config.display(),
+        res.rows.first().map_or(0, |r| r.seeds.len()),
+        100.0 * res.target_acc
+    );
+    for r in &res.rows {
+        let (val, _) = mean_std(&r.seeds.iter().map(|s| s.best_val).collect::<Vec<_>>());
+        let reach: Vec<f64> = r
+            .seeds
+            .iter()
+            .filter_map(|s| s.epochs_to_target.map(|e| e as f64))
+            .collect();
+        let reach = if reach.len() == r.seeds.len() {
+            let (m, s) = mean_std(&reach);
+            format!("{m:.1} +- {s:.1}")
+        } else {
+            format!(
+                "not reached in {}/{}",
+                r.seeds.len() - reach.len(),
+                r.seeds.len()
+            )
+        };
+        let (secs, _) = mean_std(&r.seeds.iter().map(|s| s.train_seconds).collect::<Vec<_>>());
+        md.push_str(&format!(
+            "| {} | {:.2} +- {:.2} | {:.2} | {} | {} | {:.3} | {:.0} | {:.0} | {} |\n",
+            r.label,
+            100.0 * r.test_top1_mean,
+            100.0 * r.test_top1_std,
+            100.0 * val,
+            reach,
+            r.params,
+            r.latency_ms_b1,
+            r.throughput_b64,
+            secs,
+            r.claim
+        ));
+    }
+    md.push_str("\n![validation accuracy](val_acc.png)\n");
+    let acc: Vec<(String, Vec<(f64, f64)>)> = res
+        .rows
+        .iter()
+        .map(|r| {
+            let c = mean_curve(&r.seeds, |s| &s.val_curve);
+            (
+                r.label.clone(),
+                c.into_iter().map(|(e, a)| (e, 100.0 * a)).collect(),
+            )
+        })
+        .collect();
+    plot::line_chart(
+        &dir.join("val_acc.png"),
+        &format!("{}: validation accuracy", res.suite),
+        "val top-1 (%)",
+        &acc,
+    )?;
+    let temps: Vec<(String, Vec<(f64, f64)>)> = res
+        .rows
+        .iter()
+        .map(|r| (r.label.clone(), mean_curve(&r.seeds, |s| &s.temperature)))
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if !temps.is_empty() {
+        plot::line_chart(
+            &dir.join("temperature.png"),
+            &format!("{}: temperature", res.suite),
+            "T",
+            &temps,
+        )?;
+        md.push_str("\n![temperature](temperature.png)\n");
+    }
+    write_atomic(&dir.join("results.md"), md.as_bytes())
+}
