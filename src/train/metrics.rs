@@ -88,6 +88,9 @@ pub struct EpochRecord {
     pub val_acc: f64,
     pub val_top5: f64,
     pub img_per_s: f64,
+    /// Seconds spent on validation (included in `seconds`).
+    #[serde(default)]
+    pub val_seconds: f64,
     pub seconds: f64,
     /// Mean of each named loss term over the epoch (methods with several terms).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

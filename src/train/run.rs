@@ -58,8 +58,13 @@ impl Run {
         let dir = cfg.train.out_dir.clone();
         let device = crate::device::parse(&cfg.train.device)?;
         let dataset = cfg.data.open()?;
-        let (train, val) =
+        let (mut train, val) =
             train_val_split(dataset.train.clone(), cfg.data.val_fraction, cfg.train.seed);
+        if let Some(limit) = cfg.data.limit_train {
+            // The split is already a seeded shuffle: its first `limit` images are a seeded sample.
+            train.indices =
+                std::sync::Arc::new(train.indices.iter().take(limit).copied().collect());
+        }
         if train.is_empty() || val.is_empty() {
             bail!(
                 "data: {} training images are too few for a validation fraction of {}",

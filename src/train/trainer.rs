@@ -181,6 +181,7 @@ pub fn fit<T: Task>(
         }
         let train_seconds = t0.elapsed().as_secs_f64();
         let val = evaluate(task, &model, &run.val, &run.device, num_classes)?;
+        let val_seconds = t0.elapsed().as_secs_f64() - train_seconds;
         let extra = task.end_epoch(epoch, val.top1());
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -191,6 +192,7 @@ pub fn fit<T: Task>(
             val_acc: val.top1(),
             val_top5: val.top5(),
             img_per_s: seen as f64 / train_seconds,
+            val_seconds,
             seconds: t0.elapsed().as_secs_f64(),
             losses: part_sums
                 .into_iter()

@@ -250,3 +250,28 @@ fn bad_inputs_exit_non_zero_with_a_message() {
         "{s}"
     );
 }
+
+#[test]
+fn limit_train_samples_the_training_split_and_keeps_validation_whole() {
+    let d = tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 100, 10, 8, false);
+    let text = toml_config(&data, &d.path().join("run"), "");
+    let full = Run::open(RunConfig::parse(&text, "t", &[]).unwrap()).unwrap();
+    let o = ["data.limit_train=30".to_string()];
+    let limited = Run::open(RunConfig::parse(&text, "t", &o).unwrap()).unwrap();
+    assert_eq!((full.train.split.len(), full.val.split.len()), (80, 20));
+    assert_eq!(
+        (limited.train.split.len(), limited.val.split.len()),
+        (30, 20)
+    );
+    assert!(
+        limited
+            .train
+            .split
+            .indices
+            .iter()
+            .all(|i| full.train.split.indices.contains(i))
+    );
+    assert_eq!(limited.train.num_batches(), 2);
+}
