@@ -115,3 +115,17 @@ out_dir = "{}"
         out_dir.display()
     )
 }
+
+/// Runs the lstmkd binary.
+pub fn lstmkd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

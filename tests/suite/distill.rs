@@ -1,4 +1,6 @@
 use burn::module::Module;
+
+use crate::common::{lstmkd, ok};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
 use lstmkd::distill::mix::{random_crops, tmix};
@@ -191,32 +193,30 @@ fn gradients_reach_the_student_and_never_the_teacher() {
     );
 }
 
-fn lstmkd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: std::process::Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// Generated data and a one-epoch teacher trained on it; returns (data root, teacher run dir).
+fn tiny_teacher(
+    d: &std::path::Path,
+    n_train: usize,
+    n_test: usize,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = d.join("data");
+    crate::common::write_idx_dataset(&data, n_train, n_test, 8, false);
+    let teacher_dir = d.join("teacher");
+    let teacher_cfg =
+        crate::common::toml_config(&data, &teacher_dir, "").replace("epochs = 3", "epochs = 1");
+    std::fs::write(d.join("teacher.toml"), teacher_cfg).unwrap();
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        d.join("teacher.toml").to_str().unwrap(),
+    ]));
+    (data, teacher_dir)
 }
 
 #[test]
 fn tiny_distillation_end_to_end_with_adaptation_resume_and_deployment() {
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    crate::common::write_idx_dataset(&data, 96, 32, 8, false);
-    let teacher_dir = d.path().join("teacher");
-    let teacher_cfg =
-        crate::common::toml_config(&data, &teacher_dir, "").replace("epochs = 3", "epochs = 1");
-    std::fs::write(d.path().join("teacher.toml"), teacher_cfg).unwrap();
-    ok(lstmkd(&[
-        "train",
-        "--config",
-        d.path().join("teacher.toml").to_str().unwrap(),
-    ]));
+    let (data, teacher_dir) = tiny_teacher(d.path(), 96, 32);
 
     let student_dir = d.path().join("student");
     let distill = format!(
@@ -309,17 +309,7 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
 #[test]
 fn experiment_suite_runs_rows_over_seeds_and_reuses_finished_runs() {
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    crate::common::write_idx_dataset(&data, 64, 16, 8, false);
-    let teacher_dir = d.path().join("teacher");
-    let teacher_cfg =
-        crate::common::toml_config(&data, &teacher_dir, "").replace("epochs = 3", "epochs = 1");
-    std::fs::write(d.path().join("teacher.toml"), teacher_cfg).unwrap();
-    ok(lstmkd(&[
-        "train",
-        "--config",
-        d.path().join("teacher.toml").to_str().unwrap(),
-    ]));
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
     let suite = format!(
         r#"
 [experiment]

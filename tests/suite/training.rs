@@ -1,5 +1,4 @@
 use std::path::Path;
-use std::process::Command;
 
 use burn::module::Module;
 use lstmkd::config::RunConfig;
@@ -8,14 +7,7 @@ use lstmkd::train::metrics::read_jsonl;
 use lstmkd::train::run::Run;
 use tempfile::tempdir;
 
-use crate::common::{toml_config, write_idx_dataset};
-
-fn lstmkd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lstmkd"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::common::{lstmkd, toml_config, write_idx_dataset};
 
 fn weights(path: &Path) -> Vec<f32> {
     let ckpt = Checkpoint::load(path).unwrap();
