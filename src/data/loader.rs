@@ -27,12 +27,14 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    pub fn images(&self, device: &Device) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(self.images.clone(), self.dims), device)
-    }
-    pub fn targets(&self, device: &Device) -> Tensor<1, Int> {
-        let v: Vec<i64> = self.labels.iter().map(|&l| l as i64).collect();
-        Tensor::from_data(TensorData::new(v, [self.labels.len()]), device)
+    /// The images as a tensor (moving the host buffer, no copy) and the labels as one.
+    pub fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        let n = self.labels.len();
+        let labels: Vec<i64> = self.labels.into_iter().map(|l| l as i64).collect();
+        (
+            Tensor::from_data(TensorData::new(self.images, self.dims), device),
+            Tensor::from_data(TensorData::new(labels, [n]), device),
+        )
     }
 }
 

@@ -59,12 +59,14 @@ pub fn evaluate<T: Task>(
     let mut tally = Tally::new(num_classes);
     for batch in loader.epoch(0)? {
         let batch = batch?;
-        let logits = task.logits(&model, batch.images(device));
+        let labels = batch.labels.clone();
+        let (images, _) = batch.into_tensors(device);
+        let logits = task.logits(&model, images);
         let host = logits
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
-        tally.add(&host, &batch.labels);
+        tally.add(&host, &labels);
     }
     Ok(tally)
 }
@@ -126,10 +128,9 @@ pub fn fit<T: Task>(
                 epoch as f64 + step as f64 / steps as f64,
                 epochs,
             );
-            let images = batch.images(&run.train_device);
-            let targets = batch.targets(&run.train_device);
-            let out = task.train_step(&model, images, targets.clone(), epoch, step);
             let b = batch.len();
+            let (images, targets) = batch.into_tensors(&run.train_device);
+            let out = task.train_step(&model, images, targets.clone(), epoch, step);
             let hits = out
                 .logits
                 .clone()
