@@ -71,9 +71,7 @@ pub fn run_dir(teacher_checkpoint: &Path) -> PathBuf {
 }
 
 fn last_taps(net: &Network, images: Tensor<4>, n: usize) -> Vec<Tensor<4>> {
-    let taps = net.forward(images).taps;
-    let skip = taps.len().saturating_sub(n);
-    taps.into_iter().skip(skip).collect()
+    super::deepest(net.forward(images).taps, n)
 }
 
 struct Adapt {

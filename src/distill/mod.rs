@@ -15,12 +15,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use extractor::ExtractorConfig;
 use losses::{LossOptions, Needs};
 use phases::Phase;
 use temperature::TemperatureConfig;
+
+/// The deepest `n` of a model's taps (all of them if it has fewer), shallow to deep.
+pub fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
+    let skip = taps.len().saturating_sub(n);
+    taps.into_iter().skip(skip).collect()
+}
 
 /// The `[teacher]` table of a distillation config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

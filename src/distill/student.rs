@@ -123,9 +123,8 @@ impl Student {
         if !fused {
             return out.logits;
         }
-        let skip = out.taps.len() - taps;
         let aux: Vec<Tensor<2>> = self
-            .extract(&out.taps[skip..], None)
+            .extract(&super::deepest(out.taps, taps), None)
             .into_iter()
             .map(|o| o.aux_logits)
             .collect();

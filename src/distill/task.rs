@@ -8,13 +8,13 @@ use burn::tensor::{Int, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::DistillConfig;
 use super::extractor::ExtractorOut;
 use super::losses::{self, Inputs};
 use super::mix::{random_crops, tmix};
 use super::phases::{self, Phase};
 use super::student::Student;
 use super::teacher::Teacher;
+use super::{DistillConfig, deepest};
 use crate::config::RunConfig;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::run::{BEST, Run};
@@ -29,11 +29,6 @@ pub struct Distill {
     pub seed: u64,
     /// The temperature of the current epoch.
     pub temperature: f64,
-}
-
-fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
-    let skip = taps.len().saturating_sub(n);
-    taps.into_iter().skip(skip).collect()
 }
 
 impl Task for Distill {

@@ -41,16 +41,13 @@ fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "at",
     about: "attention transfer on each distilled tap (summed)",
-    needs: super::Needs {
-        extractors: false,
-        regressors: false,
-    },
+    needs: super::Needs::NONE,
     compute: |i| {
-        i.student_taps
-            .iter()
-            .zip(i.teacher_taps)
-            .map(|(s, t)| at_loss(s.clone(), t.clone(), i.options.at_normalize))
-            .reduce(|a, b| a + b)
-            .expect("at least one distilled tap")
+        super::sum_over_taps(
+            i.student_taps
+                .iter()
+                .zip(i.teacher_taps)
+                .map(|(s, t)| at_loss(s.clone(), t.clone(), i.options.at_normalize)),
+        )
     },
 };

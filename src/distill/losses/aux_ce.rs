@@ -11,10 +11,10 @@ pub const SPEC: super::LossSpec = super::LossSpec {
         regressors: false,
     },
     compute: |i| {
-        i.student_extractors
-            .iter()
-            .map(|s| soft_cross_entropy(s.aux_logits.clone(), i.soft_targets.clone()))
-            .reduce(|a, b| a + b)
-            .expect("extractors are built for every distilled tap")
+        super::sum_over_taps(
+            i.student_extractors
+                .iter()
+                .map(|s| soft_cross_entropy(s.aux_logits.clone(), i.soft_targets.clone())),
+        )
     },
 };

@@ -14,9 +14,6 @@ pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "ce",
     about: "cross-entropy of the student's logits against the (TMix-mixed) labels",
-    needs: super::Needs {
-        extractors: false,
-        regressors: false,
-    },
+    needs: super::Needs::NONE,
     compute: |i| soft_cross_entropy(i.student_logits.clone(), i.soft_targets.clone()),
 };

@@ -60,10 +60,7 @@ pub fn dkd_loss(
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "dkd",
     about: "decoupled KD: alpha TCKD + beta NCKD at dkd_temperature",
-    needs: super::Needs {
-        extractors: false,
-        regressors: false,
-    },
+    needs: super::Needs::NONE,
     compute: |i| {
         let o = i.options;
         dkd_loss(

@@ -48,11 +48,11 @@ pub const SPEC: super::LossSpec = super::LossSpec {
         regressors: true,
     },
     compute: |i| {
-        i.regressed
-            .iter()
-            .zip(i.teacher_taps)
-            .map(|(s, t)| hint_loss(s.clone(), t.clone()))
-            .reduce(|a, b| a + b)
-            .expect("regressors are built for every distilled tap")
+        super::sum_over_taps(
+            i.regressed
+                .iter()
+                .zip(i.teacher_taps)
+                .map(|(s, t)| hint_loss(s.clone(), t.clone())),
+        )
     },
 };

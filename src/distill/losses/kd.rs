@@ -16,10 +16,7 @@ pub fn kd_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tens
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "kd",
     about: "logit KD: T^2 KL(teacher || student) at the current temperature",
-    needs: super::Needs {
-        extractors: false,
-        regressors: false,
-    },
+    needs: super::Needs::NONE,
     compute: |i| {
         kd_loss(
             i.student_logits.clone(),

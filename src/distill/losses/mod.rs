@@ -82,6 +82,20 @@ pub struct Needs {
     pub regressors: bool,
 }
 
+impl Needs {
+    pub const NONE: Needs = Needs {
+        extractors: false,
+        regressors: false,
+    };
+}
+
+/// Sums a loss over the distilled taps.
+pub fn sum_over_taps(terms: impl Iterator<Item = Tensor<1>>) -> Tensor<1> {
+    terms
+        .reduce(|a, b| a + b)
+        .expect("every distilled tap has its term")
+}
+
 pub struct LossSpec {
     pub name: &'static str,
     pub about: &'static str,

@@ -26,18 +26,18 @@ pub const SPEC: super::LossSpec = super::LossSpec {
         regressors: false,
     },
     compute: |i| {
-        i.student_extractors
-            .iter()
-            .zip(i.teacher_extractors)
-            .map(|(s, t)| {
-                temporal_loss(
-                    s.hidden.clone(),
-                    s.cell.clone(),
-                    t.hidden.clone(),
-                    t.cell.clone(),
-                )
-            })
-            .reduce(|a, b| a + b)
-            .expect("extractors are built for every distilled tap")
+        super::sum_over_taps(
+            i.student_extractors
+                .iter()
+                .zip(i.teacher_extractors)
+                .map(|(s, t)| {
+                    temporal_loss(
+                        s.hidden.clone(),
+                        s.cell.clone(),
+                        t.hidden.clone(),
+                        t.cell.clone(),
+                    )
+                }),
+        )
     },
 };
