@@ -58,6 +58,12 @@ pub fn validate(phases: &[Phase], known: &[&str]) -> Result<()> {
         bail!("distill.phases: at least one phase is needed");
     }
     for (i, p) in phases.iter().enumerate() {
+        if p.losses.is_empty() {
+            bail!(
+                "distill.phases[{i}] ({}): no configured loss is active in this phase; give the losses it needs a weight, set distill.end_to_end = true, or list [[distill.phases]] yourself",
+                p.name
+            );
+        }
         if let Some(bad) = p.losses.iter().find(|l| !known.contains(&l.as_str())) {
             bail!(
                 "distill.phases[{i}] ({}): loss '{bad}' is not one of this run's losses: {}",

@@ -159,7 +159,12 @@ pub fn run(o: &Options) -> Result<Results> {
     // Rows share the teacher: fit its extractors once if a row needs them.
     for row in o.suite.rows.iter().filter(|r| r.kind == Kind::Distill) {
         let cfg = row_config(&base, row, &budget, &origin)?;
-        let (t, d) = (cfg.teacher.as_ref().unwrap(), cfg.distill.as_ref().unwrap());
+        let (Some(t), Some(d)) = (&cfg.teacher, &cfg.distill) else {
+            bail!(
+                "{origin}: row '{}' distils: the suite config needs [teacher] and [distill] tables",
+                row.label
+            );
+        };
         if d.needs().extractors && !t.extractors_path().exists() {
             println!(
                 "== adapting the teacher's extractors ({})",

@@ -124,3 +124,28 @@ fn devices_without_their_feature_explain_how_to_build() {
     assert!(lstmkd::device::parse("flex").is_ok());
     assert!(lstmkd::device::parse("cuda:x").is_err());
 }
+
+#[test]
+fn distill_tables_are_validated() {
+    let with = |distill: &str| {
+        let text = format!(
+            "{}\n[teacher]\ncheckpoint = \"t.ckpt\"\n\n[distill]\n{distill}\n",
+            base()
+        );
+        RunConfig::parse(&text, "d.toml", &[])
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    };
+    assert!(with("weights = { ce = 1.0, kd = 1.0 }\nend_to_end = true").is_ok());
+    let e = with("weights = { ce = 1.0, kd = 1.0 }").unwrap_err();
+    assert!(
+        e.contains("feature alignment") && e.contains("end_to_end"),
+        "{e}"
+    );
+    let e = with("weights = { ce = 1.0, kdd = 1.0 }").unwrap_err();
+    assert!(e.contains("unknown loss 'kdd'"), "{e}");
+    let e = with("weights = { ce = 1.0 }\nfused = true\nend_to_end = true").unwrap_err();
+    assert!(e.contains("fused"), "{e}");
+    let e = with("weights = { ce = 1.0 }\nend_to_end = true\ntmix = 2.0").unwrap_err();
+    assert!(e.contains("distill.tmix"), "{e}");
+}
