@@ -19,9 +19,9 @@ pub(crate) fn add(macs: u64) {
     });
 }
 
-/// Runs `f` and returns its result with the multiply-accumulates it performed in zoo layers.
-/// FLOPs are reported as 2 x MACs, the convention of fvcore/ptflops' "GFLOPs" differs by that
-/// factor, so both are printed by `info`.
+/// Runs `f` and returns its result with the multiply-accumulates (per image) it performed in
+/// zoo layers and extractors. Tools disagree on whether "FLOPs" means MACs (fvcore, ptflops) or
+/// 2 x MACs, so `info` prints both.
 pub fn count<T>(f: impl FnOnce() -> T) -> (T, u64) {
     COUNTER.with(|c| c.set(Some(0)));
     let out = f();
