@@ -27,12 +27,19 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    /// The images as a tensor (moving the host buffer, no copy) and the labels as one.
+    /// The images as a tensor (moving the host buffer, no copy), with the host labels.
+    pub fn into_images(self, device: &Device) -> (Tensor<4>, Vec<usize>) {
+        let images = Tensor::from_data(TensorData::new(self.images, self.dims), device);
+        (images, self.labels)
+    }
+
+    /// The images and the labels as tensors, for a training step.
     pub fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        let n = self.labels.len();
-        let labels: Vec<i64> = self.labels.into_iter().map(|l| l as i64).collect();
+        let (images, labels) = self.into_images(device);
+        let n = labels.len();
+        let labels: Vec<i64> = labels.into_iter().map(|l| l as i64).collect();
         (
-            Tensor::from_data(TensorData::new(self.images, self.dims), device),
+            images,
             Tensor::from_data(TensorData::new(labels, [n]), device),
         )
     }

@@ -59,8 +59,7 @@ pub fn evaluate<T: Task>(
     let mut tally = Tally::new(num_classes);
     for batch in loader.epoch(0)? {
         let batch = batch?;
-        let labels = batch.labels.clone();
-        let (images, _) = batch.into_tensors(device);
+        let (images, labels) = batch.into_images(device);
         let logits = task.logits(&model, images);
         let host = logits
             .into_data()

@@ -6,10 +6,7 @@ use super::ce::soft_cross_entropy;
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "aux_ce",
     about: "cross-entropy of the student extractors' auxiliary heads (summed over taps)",
-    needs: super::Needs {
-        extractors: true,
-        regressors: false,
-    },
+    needs: super::Needs::EXTRACTORS,
     compute: |i| {
         super::sum_over_taps(
             i.student_extractors

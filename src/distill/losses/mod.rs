@@ -87,6 +87,10 @@ impl Needs {
         extractors: false,
         regressors: false,
     };
+    pub const EXTRACTORS: Needs = Needs {
+        extractors: true,
+        regressors: false,
+    };
 }
 
 /// Sums a loss over the distilled taps.

@@ -21,10 +21,7 @@ pub fn temporal_loss(h_s: Tensor<3>, c_s: Tensor<3>, h_t: Tensor<3>, c_t: Tensor
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "temporal",
     about: "BiLSTM state matching (h and c) between student and teacher extractors (summed over taps)",
-    needs: super::Needs {
-        extractors: true,
-        regressors: false,
-    },
+    needs: super::Needs::EXTRACTORS,
     compute: |i| {
         super::sum_over_taps(
             i.student_extractors
