@@ -97,6 +97,39 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Measure speed on synthetic images: the student's training step, the full LSTM-KD step,
+    /// inference of the deployed student (batch 1 and --batch), a breakdown of the
+    /// distillation step with its arithmetic against the matrix-product peak, and peak memory.
+    Bench {
+        #[arg(long, default_value = "resnet32x4")]
+        teacher: String,
+        #[arg(long, default_value = "resnet8x4")]
+        student: String,
+        /// Input size as CxHxW.
+        #[arg(long, default_value = "3x32x32")]
+        input: String,
+        #[arg(long, default_value_t = 100)]
+        classes: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Untimed steps first (thread pools, allocator, caches).
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed steps per case.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "flex")]
+        device: String,
+        /// Extractor conv channels (the seed: 256).
+        #[arg(long, default_value_t = 256)]
+        conv_channels: usize,
+        /// Extractor LSTM hidden size per direction (the seed: 512).
+        #[arg(long, default_value_t = 512)]
+        hidden: usize,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
     Info {
         #[arg(long, required_unless_present = "list")]
@@ -348,6 +381,56 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Command::Data { config, overrides } => data(&config, &overrides),
+        Command::Bench {
+            teacher,
+            student,
+            input,
+            classes,
+            batch,
+            warmup,
+            steps,
+            device,
+            conv_channels,
+            hidden,
+            json,
+        } => {
+            for (name, v) in [
+                ("--batch", batch),
+                ("--steps", steps),
+                ("--classes", classes),
+            ] {
+                if v == 0 {
+                    bail!("{name}: must be at least 1");
+                }
+            }
+            for (flag, name) in [("--teacher", &teacher), ("--student", &student)] {
+                ModelConfig::new(name)
+                    .validate()
+                    .with_context(|| flag.to_string())?;
+            }
+            let args = crate::bench::BenchArgs {
+                teacher,
+                student,
+                input: parse_input(&input)?,
+                classes,
+                batch,
+                warmup,
+                steps,
+                device,
+                extractor: crate::distill::extractor::ExtractorConfig {
+                    conv_channels,
+                    hidden,
+                    ..Default::default()
+                },
+            };
+            let report = crate::bench::run(&args)?;
+            crate::bench::print(&report);
+            if let Some(path) = json {
+                let text = serde_json::to_string_pretty(&report)?;
+                crate::train::checkpoint::write_atomic(&path, text.as_bytes())?;
+            }
+            Ok(())
+        }
         Command::Info {
             model,
             input,

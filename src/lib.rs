@@ -1,5 +1,6 @@
 //! lstmkd: knowledge distillation for image classifiers on burn.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -8,4 +9,5 @@ pub mod distill;
 pub mod eval;
 pub mod experiment;
 pub mod models;
+pub mod profile;
 pub mod train;

@@ -16,6 +16,7 @@ use super::student::Student;
 use super::teacher::Teacher;
 use super::{DistillConfig, deepest};
 use crate::config::RunConfig;
+use crate::profile;
 use crate::train::checkpoint::Checkpoint;
 use crate::train::run::{BEST, Run};
 use crate::train::trainer::{StepLoss, Task, fit, start_or_resume};
@@ -61,9 +62,11 @@ impl Task for Distill {
         );
 
         // The teacher sees the same (mixed) images, on the plain device: no graph is recorded.
-        let t_out = self.teacher.net.forward(images.clone().without_autodiff());
+        let t_out = profile::part("teacher forward", || {
+            self.teacher.net.forward(images.clone().without_autodiff())
+        });
         let t_taps = deepest(t_out.taps, self.cfg.taps);
-        let s_out = student.net.forward(images);
+        let s_out = profile::part("student forward", || student.net.forward(images));
         let s_taps = deepest(s_out.taps, self.cfg.taps);
 
         let crops = (needs_extractors && self.cfg.rtc).then(|| {
@@ -76,28 +79,34 @@ impl Task for Distill {
                 .head
                 .as_ref()
                 .expect("extractors are loaded when a loss needs them");
-            let t_ext = head
-                .extractors
-                .iter()
-                .zip(&t_taps)
-                .enumerate()
-                .map(|(i, (e, t))| e.forward(t.clone(), crops.as_ref().map(|c| c[i])))
-                .collect();
-            (t_ext, student.extract(&s_taps, crops.as_deref()))
+            let t_ext = profile::part("teacher extractors", || {
+                head.extractors
+                    .iter()
+                    .zip(&t_taps)
+                    .enumerate()
+                    .map(|(i, (e, t))| e.forward(t.clone(), crops.as_ref().map(|c| c[i])))
+                    .collect()
+            });
+            let s_ext = profile::part("student extractors", || {
+                student.extract(&s_taps, crops.as_deref())
+            });
+            (t_ext, s_ext)
         } else {
             (Vec::new(), Vec::new())
         };
         let regressed: Vec<Tensor<4>> = if active.iter().any(|s| s.needs.regressors) {
-            student
-                .regressors
-                .iter()
-                .zip(&s_taps)
-                .zip(&t_taps)
-                .map(|((r, s), t)| {
-                    let [_, _, h, w] = t.dims();
-                    r.forward(s.clone(), [h, w])
-                })
-                .collect()
+            profile::part("regressors", || {
+                student
+                    .regressors
+                    .iter()
+                    .zip(&s_taps)
+                    .zip(&t_taps)
+                    .map(|((r, s), t)| {
+                        let [_, _, h, w] = t.dims();
+                        r.forward(s.clone(), [h, w])
+                    })
+                    .collect()
+            })
         } else {
             Vec::new()
         };
@@ -114,18 +123,21 @@ impl Task for Distill {
             temperature: self.temperature,
             options: &self.cfg.options,
         };
-        let parts: Vec<(String, Tensor<1>)> = active
-            .iter()
-            .map(|spec| {
-                let w = self.cfg.weights.get(spec.name).copied().unwrap_or(0.0);
-                (spec.name.to_string(), (spec.compute)(&inputs).mul_scalar(w))
-            })
-            .collect();
-        let total = parts
-            .iter()
-            .map(|(_, l)| l.clone())
-            .reduce(|a, b| a + b)
-            .expect("phases are validated to name known losses");
+        let (parts, total) = profile::part("losses", || {
+            let parts: Vec<(String, Tensor<1>)> = active
+                .iter()
+                .map(|spec| {
+                    let w = self.cfg.weights.get(spec.name).copied().unwrap_or(0.0);
+                    (spec.name.to_string(), (spec.compute)(&inputs).mul_scalar(w))
+                })
+                .collect();
+            let total = parts
+                .iter()
+                .map(|(_, l)| l.clone())
+                .reduce(|a, b| a + b)
+                .expect("phases are validated to name known losses");
+            (parts, total)
+        });
         StepLoss {
             total,
             logits: s_out.logits,

@@ -19,6 +19,11 @@ pub(crate) fn add(macs: u64) {
     });
 }
 
+/// Multiply-accumulates counted so far in the enclosing `count` (0 outside one).
+pub(crate) fn current() -> u64 {
+    COUNTER.with(|c| c.get().unwrap_or(0))
+}
+
 /// Runs `f` and returns its result with the multiply-accumulates (per image) it performed in
 /// zoo layers and extractors. Tools disagree on whether "FLOPs" means MACs (fvcore, ptflops) or
 /// 2 x MACs, so `info` prints both.

@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor};
 use super::run::Run;
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::models::Network;
+use crate::profile;
 
 pub struct Classify;
 
@@ -21,10 +22,12 @@ impl Task for Classify {
         _epoch: usize,
         _step: usize,
     ) -> StepLoss {
-        let logits = model.forward(images).logits;
-        let total = CrossEntropyLossConfig::new()
-            .init(&logits.device())
-            .forward(logits.clone(), targets);
+        let logits = profile::part("student forward", || model.forward(images).logits);
+        let total = profile::part("losses", || {
+            CrossEntropyLossConfig::new()
+                .init(&logits.device())
+                .forward(logits.clone(), targets)
+        });
         StepLoss {
             total,
             logits,

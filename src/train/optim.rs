@@ -98,7 +98,7 @@ pub enum ScheduleName {
     Multistep,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     #[serde(default)]
@@ -118,6 +118,19 @@ pub struct ScheduleConfig {
 
 fn default_gamma() -> f64 {
     0.1
+}
+
+/// What a config without a `[schedule]` table gets: the per-field defaults above.
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            name: ScheduleName::default(),
+            warmup_epochs: 0.0,
+            milestones: Vec::new(),
+            gamma: default_gamma(),
+            min_lr: 0.0,
+        }
+    }
 }
 
 impl ScheduleConfig {

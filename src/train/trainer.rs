@@ -14,6 +14,7 @@ use super::metrics::{EpochRecord, Tally, append_jsonl, truncate_jsonl};
 use super::progress::Progress;
 use super::run::{BEST, LAST, METRICS_FILE, Run};
 use crate::data::loader::Loader;
+use crate::profile;
 
 /// What one training step produces.
 pub struct StepLoss {
@@ -98,6 +99,64 @@ pub fn start_or_resume<M: Module>(
     Ok((ckpt.apply(model)?, ckpt.optimizer(optim)?, start))
 }
 
+/// What one optimisation step reports, read from the device in one transfer.
+pub struct Stepped {
+    pub total: f32,
+    /// Correct top-1 predictions in the batch.
+    pub hits: f32,
+    pub parts: Vec<(String, f32)>,
+}
+
+/// One optimisation step: the task's loss, backward, the optimiser at `lr`.
+#[allow(clippy::too_many_arguments)]
+pub fn optimise<T: Task>(
+    task: &mut T,
+    model: T::Model,
+    optim: &mut ModuleOptimizer,
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+    lr: f64,
+    epoch: usize,
+    step: usize,
+) -> Result<(T::Model, Stepped)> {
+    let b = targets.dims()[0];
+    let out = task.train_step(&model, images, targets.clone(), epoch, step);
+    let host = profile::part("read loss", || {
+        let hits = out
+            .logits
+            .clone()
+            .argmax(1)
+            .reshape([b])
+            .equal(targets)
+            .int()
+            .sum()
+            .float();
+        let mut scalars = vec![out.total.clone().detach().reshape([1]), hits.reshape([1])];
+        scalars.extend(
+            out.parts
+                .iter()
+                .map(|(_, t)| t.clone().detach().reshape([1])),
+        );
+        Tensor::cat(scalars, 0).into_data().try_to_vec::<f32>()
+    })
+    .map_err(|e| anyhow::anyhow!("reading the loss: {e:?}"))?;
+    let grads = profile::part("backward", || {
+        GradientsParams::from_grads(out.total.backward(), &model)
+    });
+    let model = profile::part("optimiser", || optim.step(lr, model, grads));
+    let stepped = Stepped {
+        total: host[0],
+        hits: host[1],
+        parts: out
+            .parts
+            .into_iter()
+            .map(|(n, _)| n)
+            .zip(host[2..].iter().copied())
+            .collect(),
+    };
+    Ok((model, stepped))
+}
+
 /// Trains from `start` to the configured number of epochs, returning the final model.
 pub fn fit<T: Task>(
     run: &Run,
@@ -129,31 +188,12 @@ pub fn fit<T: Task>(
             );
             let b = batch.len();
             let (images, targets) = batch.into_tensors(&run.train_device);
-            let out = task.train_step(&model, images, targets.clone(), epoch, step);
-            let hits = out
-                .logits
-                .clone()
-                .argmax(1)
-                .reshape([b])
-                .equal(targets)
-                .int()
-                .sum()
-                .float();
-            // One host read per step for everything the loop reports.
-            let mut scalars = vec![out.total.clone().detach().reshape([1]), hits.reshape([1])];
-            scalars.extend(
-                out.parts
-                    .iter()
-                    .map(|(_, t)| t.clone().detach().reshape([1])),
-            );
-            let host = Tensor::cat(scalars, 0)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading the loss: {e:?}"))?;
-            if !host[0].is_finite() {
+            let (next, host) = optimise(task, model, &mut optim, images, targets, lr, epoch, step)?;
+            model = next;
+            if !host.total.is_finite() {
                 bail!(
                     "loss became {} at epoch {}, step {} (global step {}); stopped. The last good checkpoint is {} (epoch {})",
-                    host[0],
+                    host.total,
                     epoch + 1,
                     step + 1,
                     epoch * steps + step + 1,
@@ -161,14 +201,12 @@ pub fn fit<T: Task>(
                     epoch
                 );
             }
-            loss_sum += host[0] as f64 * b as f64;
-            correct += host[1] as f64;
+            loss_sum += host.total as f64 * b as f64;
+            correct += host.hits as f64;
             seen += b;
-            for ((name, _), v) in out.parts.iter().zip(&host[2..]) {
-                *part_sums.entry(name.clone()).or_default() += *v as f64 * b as f64;
+            for (name, v) in host.parts {
+                *part_sums.entry(name).or_default() += v as f64 * b as f64;
             }
-            let grads = GradientsParams::from_grads(out.total.backward(), &model);
-            model = optim.step(lr, model, grads);
             let elapsed = t0.elapsed().as_secs_f64();
             progress.step(|| {
                 format!(

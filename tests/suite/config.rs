@@ -44,6 +44,19 @@ fn parses_with_defaults_and_applies_overrides() {
 }
 
 #[test]
+fn a_config_without_a_schedule_table_gets_the_field_defaults() {
+    let text: String = base()
+        .lines()
+        .filter(|l| !l.starts_with("[schedule]") && !l.starts_with("name = \"constant\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!text.contains("[schedule]"), "{text}");
+    let cfg = RunConfig::parse(&text, "run.toml", &[]).unwrap();
+    assert_eq!(cfg.schedule.gamma, 0.1);
+    assert_eq!(cfg.schedule.name, ScheduleName::Cosine);
+}
+
+#[test]
 fn unknown_keys_are_rejected_in_the_file_and_in_overrides() {
     let e = err(
         &base().replace("lr = 0.05", "lr = 0.05\nlearning_rate = 1"),

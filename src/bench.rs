@@ -1,0 +1,489 @@
+//! `lstmkd bench`: the measured speed of a teacher/student pair on synthetic images. It times
+//! the same step code that training runs (`trainer::optimise`, the `Distill` task), broken
+//! down by the parts that code marks (`profile::part`), next to the machine's matrix-product
+//! peak, so that a slow part shows as a low share of the peak rather than as a guess.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::config::RunConfig;
+use crate::data::augment::{AugmentConfig, Normalize};
+use crate::data::loader::Loader;
+use crate::data::{InMemory, Split};
+use crate::distill::adapt::TeacherHead;
+use crate::distill::extractor::ExtractorConfig;
+use crate::distill::student::Student;
+use crate::distill::task::Distill;
+use crate::distill::teacher::Teacher;
+use crate::distill::{DistillConfig, TeacherConfig};
+use crate::models::{ModelConfig, Network, flops};
+use crate::profile::{self, Part};
+use crate::train::checkpoint::{Checkpoint, Meta};
+use crate::train::classify::Classify;
+use crate::train::trainer::{Task, optimise};
+
+#[derive(Debug, Clone)]
+pub struct BenchArgs {
+    pub teacher: String,
+    pub student: String,
+    pub input: [usize; 3],
+    pub classes: usize,
+    pub batch: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    pub device: String,
+    pub extractor: ExtractorConfig,
+}
+
+/// Per-step wall time over the measured steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub name: String,
+    pub batch: usize,
+    pub ms_mean: f64,
+    pub ms_std: f64,
+    pub img_per_s: f64,
+    /// Peak resident memory of the process while this case ran (Linux), MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartRow {
+    pub name: String,
+    pub ms: f64,
+    pub share: f64,
+    /// Forward multiply-accumulates of the part per step (backward: estimated, see `note`).
+    pub gmac: f64,
+    /// Achieved GFLOP/s (2 x MAC / time) as a share of the matrix-product peak.
+    pub peak_share: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub teacher: String,
+    pub student: String,
+    pub input: [usize; 3],
+    pub classes: usize,
+    pub device: String,
+    pub threads: usize,
+    pub extractor: ExtractorConfig,
+    /// f32 matrix product (2048^3), best of three, GFLOP/s.
+    pub peak_gflops: f64,
+    pub student_step: Timing,
+    pub distill_step: Timing,
+    pub infer_b1: Timing,
+    pub infer_batch: Timing,
+    pub breakdown: Vec<PartRow>,
+    /// Of the distillation step, the share spent in the four extractor passes.
+    pub extractor_share: f64,
+}
+
+/// Peak resident set size since the last reset, MiB (Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Starts a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+fn timing(name: &str, batch: usize, step_seconds: &[f64]) -> Timing {
+    let ms: Vec<f64> = step_seconds.iter().map(|s| s * 1e3).collect();
+    let (ms_mean, ms_std) = mean_std(&ms);
+    Timing {
+        name: name.into(),
+        batch,
+        ms_mean,
+        ms_std,
+        img_per_s: batch as f64 * 1e3 / ms_mean,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// GFLOP/s of a 2048 x 2048 f32 matrix product on `device`, best of three: the ceiling the
+/// parts' achieved rates are compared with.
+pub fn matmul_peak(device: &Device) -> f64 {
+    let n = 2048;
+    let a = Tensor::<2>::random([n, n], Distribution::Default, device);
+    let b = Tensor::<2>::random([n, n], Distribution::Default, device);
+    (0..4)
+        .map(|i| {
+            let t0 = Instant::now();
+            let c = a.clone().matmul(b.clone());
+            let _ = c.slice([0..1, 0..1]).into_data();
+            let s = t0.elapsed().as_secs_f64();
+            // The first product warms the thread pool and the allocator.
+            if i == 0 {
+                0.0
+            } else {
+                2.0 * (n as f64).powi(3) / s / 1e9
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Random images of the bench's shape, augmented and normalised by the real loader.
+fn synthetic_loader(args: &BenchArgs) -> Loader {
+    let n = args.batch * (args.warmup + args.steps + 1);
+    let chw: usize = args.input.iter().product();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let source = InMemory {
+        images: (0..n * chw).map(|_| rng.random()).collect(),
+        labels: (0..n).map(|i| i % args.classes).collect(),
+        shape: args.input,
+    };
+    let c = args.input[0];
+    Loader {
+        split: Split::all(Arc::new(source)),
+        batch_size: args.batch,
+        normalize: Normalize::new(&vec![0.5; c], &vec![0.25; c]),
+        augment: Some(AugmentConfig {
+            pad_crop: 4,
+            hflip: true,
+        }),
+        seed: 0,
+        prefetch: 4,
+    }
+}
+
+/// Runs `warmup + steps` optimisation steps on the loader's batches; returns the measured
+/// steps' wall times, the parts of the measured steps and the multiply-accumulates of one
+/// counted step by part.
+fn train_steps<T: Task>(
+    task: &mut T,
+    mut model: T::Model,
+    args: &BenchArgs,
+    device: &Device,
+    train_device: &Device,
+) -> Result<(Vec<f64>, Vec<Part>, Vec<Part>)> {
+    let loader = synthetic_loader(args);
+    let rx = loader.epoch(0)?;
+    let mut optim = RunConfig::parse(TEMPLATE, "bench", &[])?.optim.init();
+    let mut step = |model: T::Model, i: usize| -> Result<T::Model> {
+        let batch =
+            profile::part("data wait", || rx.recv()).context("the loader stopped early")??;
+        let (images, targets) = batch.into_tensors(train_device);
+        Ok(optimise(task, model, &mut optim, images, targets, 0.05, 0, i)?.0)
+    };
+    for i in 0..args.warmup {
+        model = step(model, i)?;
+    }
+    let mut seconds = Vec::new();
+    let (model, parts) = profile::record(device, || -> Result<T::Model> {
+        for i in 0..args.steps {
+            let t0 = Instant::now();
+            model = step(model, args.warmup + i)?;
+            seconds.push(t0.elapsed().as_secs_f64());
+        }
+        Ok(model)
+    });
+    let model = model?;
+    let ((_, counted), _) =
+        flops::count(|| profile::record(device, || step(model, args.warmup + args.steps)));
+    Ok((seconds, parts, counted))
+}
+
+/// Batches through the deployed network in inference mode, reading the logits back each time.
+fn inference(net: &Network, args: &BenchArgs, batch: usize, device: &Device) -> Timing {
+    let [c, h, w] = args.input;
+    let x = Tensor::<4>::random([batch, c, h, w], Distribution::Default, device);
+    let reps = (args.steps * args.batch / batch).clamp(args.steps, 200);
+    let mut seconds = Vec::new();
+    for i in 0..args.warmup + reps {
+        let t0 = Instant::now();
+        let _ = net.forward(x.clone()).logits.into_data();
+        if i >= args.warmup {
+            seconds.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    timing(&format!("inference b{batch}"), batch, &seconds)
+}
+
+/// The distillation config the bench runs: the seed's losses, all active from the first step
+/// (its joint phase, the costliest), shared-lens student extractors.
+const TEMPLATE: &str = r#"
+[data]
+format = "cifar100"
+root = "synthetic"
+[model]
+name = "resnet8"
+[optim]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+nesterov = true
+[train]
+epochs = 1
+batch_size = 64
+out_dir = "bench"
+[distill]
+weights = { ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5 }
+end_to_end = true
+"#;
+
+/// Random-weight teacher and adapted extractors written where `Teacher::load` reads them, so
+/// the bench goes through the same loading and student construction as `lstmkd distill`.
+fn write_teacher(
+    args: &BenchArgs,
+    cfg: &RunConfig,
+    dcfg: &DistillConfig,
+    dir: &Path,
+) -> Result<TeacherConfig> {
+    let device = crate::device::parse(&args.device)?;
+    let net = ModelConfig::new(&args.teacher).init(args.input[0], args.classes, &device)?;
+    let mut tcfg = cfg.clone();
+    tcfg.model = ModelConfig::new(&args.teacher);
+    tcfg.teacher = None;
+    tcfg.distill = None;
+    let meta = Meta {
+        config: tcfg,
+        epoch: 0,
+        best_val_acc: 0.0,
+        val_acc: 0.0,
+        input: args.input,
+        classes: (0..args.classes).map(|k| k.to_string()).collect(),
+    };
+    let ckpt = Checkpoint::new(meta, &net, None)?;
+    let teacher = TeacherConfig {
+        checkpoint: dir.join("teacher.ckpt"),
+        extractors: Some(dir.join("extractors.ckpt")),
+    };
+    let head = TeacherHead::init(&net, &ckpt, &dcfg.extractor, dcfg.taps, &device);
+    Checkpoint::new(ckpt.meta.clone(), &head, None)?.save(&teacher.extractors_path())?;
+    ckpt.save(&teacher.checkpoint)?;
+    Ok(teacher)
+}
+
+/// Removes the bench's scratch directory however the bench ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn run(args: &BenchArgs) -> Result<Report> {
+    let device = crate::device::parse(&args.device)?;
+    let train_device = device.clone().autodiff();
+    let overrides = [
+        format!("model.name={}", args.student),
+        format!("train.batch_size={}", args.batch),
+    ];
+    let mut cfg = RunConfig::parse(TEMPLATE, "bench", &overrides)?;
+    let mut dcfg = cfg.distill.clone().expect("the template has [distill]");
+    dcfg.extractor = args.extractor.clone();
+    dcfg.validate()?;
+    cfg.distill = Some(dcfg.clone());
+
+    eprintln!("measuring the matrix-product peak ...");
+    let peak_gflops = matmul_peak(&device);
+
+    eprintln!("deployed student inference ...");
+    reset_peak_rss();
+    // Random weights run at the speed of trained ones; the deployed student is the backbone.
+    let net = cfg
+        .model
+        .init(args.input[0], args.classes, &device)?
+        .valid();
+    let infer_b1 = inference(&net, args, 1, &device);
+    let infer_batch = inference(&net, args, args.batch, &device);
+
+    eprintln!("student training step ({}) ...", args.student);
+    reset_peak_rss();
+    train_device.seed(0);
+    let student = cfg.model.init(args.input[0], args.classes, &train_device)?;
+    let (seconds, _, _) = train_steps(&mut Classify, student, args, &device, &train_device)?;
+    let student_step = timing("student step", args.batch, &seconds);
+
+    eprintln!(
+        "distillation step ({} -> {}) ...",
+        args.teacher, args.student
+    );
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("lstmkd-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&scratch.0)
+        .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
+    let tcfg = write_teacher(args, &cfg, &dcfg, &scratch.0)?;
+    reset_peak_rss();
+    let teacher = Teacher::load(&tcfg, &dcfg.extractor, dcfg.taps, true, &device)?;
+    let student = Student::init(&cfg.model, &dcfg, &teacher, &train_device)?;
+    let mut task = Distill {
+        phases: dcfg.phases(),
+        epochs: 1,
+        classes: args.classes,
+        seed: 0,
+        temperature: dcfg.temperature.next(None),
+        teacher,
+        cfg: dcfg,
+    };
+    let (seconds, parts, counted) = train_steps(&mut task, student, args, &device, &train_device)?;
+    let distill_step = timing("distillation step", args.batch, &seconds);
+
+    let breakdown = breakdown(
+        &parts,
+        &counted,
+        args.steps,
+        args.batch,
+        distill_step.ms_mean,
+        peak_gflops,
+    );
+    let extractor_share = breakdown
+        .iter()
+        .filter(|p| p.name.ends_with("extractors"))
+        .map(|p| p.share)
+        .sum();
+    Ok(Report {
+        teacher: args.teacher.clone(),
+        student: args.student.clone(),
+        input: args.input,
+        classes: args.classes,
+        device: args.device.clone(),
+        threads: rayon::current_num_threads(),
+        extractor: args.extractor.clone(),
+        peak_gflops,
+        student_step,
+        distill_step,
+        infer_b1,
+        infer_batch,
+        breakdown,
+        extractor_share,
+    })
+}
+
+/// Per-step time and arithmetic of each part. Backward has no counter of its own: it is
+/// taken as twice the forward arithmetic of what trains (the student's parts), the usual
+/// estimate for convolutions and matrix products.
+fn breakdown(
+    parts: &[Part],
+    counted: &[Part],
+    steps: usize,
+    batch: usize,
+    step_ms: f64,
+    peak_gflops: f64,
+) -> Vec<PartRow> {
+    // The counter counts per image.
+    let macs = |name: &str| {
+        counted
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(0, |p| p.macs * batch as u64)
+    };
+    let trained: u64 = ["student forward", "student extractors", "regressors"]
+        .iter()
+        .map(|n| macs(n))
+        .sum();
+    let other = step_ms
+        - parts
+            .iter()
+            .map(|p| p.seconds * 1e3 / steps as f64)
+            .sum::<f64>();
+    let rest = Part {
+        name: "other",
+        seconds: other.max(0.0) * steps as f64 / 1e3,
+        calls: steps,
+        macs: 0,
+    };
+    parts
+        .iter()
+        .chain([&rest])
+        .map(|p| {
+            let ms = p.seconds * 1e3 / steps as f64;
+            let m = if p.name == "backward" {
+                2 * trained
+            } else {
+                macs(p.name)
+            };
+            PartRow {
+                name: p.name.to_string(),
+                ms,
+                share: ms / step_ms,
+                gmac: m as f64 / 1e9,
+                peak_share: (m > 0).then(|| 2.0 * m as f64 / (ms / 1e3) / 1e9 / peak_gflops),
+            }
+        })
+        .collect()
+}
+
+pub fn print(r: &Report) {
+    println!(
+        "lstmkd bench: {} -> {}, input {}x{}x{}, {} classes, device {}, {} threads",
+        r.teacher, r.student, r.input[0], r.input[1], r.input[2], r.classes, r.device, r.threads
+    );
+    println!(
+        "extractor: window {}, conv {} channels, LSTM hidden {} x {} layers (bidirectional)",
+        r.extractor.window, r.extractor.conv_channels, r.extractor.hidden, r.extractor.layers
+    );
+    println!("matrix-product peak: {:.1} GFLOP/s", r.peak_gflops);
+    println!();
+    println!(
+        "{:<22} {:>6} {:>16} {:>10} {:>13}",
+        "case", "batch", "ms/step", "img/s", "peak RSS MiB"
+    );
+    for t in [
+        &r.student_step,
+        &r.distill_step,
+        &r.infer_b1,
+        &r.infer_batch,
+    ] {
+        println!(
+            "{:<22} {:>6} {:>9.2} +- {:<4.2} {:>10.1} {:>13}",
+            t.name,
+            t.batch,
+            t.ms_mean,
+            t.ms_std,
+            t.img_per_s,
+            t.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
+        );
+    }
+    println!(
+        "distillation step / student step: {:.2}x",
+        r.distill_step.ms_mean / r.student_step.ms_mean
+    );
+    println!();
+    println!("one distillation step, by part:");
+    println!(
+        "{:<20} {:>9} {:>7} {:>10} {:>11}",
+        "part", "ms", "share", "GMAC", "% of peak"
+    );
+    for p in &r.breakdown {
+        println!(
+            "{:<20} {:>9.2} {:>6.1}% {:>10.3} {:>11}",
+            p.name,
+            p.ms,
+            100.0 * p.share,
+            p.gmac,
+            p.peak_share
+                .map_or("-".into(), |s| format!("{:.1}%", 100.0 * s))
+        );
+    }
+    println!(
+        "extractors (teacher + student, forward): {:.1}% of the step; backward GMAC estimated as 2x the student's forward",
+        100.0 * r.extractor_share
+    );
+}
