@@ -6,6 +6,8 @@ use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{BiLstm, BiLstmConfig, Linear, LinearConfig, PaddingConfig3d};
 use burn::tensor::activation::relu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +119,39 @@ pub struct Crop {
     pub len: usize,
 }
 
+/// The kernels of `window_conv`: for each output window t' (stacked as output channels), the
+/// Conv3d slices K[:, :, dt, di, :] with di in `di` placed at row t' + dt - 1 (the window they
+/// read) and summed over the dt whose window exists. [T x D, C, T + len(di) - 1, 3].
+fn window_kernel(weight: &Tensor<5>, di: std::ops::Range<usize>, window: usize) -> Tensor<4> {
+    let [d, c, _, _, _] = weight.dims();
+    let rows = window + di.len() - 1;
+    let device = weight.device();
+    let per_window = (0..window)
+        .map(|t| {
+            (0..3)
+                .filter_map(|dt| {
+                    let u = (t + dt).checked_sub(1).filter(|&u| u < window)?;
+                    let slice = weight
+                        .clone()
+                        .slice([0..d, 0..c, dt..dt + 1, di.clone(), 0..3])
+                        .reshape([d, c, di.len(), 3]);
+                    let mut parts = Vec::new();
+                    if u > 0 {
+                        parts.push(Tensor::zeros([d, c, u, 3], &device));
+                    }
+                    parts.push(slice);
+                    if rows - u - di.len() > 0 {
+                        parts.push(Tensor::zeros([d, c, rows - u - di.len(), 3], &device));
+                    }
+                    Some(Tensor::cat(parts, 2))
+                })
+                .reduce(|a, b| a + b)
+                .expect("window t reads itself (dt = 1)")
+        })
+        .collect();
+    Tensor::cat(per_window, 0)
+}
+
 /// Number of window positions N for a tap of height `h` (after padding to the window).
 pub fn positions(h: usize, window: usize) -> usize {
     h.max(window) - window + 1
@@ -140,28 +175,97 @@ pub fn windows(f: Tensor<4>, window: usize) -> Tensor<5> {
 }
 
 impl Extractor {
+    /// The Conv3d over the window stack of `f` ([B, C, H, W]), computed from F's rows without
+    /// building the stack. Returns the pre-ReLU output as [B, T, D, N, W], equal to
+    /// `self.conv.forward(windows(f, T))` with the window and channel axes swapped (tested).
+    ///
+    /// S[:, :, t, i, :] = F[:, :, i + t, :], so kernel slice (dt, di) at output (t', i') reads
+    /// row i' + t' + dt + di - 2 of F. For a fixed t' every slice is a row offset, so the
+    /// slices that read inside the stack (window u = t' + dt - 1 in [0, T)) add up into one
+    /// (T + 2) x 3 kernel over F's rows: one 2-D convolution gives all T windows as T x D
+    /// channels, N rows, 15 D C N W multiply-accumulates per window instead of 27 D C N W, and
+    /// no im2col of the T-fold stack. What that kernel gets wrong is the stack's padding along
+    /// positions: at i' = 0 the di = 0 slices must read nothing, at i' = N - 1 the di = 2
+    /// slices; those two rows are computed apart (T x 3 kernels) and subtracted.
+    pub fn window_conv(&self, f: Tensor<4>) -> Tensor<5> {
+        let window = self.window;
+        let [b, c, h, w] = f.dims();
+        let device = f.device();
+        let f = if h < window {
+            Tensor::cat(vec![f, Tensor::zeros([b, c, window - h, w], &device)], 2)
+        } else {
+            f
+        };
+        let h = h.max(window);
+        let n = positions(h, window);
+        let weight = self.conv.weight.val();
+        let d = weight.dims()[0];
+        let bias = self
+            .conv
+            .bias
+            .as_ref()
+            .map(|bias| Tensor::cat(vec![bias.val(); window], 0));
+        let rows =
+            |pad: (usize, usize)| ConvOptions::new_with_padding([1, 1], [pad, (1, 1)], [1, 1], 1);
+        let main = conv2d(
+            f.clone(),
+            window_kernel(&weight, 0..3, window),
+            bias,
+            rows((1, 1)),
+        );
+        let y = if window == 1 {
+            // One window: the di = 0 and di = 2 slices at the ends read F's own padding.
+            main
+        } else {
+            let first = conv2d(
+                f.clone().slice([0..b, 0..c, 0..window - 1, 0..w]),
+                window_kernel(&weight, 0..1, window),
+                None,
+                rows((1, 0)),
+            );
+            let last = conv2d(
+                f.slice([0..b, 0..c, n..h, 0..w]),
+                window_kernel(&weight, 2..3, window),
+                None,
+                rows((0, 1)),
+            );
+            let fix = if n == 1 {
+                first + last
+            } else {
+                let middle = Tensor::zeros([b, window * d, n - 2, w], &device);
+                Tensor::cat(vec![first, middle, last], 2)
+            };
+            main - fix
+        };
+        y.reshape([b, window, d, n, w])
+    }
+
     /// Runs the extractor on tap `f` ([B, C, H, W]); `crop` restricts it to a sub-sequence of
     /// window positions.
     pub fn forward(&self, f: Tensor<4>, crop: Option<Crop>) -> ExtractorOut {
-        let s = windows(f, self.window);
-        let [b, c, t, n, w] = s.dims();
-        let s = match crop {
+        let [b, c, h, w] = f.dims();
+        let t = self.window;
+        // A crop of window positions start..start+len is the stack of rows start..start+len+T-1.
+        let f = match crop {
             Some(Crop { start, len }) => {
+                let n = positions(h, t);
                 assert!(
                     start + len <= n && len > 0,
                     "crop {start}+{len} outside {n} windows"
                 );
-                s.slice([0..b, 0..c, 0..t, start..start + len, 0..w])
+                let end = (start + len + t - 1).min(h);
+                f.slice([0..b, 0..c, start..end, 0..w])
             }
-            None => s,
+            None => f,
         };
-        let y = relu(self.conv.forward(s));
-        let [_, d, _, n, _] = y.dims();
+        let y = relu(self.window_conv(f));
+        let [_, _, d, n, _] = y.dims();
         if flops::is_counting() {
-            flops::add((d * c * 27 * t * n * w) as u64);
+            let fixes = if t > 1 { 2 * 3 * t } else { 0 };
+            flops::add((d * c * t * (3 * (t + 2) * n + fixes) * w) as u64);
         }
         // Mean over the window axis and the width: one feature vector per window position.
-        let x = y.mean_dim(4).mean_dim(2).reshape([b, d, n]).swap_dims(1, 2);
+        let x = y.mean_dim(4).mean_dim(1).reshape([b, d, n]).swap_dims(1, 2);
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         let mut x = x;
         for layer in &self.lstm {

@@ -1,7 +1,7 @@
 use burn::module::Module;
 
 use crate::common::{lstmkd, ok};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
 use lstmkd::distill::mix::{random_crops, tmix};
 use lstmkd::distill::phases::{Phase, active, seed_phases};
@@ -34,6 +34,63 @@ fn windows_follow_the_definition() {
             for x in 0..4 {
                 assert_eq!(v[(t * 3 + i) * 4 + x], (4 * (i + t) + x) as f32);
             }
+        }
+    }
+}
+
+/// Largest absolute difference between two tensors of the same shape.
+fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+#[test]
+fn row_wise_window_conv_equals_the_conv3d_over_the_stack() {
+    let device = Device::flex().autodiff();
+    for window in [1, 2, 3, 4] {
+        let cfg = ExtractorConfig { window, ..small() };
+        for (h, crop) in [
+            (1, None),
+            (2, None),
+            (3, None),
+            (4, None),
+            (7, None),
+            (9, Some((2, 3))),
+        ] {
+            device.seed(h as u64);
+            let ext = cfg.init(5, 7, &device);
+            let f = Tensor::<4>::random([2, 5, h, 6], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let stack = windows(f.clone(), window);
+            let (plain, rows) = match crop {
+                Some((start, len)) if start + len <= positions(h, window) => {
+                    let [b, c, t, _, w] = stack.dims();
+                    let rows = f
+                        .clone()
+                        .slice([0..2, 0..5, start..start + len + window - 1, 0..6]);
+                    (
+                        stack.slice([0..b, 0..c, 0..t, start..start + len, 0..w]),
+                        rows,
+                    )
+                }
+                _ => (stack, f.clone()),
+            };
+            let plain = ext.conv.forward(plain);
+            let fast = ext.window_conv(rows).swap_dims(1, 2);
+            let what = format!("window {window}, h {h}, crop {crop:?}");
+            assert!(
+                max_diff(plain.clone(), fast.clone()) < 1e-4,
+                "{what}: outputs"
+            );
+            // Same gradients for the input and the kernel under a non-uniform upstream gradient.
+            let probe = Tensor::<5>::random(plain.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g_plain = (plain * probe.clone()).sum().backward();
+            let g_fast = (fast * probe).sum().backward();
+            let (gx_p, gx_f) = (f.grad(&g_plain).unwrap(), f.grad(&g_fast).unwrap());
+            assert!(max_diff(gx_p, gx_f) < 1e-3, "{what}: input gradient");
+            let w = ext.conv.weight.val();
+            let (gw_p, gw_f) = (w.grad(&g_plain).unwrap(), w.grad(&g_fast).unwrap());
+            assert!(max_diff(gw_p, gw_f) < 1e-3, "{what}: kernel gradient");
         }
     }
 }
