@@ -306,11 +306,13 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
 
     eprintln!("deployed student inference ...");
     reset_peak_rss();
-    // Random weights run at the speed of trained ones; the deployed student is the backbone.
+    // Random weights run at the speed of trained ones; the deployed student is the backbone
+    // with its batch norms folded.
     let net = cfg
         .model
         .init(args.input[0], args.classes, &device)?
-        .valid();
+        .valid()
+        .fold_bn();
     let infer_b1 = inference(&net, args, 1, &device);
     let infer_batch = inference(&net, args, args.batch, &device);
 

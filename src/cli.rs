@@ -72,7 +72,8 @@ pub enum Command {
         #[arg(long, default_value = "runs/experiments")]
         out: PathBuf,
     },
-    /// Evaluate a checkpoint on its test set: accuracy, per-class accuracy, confusion matrix,
+    /// Evaluate a checkpoint on its test set as deployed (batch norm folded into the
+    /// convolutions): accuracy, per-class accuracy, confusion matrix,
     /// parameters and latency.
     Eval {
         #[arg(long)]

@@ -100,8 +100,16 @@ pub fn run(
         seed: 0,
         prefetch: cfg.data.prefetch,
     };
-    let tally = evaluate(&Classify, &net, &loader, &device, dataset.num_classes())?;
-    let (latency_ms_b1, throughput_b64) = latency(&net, ckpt.meta.input, &device);
+    // Evaluated and timed as deployed: batch norm folded into the convolutions.
+    let deployed = net.clone().valid().fold_bn();
+    let tally = evaluate(
+        &Classify,
+        &deployed,
+        &loader,
+        &device,
+        dataset.num_classes(),
+    )?;
+    let (latency_ms_b1, throughput_b64) = latency(&deployed, ckpt.meta.input, &device);
     let report = Report {
         checkpoint: ckpt_path.to_path_buf(),
         model: cfg.model.name.clone(),

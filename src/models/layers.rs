@@ -1,7 +1,7 @@
 //! Building blocks shared by the zoo. Every convolution and linear layer of a zoo model goes
 //! through `conv` / `linear` here, so that `flops::count` sees all of the arithmetic.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -41,6 +41,39 @@ pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
+/// A batch norm that follows a convolution: `None` once `fold` has moved it into the
+/// convolution's weights (deployment).
+pub fn foldable_norm(channels: usize, device: &Device) -> Option<BatchNorm> {
+    Some(batch_norm(channels, device))
+}
+
+/// Applies a foldable batch norm (nothing when it has been folded).
+pub fn norm(layer: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+    match layer {
+        Some(bn) => bn.forward(x),
+        None => x,
+    }
+}
+
+/// Folds the inference-mode batch norm into the convolution that feeds it, removing a pass
+/// over the activation: w' = w s and b' = (b - mean) s + beta with s = gamma / sqrt(var + eps).
+/// Only valid at inference, with the running statistics the norm has now.
+pub fn fold(conv: &mut Conv2d, bn: &mut Option<BatchNorm>) {
+    let Some(b) = bn.take() else {
+        return;
+    };
+    let scale = b.gamma.val() / b.running_var.value().add_scalar(b.epsilon).sqrt();
+    let [cout, ..] = conv.weight.dims();
+    let weight = conv.weight.val() * scale.clone().reshape([cout, 1, 1, 1]);
+    let bias = match conv.bias.take() {
+        Some(p) => p.val(),
+        None => Tensor::zeros([cout], &scale.device()),
+    };
+    let bias = (bias - b.running_mean.value()) * scale + b.beta.val();
+    conv.weight = Param::from_tensor(weight);
+    conv.bias = Some(Param::from_tensor(bias));
+}
+
 pub fn fc(cin: usize, cout: usize, device: &Device) -> Linear {
     LinearConfig::new(cin, cout).init(device)
 }
@@ -74,7 +107,7 @@ pub fn global_pool(x: Tensor<4>) -> Tensor<2> {
 #[derive(Module, Debug)]
 pub struct ConvBn {
     pub conv: Conv2d,
-    pub bn: BatchNorm,
+    pub bn: Option<BatchNorm>,
 }
 
 impl ConvBn {
@@ -88,12 +121,16 @@ impl ConvBn {
     ) -> Self {
         Self {
             conv: conv2d(cin, cout, kernel, stride, groups, false, device),
-            bn: batch_norm(cout, device),
+            bn: foldable_norm(cout, device),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(conv(&self.conv, x))
+        norm(&self.bn, conv(&self.conv, x))
+    }
+
+    pub fn fold_bn(&mut self) {
+        fold(&mut self.conv, &mut self.bn);
     }
 
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {

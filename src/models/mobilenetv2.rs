@@ -123,6 +123,18 @@ pub fn mobilenet_v2(
 }
 
 impl MobileNetV2 {
+    pub fn fold_bn(&mut self) {
+        self.stem.fold_bn();
+        for block in &mut self.blocks {
+            if let Some(e) = &mut block.expand {
+                e.fold_bn();
+            }
+            block.depthwise.fold_bn();
+            block.project.fold_bn();
+        }
+        self.last.fold_bn();
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Output {
         let mut x = relu6(self.stem.forward(x));
         let mut taps = Vec::with_capacity(self.tap_after.len());

@@ -39,6 +39,19 @@ impl Network {
             Network::ResNet(m) => m.forward(x),
         }
     }
+
+    /// The network for deployment: every batch norm that directly follows a convolution
+    /// folded into it (inference only; WRN's pre-activation norms stay).
+    pub fn fold_bn(mut self) -> Self {
+        match &mut self {
+            Network::CifarResNet(m) => m.fold_bn(),
+            Network::WideResNet(m) => m.fold_bn(),
+            Network::Vgg(m) => m.fold_bn(),
+            Network::MobileNetV2(m) => m.fold_bn(),
+            Network::ResNet(m) => m.fold_bn(),
+        }
+        self
+    }
 }
 
 /// The `[model]` table of a run config.

@@ -10,17 +10,17 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::Output;
-use super::layers::{ConvBn, batch_norm, conv, conv2d, fc, global_pool, linear};
+use super::layers::{ConvBn, conv, conv2d, fc, fold, foldable_norm, global_pool, linear, norm};
 use super::resnet_cifar::{BasicBlock, run_stage};
 
 #[derive(Module, Debug)]
 pub struct Bottleneck {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Option<BatchNorm>,
     pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub bn2: Option<BatchNorm>,
     pub conv3: Conv2d,
-    pub bn3: BatchNorm,
+    pub bn3: Option<BatchNorm>,
     pub downsample: Option<ConvBn>,
 }
 
@@ -33,11 +33,11 @@ impl Bottleneck {
             (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, 1, stride, 1, device));
         Self {
             conv1: conv2d(cin, planes, 1, 1, 1, false, device),
-            bn1: batch_norm(planes, device),
+            bn1: foldable_norm(planes, device),
             conv2: conv2d(planes, planes, 3, stride, 1, false, device),
-            bn2: batch_norm(planes, device),
+            bn2: foldable_norm(planes, device),
             conv3: conv2d(planes, cout, 1, 1, 1, false, device),
-            bn3: batch_norm(cout, device),
+            bn3: foldable_norm(cout, device),
             downsample,
         }
     }
@@ -47,9 +47,18 @@ impl Bottleneck {
             Some(d) => d.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(conv(&self.conv1, x)));
-        let y = relu(self.bn2.forward(conv(&self.conv2, y)));
-        relu(self.bn3.forward(conv(&self.conv3, y)) + identity)
+        let y = relu(norm(&self.bn1, conv(&self.conv1, x)));
+        let y = relu(norm(&self.bn2, conv(&self.conv2, y)));
+        relu(norm(&self.bn3, conv(&self.conv3, y)) + identity)
+    }
+
+    fn fold_bn(&mut self) {
+        fold(&mut self.conv1, &mut self.bn1);
+        fold(&mut self.conv2, &mut self.bn2);
+        fold(&mut self.conv3, &mut self.bn3);
+        if let Some(d) = &mut self.downsample {
+            d.fold_bn();
+        }
     }
 }
 
@@ -66,12 +75,19 @@ impl Stage {
             Stage::Bottleneck(blocks) => run_stage(blocks, x, Bottleneck::forward),
         }
     }
+
+    fn fold_bn(&mut self) {
+        match self {
+            Stage::Basic(blocks) => blocks.iter_mut().for_each(BasicBlock::fold_bn),
+            Stage::Bottleneck(blocks) => blocks.iter_mut().for_each(Bottleneck::fold_bn),
+        }
+    }
 }
 
 #[derive(Module, Debug)]
 pub struct ResNet {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Option<BatchNorm>,
     pub maxpool: MaxPool2d,
     pub layer1: Stage,
     pub layer2: Stage,
@@ -120,7 +136,7 @@ pub fn resnet(
     let feat = if bottleneck { 2048 } else { 512 };
     ResNet {
         conv1: conv2d(in_channels, 64, 7, 2, 1, false, device),
-        bn1: batch_norm(64, device),
+        bn1: foldable_norm(64, device),
         maxpool: MaxPool2dConfig::new([3, 3])
             .with_strides([2, 2])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -134,10 +150,22 @@ pub fn resnet(
 }
 
 impl ResNet {
+    pub fn fold_bn(&mut self) {
+        fold(&mut self.conv1, &mut self.bn1);
+        for stage in [
+            &mut self.layer1,
+            &mut self.layer2,
+            &mut self.layer3,
+            &mut self.layer4,
+        ] {
+            stage.fold_bn();
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Output {
         let x = self
             .maxpool
-            .forward(relu(self.bn1.forward(conv(&self.conv1, x))));
+            .forward(relu(norm(&self.bn1, conv(&self.conv1, x))));
         let f1 = self.layer1.forward(x);
         let f2 = self.layer2.forward(f1.clone());
         let f3 = self.layer3.forward(f2.clone());

@@ -8,14 +8,14 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::Output;
-use super::layers::{ConvBn, batch_norm, conv, conv2d, fc, global_pool, linear};
+use super::layers::{ConvBn, conv, conv2d, fc, fold, foldable_norm, global_pool, linear, norm};
 
 #[derive(Module, Debug)]
 pub struct BasicBlock {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Option<BatchNorm>,
     pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub bn2: Option<BatchNorm>,
     pub downsample: Option<ConvBn>,
 }
 
@@ -25,9 +25,9 @@ impl BasicBlock {
             (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, 1, stride, 1, device));
         Self {
             conv1: conv2d(cin, cout, 3, stride, 1, false, device),
-            bn1: batch_norm(cout, device),
+            bn1: foldable_norm(cout, device),
             conv2: conv2d(cout, cout, 3, 1, 1, false, device),
-            bn2: batch_norm(cout, device),
+            bn2: foldable_norm(cout, device),
             downsample,
         }
     }
@@ -37,16 +37,24 @@ impl BasicBlock {
             Some(d) => d.forward(x.clone()),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(conv(&self.conv1, x)));
-        let y = self.bn2.forward(conv(&self.conv2, y));
+        let y = relu(norm(&self.bn1, conv(&self.conv1, x)));
+        let y = norm(&self.bn2, conv(&self.conv2, y));
         relu(y + identity)
+    }
+
+    pub fn fold_bn(&mut self) {
+        fold(&mut self.conv1, &mut self.bn1);
+        fold(&mut self.conv2, &mut self.bn2);
+        if let Some(d) = &mut self.downsample {
+            d.fold_bn();
+        }
     }
 }
 
 #[derive(Module, Debug)]
 pub struct CifarResNet {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: Option<BatchNorm>,
     pub layer1: Vec<BasicBlock>,
     pub layer2: Vec<BasicBlock>,
     pub layer3: Vec<BasicBlock>,
@@ -76,7 +84,7 @@ pub fn cifar_resnet(
     };
     CifarResNet {
         conv1: conv2d(in_channels, widths[0], 3, 1, 1, false, device),
-        bn1: batch_norm(widths[0], device),
+        bn1: foldable_norm(widths[0], device),
         layer1: stage(widths[0], widths[1], 1),
         layer2: stage(widths[1], widths[2], 2),
         layer3: stage(widths[2], widths[3], 2),
@@ -93,8 +101,20 @@ pub(crate) fn run_stage<B>(
 }
 
 impl CifarResNet {
+    pub fn fold_bn(&mut self) {
+        fold(&mut self.conv1, &mut self.bn1);
+        for block in self
+            .layer1
+            .iter_mut()
+            .chain(&mut self.layer2)
+            .chain(&mut self.layer3)
+        {
+            block.fold_bn();
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Output {
-        let x = relu(self.bn1.forward(conv(&self.conv1, x)));
+        let x = relu(norm(&self.bn1, conv(&self.conv1, x)));
         let f1 = run_stage(&self.layer1, x, BasicBlock::forward);
         let f2 = run_stage(&self.layer2, f1.clone(), BasicBlock::forward);
         let f3 = run_stage(&self.layer3, f2.clone(), BasicBlock::forward);

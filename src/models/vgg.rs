@@ -7,7 +7,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::Output;
-use super::layers::{ConvBn, batch_norm, conv2d, fc, global_pool, linear};
+use super::layers::{ConvBn, conv2d, fc, foldable_norm, global_pool, linear};
 
 #[derive(Module, Debug)]
 pub struct Vgg {
@@ -29,7 +29,7 @@ pub fn vgg(layers: [usize; 5], in_channels: usize, num_classes: usize, device: &
             .map(|_| {
                 let b = ConvBn {
                     conv: conv2d(cin, widths[i], 3, 1, 1, true, device),
-                    bn: batch_norm(widths[i], device),
+                    bn: foldable_norm(widths[i], device),
                 };
                 cin = widths[i];
                 b
@@ -52,6 +52,18 @@ fn run_block(block: &[ConvBn], x: Tensor<4>) -> Tensor<4> {
 }
 
 impl Vgg {
+    pub fn fold_bn(&mut self) {
+        for block in [
+            &mut self.block0,
+            &mut self.block1,
+            &mut self.block2,
+            &mut self.block3,
+            &mut self.block4,
+        ] {
+            block.iter_mut().for_each(ConvBn::fold_bn);
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Output {
         let [_, _, h, _] = x.dims();
         let f0 = run_block(&self.block0, x);

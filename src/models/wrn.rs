@@ -12,14 +12,15 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::Output;
-use super::layers::{batch_norm, conv, conv2d, fc, global_pool, linear};
+use super::layers::{batch_norm, conv, conv2d, fc, fold, foldable_norm, global_pool, linear, norm};
 use super::resnet_cifar::run_stage;
 
 #[derive(Module, Debug)]
 pub struct WrnBlock {
     pub bn1: BatchNorm,
     pub conv1: Conv2d,
-    pub bn2: BatchNorm,
+    /// Follows conv1, so it folds; bn1 pre-activates the block input and does not.
+    pub bn2: Option<BatchNorm>,
     pub conv2: Conv2d,
     pub convShortcut: Option<Conv2d>,
 }
@@ -29,7 +30,7 @@ impl WrnBlock {
         Self {
             bn1: batch_norm(cin, device),
             conv1: conv2d(cin, cout, 3, stride, 1, false, device),
-            bn2: batch_norm(cout, device),
+            bn2: foldable_norm(cout, device),
             conv2: conv2d(cout, cout, 3, 1, 1, false, device),
             convShortcut: (cin != cout).then(|| conv2d(cin, cout, 1, stride, 1, false, device)),
         }
@@ -43,8 +44,12 @@ impl WrnBlock {
             Some(proj) => conv(proj, pre.clone()),
             None => x,
         };
-        let y = relu(self.bn2.forward(conv(&self.conv1, pre)));
+        let y = relu(norm(&self.bn2, conv(&self.conv1, pre)));
         conv(&self.conv2, y) + shortcut
+    }
+
+    fn fold_bn(&mut self) {
+        fold(&mut self.conv1, &mut self.bn2);
     }
 }
 
@@ -96,6 +101,12 @@ pub fn wide_resnet(
 }
 
 impl WideResNet {
+    pub fn fold_bn(&mut self) {
+        for block in [&mut self.block1, &mut self.block2, &mut self.block3] {
+            block.layer.iter_mut().for_each(WrnBlock::fold_bn);
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Output {
         let x = conv(&self.conv1, x);
         let f1 = run_stage(&self.block1.layer, x, WrnBlock::forward);

@@ -1,5 +1,11 @@
+use std::path::Path;
+
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Distribution, Tensor};
+use lstmkd::config::RunConfig;
+
+use crate::common::toml_config;
 use lstmkd::models::{ModelConfig, ZOO, count_params, flops, summarize};
 
 #[test]
@@ -153,4 +159,53 @@ fn width_multiplier_scales_mobilenet_and_is_rejected_elsewhere() {
     assert!(
         format!("{:#}", unknown.validate().unwrap_err()).contains("unknown model 'resnet9000'")
     );
+}
+
+#[test]
+fn folding_batch_norm_keeps_the_inference_outputs() {
+    let device = Device::flex().autodiff();
+    let cfg = RunConfig::parse(
+        &toml_config(Path::new("/data"), Path::new("/out"), ""),
+        "t",
+        &[],
+    )
+    .unwrap();
+    for name in [
+        "resnet8",
+        "wrn_16_2",
+        "vgg8",
+        "mobilenetv2_cifar",
+        "resnet18",
+        "resnet50",
+    ] {
+        device.seed(1);
+        let mut net = ModelConfig::new(name).init(3, 5, &device).unwrap();
+        // Running statistics and affine parameters away from their initial 0/1, so that
+        // every term of the folding formula matters.
+        let mut optim = cfg.optim.init();
+        for _ in 0..2 {
+            let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.5, 2.0), &device);
+            let loss = net.forward(x).logits.tanh().mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optim.step(0.05, net, grads);
+        }
+        let plain = net.valid();
+        let x = Tensor::<4>::random(
+            [3, 3, 32, 32],
+            Distribution::Normal(0.5, 2.0),
+            &plain.devices()[0],
+        );
+        let a = plain.forward(x.clone());
+        let b = plain.clone().fold_bn().forward(x);
+        let scale = a.logits.clone().abs().max().into_scalar::<f32>().max(1.0);
+        let diff = (a.logits - b.logits).abs().max().into_scalar::<f32>();
+        assert!(
+            diff / scale < 1e-4,
+            "{name}: logits differ by {diff} (scale {scale})"
+        );
+        assert!(
+            count_params(&plain.clone().fold_bn()) < count_params(&plain),
+            "{name}: nothing folded"
+        );
+    }
 }
