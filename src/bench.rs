@@ -80,6 +80,9 @@ pub struct Report {
     pub distill_step: Timing,
     pub infer_b1: Timing,
     pub infer_batch: Timing,
+    /// One student training step, by part.
+    pub student_breakdown: Vec<PartRow>,
+    /// One distillation step, by part.
     pub breakdown: Vec<PartRow>,
     /// Of the distillation step, the share spent in the four extractor passes.
     pub extractor_share: f64,
@@ -320,8 +323,17 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     reset_peak_rss();
     train_device.seed(0);
     let student = cfg.model.init(args.input[0], args.classes, &train_device)?;
-    let (seconds, _, _) = train_steps(&mut Classify, student, args, &device, &train_device)?;
+    let (seconds, parts, counted) =
+        train_steps(&mut Classify, student, args, &device, &train_device)?;
     let student_step = timing("student step", args.batch, &seconds);
+    let student_breakdown = breakdown(
+        &parts,
+        &counted,
+        args.steps,
+        args.batch,
+        student_step.ms_mean,
+        peak_gflops,
+    );
 
     eprintln!(
         "distillation step ({} -> {}) ...",
@@ -373,6 +385,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         distill_step,
         infer_b1,
         infer_batch,
+        student_breakdown,
         breakdown,
         extractor_share,
     })
@@ -467,22 +480,27 @@ pub fn print(r: &Report) {
         "distillation step / student step: {:.2}x",
         r.distill_step.ms_mean / r.student_step.ms_mean
     );
-    println!();
-    println!("one distillation step, by part:");
-    println!(
-        "{:<20} {:>9} {:>7} {:>10} {:>11}",
-        "part", "ms", "share", "GMAC", "% of peak"
-    );
-    for p in &r.breakdown {
+    for (what, rows) in [
+        ("one student training step", &r.student_breakdown),
+        ("one distillation step", &r.breakdown),
+    ] {
+        println!();
+        println!("{what}, by part:");
         println!(
-            "{:<20} {:>9.2} {:>6.1}% {:>10.3} {:>11}",
-            p.name,
-            p.ms,
-            100.0 * p.share,
-            p.gmac,
-            p.peak_share
-                .map_or("-".into(), |s| format!("{:.1}%", 100.0 * s))
+            "{:<20} {:>9} {:>7} {:>10} {:>11}",
+            "part", "ms", "share", "GMAC", "% of peak"
         );
+        for p in rows {
+            println!(
+                "{:<20} {:>9.2} {:>6.1}% {:>10.3} {:>11}",
+                p.name,
+                p.ms,
+                100.0 * p.share,
+                p.gmac,
+                p.peak_share
+                    .map_or("-".into(), |s| format!("{:.1}%", 100.0 * s))
+            );
+        }
     }
     println!(
         "extractors (teacher + student, forward): {:.1}% of the step; backward GMAC estimated as 2x the student's forward",

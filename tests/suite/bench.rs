@@ -1,0 +1,100 @@
+use crate::common::{lstmkd, ok};
+
+const TINY: [&str; 20] = [
+    "bench",
+    "--teacher",
+    "resnet14",
+    "--student",
+    "resnet8",
+    "--input",
+    "1x12x12",
+    "--classes",
+    "3",
+    "--batch",
+    "4",
+    "--warmup",
+    "1",
+    "--steps",
+    "2",
+    "--conv-channels",
+    "4",
+    "--hidden",
+    "3",
+    "--json",
+];
+
+#[test]
+fn bench_times_every_case_and_breaks_the_distillation_step_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let mut args = TINY.to_vec();
+    args.push(json.to_str().unwrap());
+    let stdout = ok(lstmkd(&args));
+    assert!(
+        stdout.contains("distillation step / student step"),
+        "{stdout}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for case in ["student_step", "distill_step", "infer_b1", "infer_batch"] {
+        let ms = r[case]["ms_mean"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms.is_finite(), "{case}: {ms}");
+    }
+    assert_eq!(r["infer_b1"]["batch"], 1);
+    assert_eq!(r["infer_batch"]["batch"], 4);
+    assert!(r["peak_gflops"].as_f64().unwrap() > 0.0);
+    let parts: Vec<&str> = r["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for part in [
+        "data wait",
+        "teacher forward",
+        "student forward",
+        "teacher extractors",
+        "student extractors",
+        "losses",
+        "backward",
+        "optimiser",
+    ] {
+        assert!(parts.contains(&part), "{part} missing from {parts:?}");
+    }
+    // The parts account for the whole step ("other" is the remainder, never negative).
+    let shares: f64 = r["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["share"].as_f64().unwrap())
+        .sum();
+    assert!((shares - 1.0).abs() < 0.05, "shares sum to {shares}");
+    let teacher_macs = r["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "teacher forward")
+        .unwrap()["gmac"]
+        .as_f64()
+        .unwrap();
+    assert!(teacher_macs > 0.0);
+}
+
+#[test]
+fn bench_rejects_unknown_models_and_zero_sizes() {
+    let mut args = TINY.to_vec();
+    args[2] = "resnet99";
+    args.push("unused.json");
+    let out = lstmkd(&args);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--teacher") && err.contains("resnet99"),
+        "{err}"
+    );
+    let mut args = TINY.to_vec();
+    args[14] = "0";
+    args.push("unused.json");
+    let err = String::from_utf8_lossy(&lstmkd(&args).stderr).into_owned();
+    assert!(err.contains("--steps"), "{err}");
+    assert!(!std::path::Path::new("unused.json").exists());
+}
