@@ -31,10 +31,12 @@ impl Teacher {
         device: &Device,
     ) -> Result<Self> {
         let checkpoint = Checkpoint::load(&cfg.checkpoint).context("teacher.checkpoint")?;
+        // Frozen and only ever run in inference mode: its batch norms fold away.
         let net = checkpoint
             .network(device)
             .context("teacher.checkpoint")?
-            .valid();
+            .valid()
+            .fold_bn();
         let path = cfg.extractors_path();
         let head = if with_extractors {
             if !path.exists() {
