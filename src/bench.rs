@@ -40,6 +40,8 @@ pub struct BenchArgs {
     pub steps: usize,
     pub device: String,
     pub extractor: ExtractorConfig,
+    /// Overrides of the bench's distillation config (`TEMPLATE`), e.g. other loss weights.
+    pub overrides: Vec<String>,
 }
 
 /// Per-step wall time over the measured steps.
@@ -74,6 +76,8 @@ pub struct Report {
     pub device: String,
     pub threads: usize,
     pub extractor: ExtractorConfig,
+    /// The active losses of the distillation step.
+    pub losses: Vec<String>,
     /// f32 matrix product (2048^3), best of three, GFLOP/s (on flex for CPU devices).
     pub peak_gflops: f64,
     pub student_step: Timing,
@@ -294,15 +298,18 @@ impl Drop for Scratch {
 pub fn run(args: &BenchArgs) -> Result<Report> {
     let device = crate::device::parse(&args.device)?;
     let train_device = device.clone().autodiff();
-    let overrides = [
+    let mut overrides = vec![
         format!("model.name={}", args.student),
         format!("train.batch_size={}", args.batch),
+        format!(
+            "distill.extractor.conv_channels={}",
+            args.extractor.conv_channels
+        ),
+        format!("distill.extractor.hidden={}", args.extractor.hidden),
     ];
-    let mut cfg = RunConfig::parse(TEMPLATE, "bench", &overrides)?;
-    let mut dcfg = cfg.distill.clone().expect("the template has [distill]");
-    dcfg.extractor = args.extractor.clone();
-    dcfg.validate()?;
-    cfg.distill = Some(dcfg.clone());
+    overrides.extend(args.overrides.iter().cloned());
+    let cfg = RunConfig::parse(TEMPLATE, "bench", &overrides)?;
+    let dcfg = cfg.distill.clone().expect("the template has [distill]");
 
     eprintln!("measuring the matrix-product peak ...");
     // The CPU's peak is a property of the machine: measured with flex's gemm whichever CPU
@@ -350,6 +357,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     reset_peak_rss();
     let teacher = Teacher::load(&tcfg, &dcfg.extractor, dcfg.taps, true, &device)?;
     let student = Student::init(&cfg.model, &dcfg, &teacher, &train_device)?;
+    let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
     let mut task = Distill {
         phases: dcfg.phases(),
         epochs: 1,
@@ -382,7 +390,8 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         classes: args.classes,
         device: args.device.clone(),
         threads: rayon::current_num_threads(),
-        extractor: args.extractor.clone(),
+        extractor: task.cfg.extractor.clone(),
+        losses: task_losses,
         peak_gflops,
         student_step,
         distill_step,
@@ -457,6 +466,7 @@ pub fn print(r: &Report) {
         "extractor: window {}, conv {} channels, LSTM hidden {} x {} layers (bidirectional)",
         r.extractor.window, r.extractor.conv_channels, r.extractor.hidden, r.extractor.layers
     );
+    println!("distillation losses: {}", r.losses.join(", "));
     println!("matrix-product peak: {:.1} GFLOP/s", r.peak_gflops);
     println!();
     println!(

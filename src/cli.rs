@@ -130,6 +130,10 @@ pub enum Command {
         /// Also write the report as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Override the benched distillation config (the seed's losses, all active), e.g.
+        /// --set distill.weights="{ce=1.0,kd=1.0,at=100.0}" (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
     Info {
@@ -394,6 +398,7 @@ pub fn main() -> Result<()> {
             conv_channels,
             hidden,
             json,
+            overrides,
         } => {
             for (name, v) in [
                 ("--batch", batch),
@@ -423,6 +428,7 @@ pub fn main() -> Result<()> {
                     hidden,
                     ..Default::default()
                 },
+                overrides,
             };
             let report = crate::bench::run(&args)?;
             crate::bench::print(&report);

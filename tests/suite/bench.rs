@@ -98,3 +98,24 @@ fn bench_rejects_unknown_models_and_zero_sizes() {
     assert!(err.contains("--steps"), "{err}");
     assert!(!std::path::Path::new("unused.json").exists());
 }
+
+#[test]
+fn bench_overrides_reach_the_distillation_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let mut args = TINY.to_vec();
+    args.extend([
+        json.to_str().unwrap(),
+        "--set",
+        "distill.weights={ce=1.0,kd=1.0}",
+    ]);
+    ok(lstmkd(&args));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["losses"], serde_json::json!(["ce", "kd"]));
+    let parts = r["breakdown"].to_string();
+    assert!(!parts.contains("extractors"), "{parts}");
+    let mut args = TINY.to_vec();
+    args.extend([json.to_str().unwrap(), "--set", "distill.nonsense=1"]);
+    let err = String::from_utf8_lossy(&lstmkd(&args).stderr).into_owned();
+    assert!(err.contains("nonsense"), "{err}");
+}
