@@ -183,18 +183,20 @@ fn synthetic_loader(args: &BenchArgs) -> Loader {
 fn train_steps<T: Task>(
     task: &mut T,
     mut model: T::Model,
+    cfg: &RunConfig,
     args: &BenchArgs,
     device: &Device,
-    train_device: &Device,
 ) -> Result<(Vec<f64>, Vec<Part>, Vec<Part>)> {
     let loader = synthetic_loader(args);
     let rx = loader.epoch(0)?;
-    let mut optim = RunConfig::parse(TEMPLATE, "bench", &[])?.optim.init();
+    let train_device = device.clone().autodiff();
+    let mut optim = cfg.optim.init();
+    let lr = cfg.optim.lr;
     let mut step = |model: T::Model, i: usize| -> Result<T::Model> {
         let batch =
             profile::part("data wait", || rx.recv()).context("the loader stopped early")??;
-        let (images, targets) = batch.into_tensors(train_device);
-        Ok(optimise(task, model, &mut optim, images, targets, 0.05, 0, i)?.0)
+        let (images, targets) = batch.into_tensors(&train_device);
+        Ok(optimise(task, model, &mut optim, images, targets, lr, 0, i)?.0)
     };
     for i in 0..args.warmup {
         model = step(model, i)?;
@@ -209,8 +211,9 @@ fn train_steps<T: Task>(
         Ok(model)
     });
     let model = model?;
-    let ((_, counted), _) =
+    let ((counted_step, counted), _) =
         flops::count(|| profile::record(device, || step(model, args.warmup + args.steps)));
+    counted_step?;
     Ok((seconds, parts, counted))
 }
 
@@ -333,8 +336,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     reset_peak_rss();
     train_device.seed(0);
     let student = cfg.model.init(args.input[0], args.classes, &train_device)?;
-    let (seconds, parts, counted) =
-        train_steps(&mut Classify, student, args, &device, &train_device)?;
+    let (seconds, parts, counted) = train_steps(&mut Classify, student, &cfg, args, &device)?;
     let student_step = timing("student step", args.batch, &seconds);
     let student_breakdown = breakdown(
         &parts,
@@ -367,7 +369,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         teacher,
         cfg: dcfg,
     };
-    let (seconds, parts, counted) = train_steps(&mut task, student, args, &device, &train_device)?;
+    let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;
     let distill_step = timing("distillation step", args.batch, &seconds);
 
     let breakdown = breakdown(
