@@ -99,11 +99,13 @@ pub enum Command {
         overrides: Vec<String>,
     },
     /// Measure speed on synthetic images: the student's training step, the full LSTM-KD step,
-    /// inference of the deployed student (batch 1 and --batch), a breakdown of the
-    /// distillation step with its arithmetic against the matrix-product peak, and peak memory.
+    /// inference of the deployed student (batch 1 and --batch), a breakdown of both steps with
+    /// their arithmetic against the matrix-product peak, and peak memory.
     Bench {
+        /// Zoo model of the (random-weight) teacher.
         #[arg(long, default_value = "resnet32x4")]
         teacher: String,
+        /// Zoo model of the student.
         #[arg(long, default_value = "resnet8x4")]
         student: String,
         /// Input size as CxHxW.
@@ -111,6 +113,7 @@ pub enum Command {
         input: String,
         #[arg(long, default_value_t = 100)]
         classes: usize,
+        /// Training batch size, and the larger inference batch.
         #[arg(long, default_value_t = 64)]
         batch: usize,
         /// Untimed steps first (thread pools, allocator, caches).
@@ -119,6 +122,7 @@ pub enum Command {
         /// Timed steps per case.
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// flex, tch, tch:cuda:N, cuda:N or vulkan:N (the last three need their cargo feature).
         #[arg(long, default_value = "flex")]
         device: String,
         /// Extractor conv channels (the seed: 256).
