@@ -48,6 +48,8 @@ def main():
     p.add_argument("--python", default=os.path.join(ROOT, "bench/pytorch/.venv/bin/python"))
     p.add_argument("args", nargs="*", help="passed to both benches (after --)")
     a = p.parse_args()
+    if a.repeats < 1:
+        sys.exit(f"--repeats: must be at least 1, got {a.repeats}")
     for path, what in ((a.lstmkd, "cargo build --release"), (a.python, "the setup in this script's --help")):
         if not os.path.exists(path):
             sys.exit(f"{path} does not exist: run {what} first")
