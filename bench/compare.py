@@ -6,8 +6,11 @@ the LSTM-KD step and deployed-student inference.
 
 Setup (once): python3 -m venv bench/pytorch/.venv &&
               bench/pytorch/.venv/bin/pip install -r bench/pytorch/requirements.txt
-Extra arguments after `--` go to both benches (e.g. -- --teacher resnet14 --student resnet8
---input 1x28x28 --classes 10).
+Extra arguments after `--` go to both benches, so only the flags both know: --teacher,
+--student, --input, --classes, --batch, --warmup, --steps, --conv-channels, --hidden (e.g.
+-- --teacher resnet14 --student resnet8 --input 1x28x28 --classes 10). The reference's loss
+weights (ce 1, kd 1, at 100, temporal 0.05, aux_ce 0.5) and temperature (1) are those of
+`lstmkd bench`'s default config; lstmkd's --set has no counterpart there.
 """
 
 import argparse

@@ -39,7 +39,9 @@ pub struct BenchArgs {
     pub warmup: usize,
     pub steps: usize,
     pub device: String,
-    pub extractor: ExtractorConfig,
+    /// Extractor conv channels and LSTM hidden size.
+    pub conv_channels: usize,
+    pub hidden: usize,
     /// Overrides of the bench's distillation config (`TEMPLATE`), e.g. other loss weights.
     pub overrides: Vec<String>,
 }
@@ -52,7 +54,8 @@ pub struct Timing {
     pub ms_mean: f64,
     pub ms_std: f64,
     pub img_per_s: f64,
-    /// Peak resident memory of the process while this case ran (Linux), MiB.
+    /// Peak resident memory of the process from the start of this case (Linux, when the peak
+    /// could be reset), MiB. Memory the allocator kept from earlier cases counts.
     pub peak_rss_mib: Option<f64>,
 }
 
@@ -61,7 +64,8 @@ pub struct PartRow {
     pub name: String,
     pub ms: f64,
     pub share: f64,
-    /// Forward multiply-accumulates of the part per step (backward: estimated, see `note`).
+    /// Forward multiply-accumulates of the part per step; for backward an estimate (see
+    /// `breakdown`).
     pub gmac: f64,
     /// Achieved GFLOP/s (2 x MAC / time) as a share of the matrix-product peak.
     pub peak_share: Option<f64>,
@@ -106,9 +110,10 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Starts a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Starts a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM); false where
+/// that is not possible, and then the process-wide peak would say nothing about the case.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 fn mean_std(xs: &[f64]) -> (f64, f64) {
@@ -118,7 +123,7 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-fn timing(name: &str, batch: usize, step_seconds: &[f64]) -> Timing {
+fn timing(name: &str, batch: usize, step_seconds: &[f64], peak_reset: bool) -> Timing {
     let ms: Vec<f64> = step_seconds.iter().map(|s| s * 1e3).collect();
     let (ms_mean, ms_std) = mean_std(&ms);
     Timing {
@@ -127,7 +132,7 @@ fn timing(name: &str, batch: usize, step_seconds: &[f64]) -> Timing {
         ms_mean,
         ms_std,
         img_per_s: batch as f64 * 1e3 / ms_mean,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: peak_reset.then(peak_rss_mib).flatten(),
     }
 }
 
@@ -153,9 +158,10 @@ pub fn matmul_peak(device: &Device) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Random images of the bench's shape, augmented and normalised by the real loader.
-fn synthetic_loader(args: &BenchArgs) -> Loader {
-    let n = args.batch * (args.warmup + args.steps + 1);
+/// `batches` batches of random images of the bench's shape, augmented and normalised by the
+/// real loader.
+fn synthetic_loader(args: &BenchArgs, batches: usize) -> Loader {
+    let n = args.batch * batches;
     let chw: usize = args.input.iter().product();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let source = InMemory {
@@ -187,7 +193,12 @@ fn train_steps<T: Task>(
     args: &BenchArgs,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<Part>, Vec<Part>)> {
-    let loader = synthetic_loader(args);
+    // On the CPU every operation has finished when it returns, so the timed steps can be the
+    // recorded ones. Backends that queue work (GPUs) would be slowed by the wait at the end
+    // of each part, so there the parts come from as many extra steps.
+    let eager = crate::device::is_cpu(&args.device);
+    let recorded = if eager { 0 } else { args.steps };
+    let loader = synthetic_loader(args, args.warmup + args.steps + recorded + 1);
     let rx = loader.epoch(0)?;
     let train_device = device.clone().autodiff();
     let mut optim = cfg.optim.init();
@@ -201,27 +212,43 @@ fn train_steps<T: Task>(
     for i in 0..args.warmup {
         model = step(model, i)?;
     }
-    let mut seconds = Vec::new();
-    let (model, parts) = profile::record(device, || -> Result<T::Model> {
-        for i in 0..args.steps {
+    let mut steps = |mut model: T::Model, first: usize, seconds: &mut Vec<f64>| {
+        for i in first..first + args.steps {
             let t0 = Instant::now();
-            model = step(model, args.warmup + i)?;
+            model = step(model, i)?;
             seconds.push(t0.elapsed().as_secs_f64());
         }
-        Ok(model)
-    });
-    let model = model?;
+        anyhow::Ok(model)
+    };
+    let mut seconds = Vec::new();
+    let first = args.warmup;
+    let (model, parts) = if eager {
+        let (model, parts) = profile::record(device, || steps(model, first, &mut seconds));
+        (model?, parts)
+    } else {
+        let model = steps(model, first, &mut seconds)?;
+        let (model, parts) =
+            profile::record(device, || steps(model, first + args.steps, &mut Vec::new()));
+        (model?, parts)
+    };
+    let last = first + args.steps + recorded;
     let ((counted_step, counted), _) =
-        flops::count(|| profile::record(device, || step(model, args.warmup + args.steps)));
+        flops::count(|| profile::record(device, || step(model, last)));
     counted_step?;
     Ok((seconds, parts, counted))
 }
 
 /// Batches through the deployed network in inference mode, reading the logits back each time.
-fn inference(net: &Network, args: &BenchArgs, batch: usize, device: &Device) -> Timing {
+fn inference(
+    net: &Network,
+    args: &BenchArgs,
+    batch: usize,
+    device: &Device,
+    peak_reset: bool,
+) -> Timing {
     let [c, h, w] = args.input;
     let x = Tensor::<4>::random([batch, c, h, w], Distribution::Default, device);
-    let reps = (args.steps * args.batch / batch).clamp(args.steps, 200);
+    let reps = (args.steps * args.batch / batch).max(args.steps).min(200);
     let mut seconds = Vec::new();
     for i in 0..args.warmup + reps {
         let t0 = Instant::now();
@@ -230,7 +257,7 @@ fn inference(net: &Network, args: &BenchArgs, batch: usize, device: &Device) -> 
             seconds.push(t0.elapsed().as_secs_f64());
         }
     }
-    timing(&format!("inference b{batch}"), batch, &seconds)
+    timing(&format!("inference b{batch}"), batch, &seconds, peak_reset)
 }
 
 /// The distillation config the bench runs: the seed's losses, all active from the first step
@@ -263,9 +290,9 @@ fn write_teacher(
     cfg: &RunConfig,
     dcfg: &DistillConfig,
     dir: &Path,
+    device: &Device,
 ) -> Result<TeacherConfig> {
-    let device = crate::device::parse(&args.device)?;
-    let net = ModelConfig::new(&args.teacher).init(args.input[0], args.classes, &device)?;
+    let net = ModelConfig::new(&args.teacher).init(args.input[0], args.classes, device)?;
     let mut tcfg = cfg.clone();
     tcfg.model = ModelConfig::new(&args.teacher);
     tcfg.teacher = None;
@@ -283,7 +310,7 @@ fn write_teacher(
         checkpoint: dir.join("teacher.ckpt"),
         extractors: Some(dir.join("extractors.ckpt")),
     };
-    let head = TeacherHead::init(&net, &ckpt, &dcfg.extractor, dcfg.taps, &device);
+    let head = TeacherHead::init(&net, &ckpt, &dcfg.extractor, dcfg.taps, device);
     Checkpoint::new(ckpt.meta.clone(), &head, None)?.save(&teacher.extractors_path())?;
     ckpt.save(&teacher.checkpoint)?;
     Ok(teacher)
@@ -304,11 +331,8 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     let mut overrides = vec![
         format!("model.name={}", args.student),
         format!("train.batch_size={}", args.batch),
-        format!(
-            "distill.extractor.conv_channels={}",
-            args.extractor.conv_channels
-        ),
-        format!("distill.extractor.hidden={}", args.extractor.hidden),
+        format!("distill.extractor.conv_channels={}", args.conv_channels),
+        format!("distill.extractor.hidden={}", args.hidden),
     ];
     overrides.extend(args.overrides.iter().cloned());
     let cfg = RunConfig::parse(TEMPLATE, "bench", &overrides)?;
@@ -317,11 +341,11 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     eprintln!("measuring the matrix-product peak ...");
     // The CPU's peak is a property of the machine: measured with flex's gemm whichever CPU
     // backend runs the steps, so that backends are compared against the same ceiling.
-    let cpu = matches!(args.device.as_str(), "flex" | "cpu" | "tch" | "tch:cpu");
+    let cpu = crate::device::is_cpu(&args.device);
     let peak_gflops = matmul_peak(&if cpu { Device::flex() } else { device.clone() });
 
     eprintln!("deployed student inference ...");
-    reset_peak_rss();
+    let reset = reset_peak_rss();
     // Random weights run at the speed of trained ones; the deployed student is the backbone
     // with its batch norms folded.
     let net = cfg
@@ -329,15 +353,15 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         .init(args.input[0], args.classes, &device)?
         .valid()
         .fold_bn();
-    let infer_b1 = inference(&net, args, 1, &device);
-    let infer_batch = inference(&net, args, args.batch, &device);
+    let infer_b1 = inference(&net, args, 1, &device, reset);
+    let infer_batch = inference(&net, args, args.batch, &device, reset);
 
     eprintln!("student training step ({}) ...", args.student);
-    reset_peak_rss();
+    let reset = reset_peak_rss();
     train_device.seed(0);
     let student = cfg.model.init(args.input[0], args.classes, &train_device)?;
     let (seconds, parts, counted) = train_steps(&mut Classify, student, &cfg, args, &device)?;
-    let student_step = timing("student step", args.batch, &seconds);
+    let student_step = timing("student step", args.batch, &seconds, reset);
     let student_breakdown = breakdown(
         &parts,
         &counted,
@@ -355,8 +379,8 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         Scratch(std::env::temp_dir().join(format!("lstmkd-bench-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
-    let tcfg = write_teacher(args, &cfg, &dcfg, &scratch.0)?;
-    reset_peak_rss();
+    let tcfg = write_teacher(args, &cfg, &dcfg, &scratch.0, &device)?;
+    let reset = reset_peak_rss();
     let teacher = Teacher::load(&tcfg, &dcfg.extractor, dcfg.taps, true, &device)?;
     let student = Student::init(&cfg.model, &dcfg, &teacher, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
@@ -370,7 +394,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         cfg: dcfg,
     };
     let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;
-    let distill_step = timing("distillation step", args.batch, &seconds);
+    let distill_step = timing("distillation step", args.batch, &seconds, reset);
 
     let breakdown = breakdown(
         &parts,
@@ -406,8 +430,9 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
 }
 
 /// Per-step time and arithmetic of each part. Backward has no counter of its own: it is
-/// taken as twice the forward arithmetic of what trains (the student's parts), the usual
-/// estimate for convolutions and matrix products.
+/// taken as twice the forward arithmetic of the student's parts (input and weight gradients),
+/// the usual estimate for convolutions and matrix products; with frozen student extractors it
+/// overstates, since those need input gradients only.
 fn breakdown(
     parts: &[Part],
     counted: &[Part],
@@ -435,7 +460,6 @@ fn breakdown(
     let rest = Part {
         name: "other",
         seconds: other.max(0.0) * steps as f64 / 1e3,
-        calls: steps,
         macs: 0,
     };
     parts

@@ -427,11 +427,8 @@ pub fn main() -> Result<()> {
                 warmup,
                 steps,
                 device,
-                extractor: crate::distill::extractor::ExtractorConfig {
-                    conv_channels,
-                    hidden,
-                    ..Default::default()
-                },
+                conv_channels,
+                hidden,
                 overrides,
             };
             let report = crate::bench::run(&args)?;

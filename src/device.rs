@@ -19,6 +19,11 @@ fn missing(spec: &str, feature: &str) -> Result<Device> {
     )
 }
 
+/// Whether a device name runs on the host CPU (flex, or LibTorch on the CPU).
+pub fn is_cpu(spec: &str) -> bool {
+    matches!(spec, "flex" | "cpu" | "tch" | "tch:cpu")
+}
+
 /// Parses a device name as given to `--device` or `train.device`.
 pub fn parse(spec: &str) -> Result<Device> {
     let (kind, rest) = match spec.split_once(':') {

@@ -100,8 +100,9 @@ pub fn run(
         seed: 0,
         prefetch: cfg.data.prefetch,
     };
+    let params = crate::models::count_params(&net);
     // Evaluated and timed as deployed: batch norm folded into the convolutions.
-    let deployed = net.clone().valid().fold_bn();
+    let deployed = net.valid().fold_bn();
     let tally = evaluate(
         &Classify,
         &deployed,
@@ -123,7 +124,7 @@ pub fn run(
             .cloned()
             .zip(tally.per_class())
             .collect(),
-        params: crate::models::count_params(&net),
+        params,
         latency_ms_b1,
         throughput_b64,
         device: cfg.train.device.clone(),

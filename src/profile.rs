@@ -14,7 +14,6 @@ use crate::models::flops;
 pub struct Part {
     pub name: &'static str,
     pub seconds: f64,
-    pub calls: usize,
     /// Forward multiply-accumulates counted inside the part (0 unless `flops::count` was on).
     pub macs: u64,
 }
@@ -48,13 +47,11 @@ pub fn part<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
             match r.parts.iter_mut().find(|p| p.name == name) {
                 Some(p) => {
                     p.seconds += seconds;
-                    p.calls += 1;
                     p.macs += macs;
                 }
                 None => r.parts.push(Part {
                     name,
                     seconds,
-                    calls: 1,
                     macs,
                 }),
             }

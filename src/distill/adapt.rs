@@ -149,7 +149,7 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     run_cfg.schedule = ScheduleConfig::default();
     let resuming = dir.join(LAST).exists();
     let run = Run::new(run_cfg, resuming)?;
-    let backbone = teacher.network(&run.device)?.valid();
+    let backbone = teacher.network(&run.device)?.valid().fold_bn();
     run.train_device.seed(cfg.train.seed);
     let head = TeacherHead::init(
         &backbone,

@@ -157,16 +157,23 @@ pub fn positions(h: usize, window: usize) -> usize {
     h.max(window) - window + 1
 }
 
+/// F with zero rows appended up to `window` rows (a tap shorter than one window).
+fn pad_rows(f: Tensor<4>, window: usize) -> Tensor<4> {
+    let [b, c, h, w] = f.dims();
+    if h >= window {
+        return f;
+    }
+    let pad = Tensor::zeros([b, c, window - h, w], &f.device());
+    Tensor::cat(vec![f, pad], 2)
+}
+
 /// Height windows S[B, C, T, N, W] with S[:, :, t, i, :] = F[:, :, i + t, :]; rows are
 /// zero-padded up to T when the tap is shorter than a window.
+/// The definition the extractor's convolution is tested against (`Extractor::window_conv`
+/// computes the Conv3d over this stack without building it).
 pub fn windows(f: Tensor<4>, window: usize) -> Tensor<5> {
+    let f = pad_rows(f, window);
     let [b, c, h, w] = f.dims();
-    let f = if h < window {
-        let pad = Tensor::zeros([b, c, window - h, w], &f.device());
-        Tensor::cat(vec![f, pad], 2)
-    } else {
-        f
-    };
     let n = positions(h, window);
     let slices = (0..window)
         .map(|t| f.clone().slice([0..b, 0..c, t..t + n, 0..w]))
@@ -183,20 +190,16 @@ impl Extractor {
     /// row i' + t' + dt + di - 2 of F. For a fixed t' every slice is a row offset, so the
     /// slices that read inside the stack (window u = t' + dt - 1 in [0, T)) add up into one
     /// (T + 2) x 3 kernel over F's rows: one 2-D convolution gives all T windows as T x D
-    /// channels, N rows, 15 D C N W multiply-accumulates per window instead of 27 D C N W, and
+    /// channels, N rows, 3 (T + 2) D C N W multiply-accumulates per window instead of the
+    /// Conv3d's 27 D C N W (15 against 27 at T = 3), and
     /// no im2col of the T-fold stack. What that kernel gets wrong is the stack's padding along
     /// positions: at i' = 0 the di = 0 slices must read nothing, at i' = N - 1 the di = 2
     /// slices; those two rows are computed apart (T x 3 kernels) and subtracted.
     pub fn window_conv(&self, f: Tensor<4>) -> Tensor<5> {
         let window = self.window;
+        let f = pad_rows(f, window);
         let [b, c, h, w] = f.dims();
         let device = f.device();
-        let f = if h < window {
-            Tensor::cat(vec![f, Tensor::zeros([b, c, window - h, w], &device)], 2)
-        } else {
-            f
-        };
-        let h = h.max(window);
         let n = positions(h, window);
         let weight = self.conv.weight.val();
         let d = weight.dims()[0];

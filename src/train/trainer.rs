@@ -190,6 +190,8 @@ pub fn fit<T: Task>(
             let (images, targets) = batch.into_tensors(&run.train_device);
             let (next, host) = optimise(task, model, &mut optim, images, targets, lr, epoch, step)?;
             model = next;
+            // The step has already been applied; the run stops here without saving it, so no
+            // non-finite weights reach a checkpoint.
             if !host.total.is_finite() {
                 bail!(
                     "loss became {} at epoch {}, step {} (global step {}); stopped. The last good checkpoint is {} (epoch {})",

@@ -95,6 +95,58 @@ fn row_wise_window_conv_equals_the_conv3d_over_the_stack() {
     }
 }
 
+/// The extractor written out from METHOD.md with the plain Conv3d over the (cropped) stack.
+fn reference_extractor(
+    ext: &lstmkd::distill::extractor::Extractor,
+    f: Tensor<4>,
+    crop: Option<Crop>,
+) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
+    let s = windows(f, ext.window);
+    let [b, c, t, _, w] = s.dims();
+    let s = match crop {
+        Some(Crop { start, len }) => s.slice([0..b, 0..c, 0..t, start..start + len, 0..w]),
+        None => s,
+    };
+    let y = burn::tensor::activation::relu(ext.conv.forward(s));
+    let [_, d, _, n, _] = y.dims();
+    let mut x = y.mean_dim(4).mean_dim(2).reshape([b, d, n]).swap_dims(1, 2);
+    let (mut hs, mut cs) = (Vec::new(), Vec::new());
+    for layer in &ext.lstm {
+        let (out, state) = layer.forward(x, None);
+        hs.push(state.hidden);
+        cs.push(state.cell);
+        x = out;
+    }
+    let [_, _, o] = x.dims();
+    let z = x.mean_dim(1).reshape([b, o]);
+    (ext.head.forward(z), Tensor::cat(hs, 0), Tensor::cat(cs, 0))
+}
+
+#[test]
+fn extractor_matches_its_definition_with_and_without_crops() {
+    let device = Device::flex();
+    device.seed(5);
+    let ext = small().init(5, 7, &device);
+    for (h, crop) in [
+        (2, None),
+        (7, None),
+        (9, Some(Crop { start: 0, len: 4 })),
+        (9, Some(Crop { start: 3, len: 4 })),
+        (9, Some(Crop { start: 6, len: 1 })),
+    ] {
+        let f = Tensor::<4>::random([2, 5, h, 6], Distribution::Normal(0.0, 1.0), &device);
+        let out = ext.forward(f.clone(), crop);
+        let (logits, hidden, cell) = reference_extractor(&ext, f, crop);
+        let what = format!("h {h}, crop {crop:?}");
+        assert!(
+            max_diff(out.aux_logits, logits) < 1e-4,
+            "{what}: aux logits"
+        );
+        assert!(max_diff(out.hidden, hidden) < 1e-4, "{what}: hidden");
+        assert!(max_diff(out.cell, cell) < 1e-4, "{what}: cell");
+    }
+}
+
 #[test]
 fn extractor_shapes_for_short_equal_and_tall_taps() {
     let device = Device::flex();
