@@ -29,21 +29,65 @@ use crate::train::checkpoint::{Checkpoint, Meta};
 use crate::train::classify::Classify;
 use crate::train::trainer::{Task, optimise};
 
-#[derive(Debug, Clone)]
+/// What `lstmkd bench` measures (its command-line options).
+#[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// Zoo model of the (random-weight) teacher.
+    #[arg(long, default_value = "resnet32x4")]
     pub teacher: String,
+    /// Zoo model of the student.
+    #[arg(long, default_value = "resnet8x4")]
     pub student: String,
+    /// Input size as CxHxW.
+    #[arg(long, default_value = "3x32x32", value_parser = crate::cli::parse_input)]
     pub input: [usize; 3],
+    #[arg(long, default_value_t = 100)]
     pub classes: usize,
+    /// Training batch size, and the larger inference batch.
+    #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Untimed steps first (thread pools, allocator, caches).
+    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// Timed steps per case.
+    #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// flex, tch, tch:cuda:N, cuda:N or vulkan:N (the last three need their cargo feature).
+    #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Extractor conv channels and LSTM hidden size.
+    /// Extractor conv channels (the seed: 256).
+    #[arg(long, default_value_t = 256)]
     pub conv_channels: usize,
+    /// Extractor LSTM hidden size per direction (the seed: 512).
+    #[arg(long, default_value_t = 512)]
     pub hidden: usize,
-    /// Overrides of the bench's distillation config (`TEMPLATE`), e.g. other loss weights.
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Override the benched distillation config (the seed's losses, all active), e.g.
+    /// --set distill.weights="{ce=1.0,kd=1.0,at=100.0}" (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+}
+
+impl BenchArgs {
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("--batch", self.batch),
+            ("--steps", self.steps),
+            ("--classes", self.classes),
+        ] {
+            if v == 0 {
+                anyhow::bail!("{name}: must be at least 1");
+            }
+        }
+        for (flag, name) in [("--teacher", &self.teacher), ("--student", &self.student)] {
+            ModelConfig::new(name)
+                .validate()
+                .with_context(|| flag.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 /// Per-step wall time over the measured steps.
@@ -326,6 +370,7 @@ impl Drop for Scratch {
 }
 
 pub fn run(args: &BenchArgs) -> Result<Report> {
+    args.validate()?;
     let device = crate::device::parse(&args.device)?;
     let train_device = device.clone().autodiff();
     let mut overrides = vec![

@@ -101,44 +101,7 @@ pub enum Command {
     /// Measure speed on synthetic images: the student's training step, the full LSTM-KD step,
     /// inference of the deployed student (batch 1 and --batch), a breakdown of both steps with
     /// their arithmetic against the matrix-product peak, and peak memory.
-    Bench {
-        /// Zoo model of the (random-weight) teacher.
-        #[arg(long, default_value = "resnet32x4")]
-        teacher: String,
-        /// Zoo model of the student.
-        #[arg(long, default_value = "resnet8x4")]
-        student: String,
-        /// Input size as CxHxW.
-        #[arg(long, default_value = "3x32x32")]
-        input: String,
-        #[arg(long, default_value_t = 100)]
-        classes: usize,
-        /// Training batch size, and the larger inference batch.
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        /// Untimed steps first (thread pools, allocator, caches).
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
-        /// Timed steps per case.
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// flex, tch, tch:cuda:N, cuda:N or vulkan:N (the last three need their cargo feature).
-        #[arg(long, default_value = "flex")]
-        device: String,
-        /// Extractor conv channels (the seed: 256).
-        #[arg(long, default_value_t = 256)]
-        conv_channels: usize,
-        /// Extractor LSTM hidden size per direction (the seed: 512).
-        #[arg(long, default_value_t = 512)]
-        hidden: usize,
-        /// Also write the report as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Override the benched distillation config (the seed's losses, all active), e.g.
-        /// --set distill.weights="{ce=1.0,kd=1.0,at=100.0}" (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-    },
+    Bench(crate::bench::BenchArgs),
     /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
     Info {
         #[arg(long, required_unless_present = "list")]
@@ -157,7 +120,7 @@ pub enum Command {
     },
 }
 
-fn parse_input(s: &str) -> Result<[usize; 3]> {
+pub(crate) fn parse_input(s: &str) -> Result<[usize; 3]> {
     let v: Vec<usize> = s
         .split('x')
         .map(|p| p.trim().parse::<usize>())
@@ -390,50 +353,10 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Command::Data { config, overrides } => data(&config, &overrides),
-        Command::Bench {
-            teacher,
-            student,
-            input,
-            classes,
-            batch,
-            warmup,
-            steps,
-            device,
-            conv_channels,
-            hidden,
-            json,
-            overrides,
-        } => {
-            for (name, v) in [
-                ("--batch", batch),
-                ("--steps", steps),
-                ("--classes", classes),
-            ] {
-                if v == 0 {
-                    bail!("{name}: must be at least 1");
-                }
-            }
-            for (flag, name) in [("--teacher", &teacher), ("--student", &student)] {
-                ModelConfig::new(name)
-                    .validate()
-                    .with_context(|| flag.to_string())?;
-            }
-            let args = crate::bench::BenchArgs {
-                teacher,
-                student,
-                input: parse_input(&input)?,
-                classes,
-                batch,
-                warmup,
-                steps,
-                device,
-                conv_channels,
-                hidden,
-                overrides,
-            };
+        Command::Bench(args) => {
             let report = crate::bench::run(&args)?;
             crate::bench::print(&report);
-            if let Some(path) = json {
+            if let Some(path) = &args.json {
                 let text = serde_json::to_string_pretty(&report)?;
                 crate::train::checkpoint::write_atomic(&path, text.as_bytes())?;
             }
