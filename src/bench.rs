@@ -25,7 +25,7 @@ use crate::distill::teacher::Teacher;
 use crate::distill::{DistillConfig, TeacherConfig};
 use crate::models::{ModelConfig, Network, flops};
 use crate::profile::{self, Part};
-use crate::train::checkpoint::{Checkpoint, Meta};
+use crate::train::checkpoint::{Checkpoint, Meta, RunState};
 use crate::train::classify::Classify;
 use crate::train::trainer::{Task, optimise};
 
@@ -341,14 +341,14 @@ fn write_teacher(
     tcfg.model = ModelConfig::new(&args.teacher);
     tcfg.teacher = None;
     tcfg.distill = None;
-    let meta = Meta {
+    let state = RunState {
         config: tcfg,
         epoch: 0,
         best_val_acc: 0.0,
         val_acc: 0.0,
-        input: args.input,
-        classes: (0..args.classes).map(|k| k.to_string()).collect(),
     };
+    let classes = (0..args.classes).map(|k| k.to_string()).collect();
+    let meta = Meta::of_run(state, args.input, classes);
     let ckpt = Checkpoint::new(meta, &net, None)?;
     let teacher = TeacherConfig {
         checkpoint: dir.join("teacher.ckpt"),

@@ -78,10 +78,14 @@ pub enum Command {
     Eval {
         #[arg(long)]
         checkpoint: PathBuf,
-        /// Dataset root to evaluate on instead of the one the checkpoint was trained with.
+        /// Dataset root to evaluate on instead of the one the checkpoint was trained with
+        /// (required for imported checkpoints, which have none).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Device (flex, tch, cuda:N, vulkan:N); default: the run's.
+        /// Format of the dataset at --data (default: the run's, or image-folder).
+        #[arg(long, value_enum)]
+        format: Option<crate::data::Format>,
+        /// Device (flex, tch, cuda:N, vulkan:N); default: the run's, or flex.
         #[arg(long)]
         device: Option<String>,
         #[arg(long)]
@@ -102,6 +106,17 @@ pub enum Command {
     /// inference of the deployed student (batch 1 and --batch), a breakdown of both steps with
     /// their arithmetic against the matrix-product peak, and peak memory.
     Bench(crate::bench::BenchArgs),
+    /// Import PyTorch weights (torchvision or RepDistiller layout, .pth/.pt or .safetensors)
+    /// of a zoo architecture as an lstmkd checkpoint, usable as a teacher, by eval, predict
+    /// and export.
+    Import(crate::interop::import::ImportArgs),
+    /// Export a checkpoint: ONNX (opset 17, batch norm folded, normalisation inside, dynamic
+    /// batch; checked against lstmkd's logits before writing) or safetensors (PyTorch names
+    /// and layout).
+    Export(crate::interop::export::ExportArgs),
+    /// Classify images (PNG/JPEG files or folders) with a checkpoint: top classes with their
+    /// probabilities, pre-processed as the checkpoint's data were.
+    Predict(crate::predict::PredictArgs),
     /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
     Info {
         #[arg(long, required_unless_present = "list")]
@@ -315,12 +330,18 @@ pub fn main() -> Result<()> {
         Command::Eval {
             checkpoint,
             data,
+            format,
             device,
             batch_size,
             out,
         } => {
-            let (report, tally) =
-                crate::eval::run(&checkpoint, data, device.as_deref(), batch_size)?;
+            let opts = crate::eval::EvalOptions {
+                data,
+                format,
+                device,
+                batch_size,
+            };
+            let (report, tally) = crate::eval::run(&checkpoint, &opts)?;
             let out = out.unwrap_or_else(|| {
                 checkpoint
                     .parent()
@@ -361,6 +382,37 @@ pub fn main() -> Result<()> {
                 crate::train::checkpoint::write_atomic(&path, text.as_bytes())?;
             }
             Ok(())
+        }
+        Command::Import(args) => {
+            let ckpt = crate::interop::import::run(&args)?;
+            let m = &ckpt.meta;
+            println!(
+                "imported    {} as {} ({} classes, input {}x{}x{}, {} parameters)",
+                args.weights.display(),
+                m.model.name,
+                m.classes.len(),
+                m.input[0],
+                m.input[1],
+                m.input[2],
+                crate::models::count_params(&ckpt.network(&burn::tensor::Device::flex())?)
+            );
+            println!("mean/std    {:?} / {:?}", m.mean, m.std);
+            println!("wrote       {}", args.out.display());
+            Ok(())
+        }
+        Command::Export(args) => {
+            let done = crate::interop::export::run(&args)?;
+            if let Some((diff, scale)) = done.check {
+                println!(
+                    "checked     tract runs the graph: max |logit difference| {diff:.2e} (logits up to {scale:.2})"
+                );
+            }
+            println!("wrote       {} ({} bytes)", args.out.display(), done.bytes);
+            Ok(())
+        }
+        Command::Predict(args) => {
+            let predictions = crate::predict::run(&args)?;
+            crate::predict::print(&predictions, args.json)
         }
         Command::Info {
             model,

@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use crate::data::Split;
+use crate::data::{DataConfig, Format, Split};
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
 use crate::models::Network;
-use crate::train::checkpoint::{Checkpoint, write_atomic};
+use crate::train::checkpoint::{Checkpoint, Meta, write_atomic};
 use crate::train::classify::Classify;
 use crate::train::metrics::Tally;
 use crate::train::trainer::evaluate;
@@ -63,42 +63,80 @@ pub fn latency(net: &Network, input: [usize; 3], device: &Device) -> (f64, f64) 
     (1e3 * run(1), 64.0 / run(64))
 }
 
-/// Evaluates `ckpt` on its dataset's test split (or the dataset at `data_root`).
-pub fn run(
-    ckpt_path: &Path,
-    data_root: Option<PathBuf>,
-    device_spec: Option<&str>,
-    batch: Option<usize>,
-) -> Result<(Report, Tally)> {
-    let ckpt = Checkpoint::load(ckpt_path)?;
-    let mut cfg = ckpt.meta.config.clone();
-    if let Some(root) = data_root {
-        cfg.data.root = root;
+/// Where and how `eval` runs: the checkpoint's own run settings unless overridden.
+#[derive(Debug, Default, Clone)]
+pub struct EvalOptions {
+    /// Dataset root instead of the run's (required for a checkpoint without a run).
+    pub data: Option<PathBuf>,
+    /// Dataset format at `data` (default: the run's, or image-folder).
+    pub format: Option<Format>,
+    pub device: Option<String>,
+    pub batch_size: Option<usize>,
+}
+
+/// The dataset a checkpoint is evaluated on: its run's, or (imported weights) the one given,
+/// read as the checkpoint's header says (ImageFolder resized and centre-cropped to its input).
+fn data_config(meta: &Meta, opts: &EvalOptions) -> Result<DataConfig> {
+    let mut data = match (&meta.run, &opts.data) {
+        (Some(state), _) => state.config.data.clone(),
+        (None, Some(root)) => DataConfig::new(opts.format.unwrap_or(Format::ImageFolder), root),
+        (None, None) => bail!(
+            "this checkpoint was {} and has no dataset of its own: give --data DIR (and --format)",
+            meta.origin
+        ),
+    };
+    if let Some(root) = &opts.data {
+        data.root = root.clone();
     }
-    let device = crate::device::parse(device_spec.unwrap_or(&cfg.train.device))?;
+    if let Some(format) = opts.format {
+        data.format = format;
+    }
+    if data.format == Format::ImageFolder && meta.run.is_none() {
+        data.resize = if meta.resize > 0 { meta.resize } else { meta.input[1] };
+        data.crop = meta.input[1];
+    }
+    Ok(data)
+}
+
+/// Evaluates `ckpt` on its dataset's test split (or the dataset given in `opts`).
+pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
+    if opts.batch_size == Some(0) {
+        bail!("--batch-size: must be at least 1");
+    }
+    let ckpt = Checkpoint::load(ckpt_path)?;
+    let meta = &ckpt.meta;
+    let data = data_config(meta, opts)?;
+    let run_device = meta.run.as_ref().map(|s| s.config.train.device.clone());
+    let device_name = opts
+        .device
+        .clone()
+        .or(run_device)
+        .unwrap_or_else(|| "flex".into());
+    let device = crate::device::parse(&device_name)?;
     let net = ckpt.network(&device)?;
-    let dataset = cfg.data.open()?;
-    if dataset.shape() != ckpt.meta.input || dataset.num_classes() != ckpt.meta.classes.len() {
-        anyhow::bail!(
+    let dataset = data.open()?;
+    if dataset.shape() != meta.input || dataset.num_classes() != meta.classes.len() {
+        bail!(
             "{}: images {:?} with {} classes do not fit the checkpoint's {:?} with {} classes",
-            cfg.data.root.display(),
+            data.root.display(),
             dataset.shape(),
             dataset.num_classes(),
-            ckpt.meta.input,
-            ckpt.meta.classes.len()
+            meta.input,
+            meta.classes.len()
         );
     }
-    let (mean, std) = (cfg.data.mean.clone(), cfg.data.std.clone());
+    let batch_size = opts.batch_size.unwrap_or_else(|| {
+        meta.run
+            .as_ref()
+            .map_or(64, |s| s.config.train.eval_batch_size())
+    });
     let loader = Loader {
         split: Split::all(dataset.test.clone()),
-        batch_size: batch.unwrap_or(cfg.train.eval_batch_size()),
-        normalize: Normalize::new(
-            &mean.context("checkpoint config has no data.mean")?,
-            &std.context("checkpoint config has no data.std")?,
-        ),
+        batch_size,
+        normalize: Normalize::new(&meta.mean, &meta.std),
         augment: None,
         seed: 0,
-        prefetch: cfg.data.prefetch,
+        prefetch: data.prefetch,
     };
     let params = crate::models::count_params(&net);
     // Evaluated and timed as deployed: batch norm folded into the convolutions.
@@ -110,10 +148,10 @@ pub fn run(
         &device,
         dataset.num_classes(),
     )?;
-    let (latency_ms_b1, throughput_b64) = latency(&deployed, ckpt.meta.input, &device);
+    let (latency_ms_b1, throughput_b64) = latency(&deployed, meta.input, &device);
     let report = Report {
         checkpoint: ckpt_path.to_path_buf(),
-        model: cfg.model.name.clone(),
+        model: meta.model.name.clone(),
         images: tally.count,
         top1: tally.top1(),
         top5: tally.top5(),
@@ -127,7 +165,7 @@ pub fn run(
         params,
         latency_ms_b1,
         throughput_b64,
-        device: cfg.train.device.clone(),
+        device: device_name,
     };
     Ok((report, tally))
 }

@@ -8,6 +8,8 @@ pub mod device;
 pub mod distill;
 pub mod eval;
 pub mod experiment;
+pub mod interop;
 pub mod models;
+pub mod predict;
 pub mod profile;
 pub mod train;

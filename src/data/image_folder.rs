@@ -17,7 +17,7 @@ pub struct ImageFolder {
     shape: [usize; 3],
 }
 
-fn is_image(p: &Path) -> bool {
+pub fn is_image(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
@@ -93,29 +93,46 @@ impl ImageFolder {
         let path = &self.files[i].0;
         let img = image::open(path)
             .with_context(|| format!("{}: cannot decode image", path.display()))?;
-        let mut img = img.to_rgb8();
-        if self.resize > 0 {
-            let (w, h) = img.dimensions();
-            let s = self.resize as f64 / w.min(h) as f64;
-            let (nw, nh) = (
-                ((w as f64 * s).round() as u32).max(1),
-                ((h as f64 * s).round() as u32).max(1),
-            );
-            img = image::imageops::resize(&img, nw, nh, FilterType::Triangle);
+        let img = resize_shorter(img.to_rgb8(), self.resize);
+        if self.crop == 0 {
+            return Ok(img);
         }
-        if self.crop > 0 {
-            let (w, h) = img.dimensions();
-            let c = self.crop as u32;
-            if w < c || h < c {
-                bail!(
-                    "{}: image is {w}x{h}, smaller than the {c}x{c} crop (raise data.resize)",
-                    path.display()
-                );
-            }
-            img = image::imageops::crop_imm(&img, (w - c) / 2, (h - c) / 2, c, c).to_image();
-        }
-        Ok(img)
+        center_crop(img, [self.crop, self.crop])
+            .with_context(|| format!("{}: raise data.resize", path.display()))
     }
+}
+
+/// Resizes so that the shorter side is `size` pixels (0: unchanged), keeping the aspect.
+pub fn resize_shorter<P>(img: image::ImageBuffer<P, Vec<P::Subpixel>>, size: usize) -> image::ImageBuffer<P, Vec<P::Subpixel>>
+where
+    P: image::Pixel + 'static,
+{
+    let (w, h) = img.dimensions();
+    if size == 0 || w.min(h) as usize == size {
+        return img;
+    }
+    let s = size as f64 / w.min(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+    );
+    image::imageops::resize(&img, nw, nh, FilterType::Triangle)
+}
+
+/// The central `[h, w]` of an image at least that large.
+pub fn center_crop<P>(img: image::ImageBuffer<P, Vec<P::Subpixel>>, [h, w]: [usize; 2]) -> Result<image::ImageBuffer<P, Vec<P::Subpixel>>>
+where
+    P: image::Pixel + 'static,
+{
+    let (iw, ih) = img.dimensions();
+    let (cw, ch) = (w as u32, h as u32);
+    if iw < cw || ih < ch {
+        bail!("image is {iw}x{ih}, smaller than the {cw}x{ch} crop");
+    }
+    if (iw, ih) == (cw, ch) {
+        return Ok(img);
+    }
+    Ok(image::imageops::crop_imm(&img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image())
 }
 
 impl Source for ImageFolder {

@@ -53,7 +53,7 @@ impl Source for InMemory {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// MNIST / Fashion-MNIST IDX files, gzipped or raw.
@@ -133,6 +133,23 @@ impl Dataset {
 }
 
 impl DataConfig {
+    /// A dataset at `root` with every option at its default.
+    pub fn new(format: Format, root: &std::path::Path) -> Self {
+        Self {
+            format,
+            root: root.to_path_buf(),
+            val_fraction: default_val_fraction(),
+            cifar100_labels: default_cifar100_labels(),
+            resize: 0,
+            crop: 0,
+            augment: augment::AugmentConfig::default(),
+            mean: None,
+            std: None,
+            limit_train: None,
+            prefetch: default_prefetch(),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             bail!(

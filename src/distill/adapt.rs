@@ -132,7 +132,18 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     };
     let teacher = Checkpoint::load(&teacher_cfg.checkpoint).context("teacher.checkpoint")?;
     let dir = run_dir(&teacher_cfg.checkpoint);
-    let mut run_cfg = teacher.meta.config.clone();
+    let mut run_cfg = match &teacher.meta.run {
+        Some(state) => state.config.clone(),
+        // An imported teacher has no run: it adapts on the distillation's data, read with the
+        // teacher's normalisation.
+        None => {
+            let mut c = cfg.clone();
+            c.model = teacher.meta.model.clone();
+            c.data.mean = Some(teacher.meta.mean.clone());
+            c.data.std = Some(teacher.meta.std.clone());
+            c
+        }
+    };
     run_cfg.teacher = None;
     run_cfg.distill = Some(distill.clone());
     run_cfg.train.out_dir = dir.clone();

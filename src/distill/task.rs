@@ -184,9 +184,9 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     )?;
     let mut cfg = cfg;
     // The student sees the teacher's normalisation, so both read the same inputs.
-    let tcfg = &teacher.checkpoint.meta.config.data;
-    cfg.data.mean = cfg.data.mean.or_else(|| tcfg.mean.clone());
-    cfg.data.std = cfg.data.std.or_else(|| tcfg.std.clone());
+    let tmeta = &teacher.checkpoint.meta;
+    cfg.data.mean = cfg.data.mean.or_else(|| Some(tmeta.mean.clone()));
+    cfg.data.std = cfg.data.std.or_else(|| Some(tmeta.std.clone()));
     let run = Run::new(cfg, resume)?;
     let meta = &teacher.checkpoint.meta;
     if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
@@ -232,7 +232,9 @@ fn export_deployed(run: &Run, task: &Distill) -> Result<()> {
     let template = Student::init(&run.cfg.model, &task.cfg, &task.teacher, &run.device)?;
     let student = best.apply(template).context("best.ckpt")?;
     let mut meta = best.meta.clone();
-    meta.config.teacher = None;
-    meta.config.distill = None;
+    if let Some(state) = &mut meta.run {
+        state.config.teacher = None;
+        state.config.distill = None;
+    }
     Checkpoint::new(meta, &student.net, None)?.save(&run.dir.join(DEPLOYED))
 }

@@ -120,7 +120,7 @@ fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     let dir = cfg.train.out_dir.clone();
     let resume = dir.join(LAST).exists();
     if resume {
-        let done = Checkpoint::load(&dir.join(LAST))?.meta.epoch;
+        let done = Checkpoint::load(&dir.join(LAST))?.meta.run("a suite run")?.epoch;
         if done >= cfg.train.epochs {
             println!("  already finished ({done} epochs): {}", dir.display());
             return Ok(dir);
@@ -200,7 +200,7 @@ pub fn run(o: &Options) -> Result<Results> {
                 Kind::Alone => dir.join(BEST),
                 Kind::Distill => dir.join(crate::distill::task::DEPLOYED),
             };
-            let (report, _) = crate::eval::run(&ckpt, None, None, None)?;
+            let (report, _) = crate::eval::run(&ckpt, &Default::default())?;
             let metrics = read_jsonl(&dir.join(METRICS_FILE))?;
             let val_curve: Vec<f64> = metrics.iter().map(|m| m.val_acc).collect();
             seeds.push(SeedResult {

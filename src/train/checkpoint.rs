@@ -1,5 +1,12 @@
-//! Checkpoints: one file holding a JSON header, the model's record and (for `last`) the
-//! optimiser's state, written atomically (temporary file, fsync, rename).
+//! Checkpoints: one self-describing file, written atomically (temporary file, fsync, rename).
+//!
+//! Layout (version 2): the magic `LSTMKD02`, then three length-prefixed sections (a JSON
+//! header, the model's record, the optimiser's state, empty unless `last`), then the CRC-32 of
+//! everything before it, so that a flipped bit is an error instead of wrong weights. The
+//! header describes the network without needing a run behind it (model, input, classes,
+//! normalisation), which is what an imported checkpoint has; the run's config and progress
+//! come along only where there was a run. Version 1 files (`LSTMKD01`, no checksum, the run
+//! config as the header) still load.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,20 +18,117 @@ use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::models::Network;
+use crate::models::{ModelConfig, Network};
 
-const MAGIC: &[u8; 8] = b"LSTMKD01";
+const MAGIC_V1: &[u8; 8] = b"LSTMKD01";
+const MAGIC: &[u8; 8] = b"LSTMKD02";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where the checkpoint's network came from and how it reads its inputs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Meta {
+    pub model: ModelConfig,
+    /// [C, H, W] of the network's inputs.
+    pub input: [usize; 3],
+    pub classes: Vec<String>,
+    /// Per-channel normalisation of pixels in [0, 1].
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    /// Inference pre-processing: the shorter side is resized to this before the centre crop
+    /// to H x W (0: images are resized straight to H x W).
+    #[serde(default)]
+    pub resize: usize,
+    /// What wrote it, e.g. "lstmkd train" or "imported from resnet18.pth".
+    pub origin: String,
+    /// The training run behind the weights, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunState {
     pub config: RunConfig,
     /// Epochs completed when the checkpoint was taken.
     pub epoch: usize,
     pub best_val_acc: f64,
     pub val_acc: f64,
-    /// [C, H, W] of the inputs, and the class names.
-    pub input: [usize; 3],
-    pub classes: Vec<String>,
+}
+
+/// The version 1 header: the run itself.
+#[derive(Deserialize)]
+struct MetaV1 {
+    config: RunConfig,
+    epoch: usize,
+    best_val_acc: f64,
+    val_acc: f64,
+    input: [usize; 3],
+    classes: Vec<String>,
+}
+
+impl Meta {
+    /// The header of a checkpoint written during a run (its normalisation resolved).
+    pub fn of_run(run: RunState, input: [usize; 3], classes: Vec<String>) -> Self {
+        let config = &run.config;
+        let data = &config.data;
+        let cropped = data.format == crate::data::Format::ImageFolder && data.crop > 0;
+        Self {
+            model: config.model.clone(),
+            input,
+            classes,
+            mean: data.mean.clone().unwrap_or_default(),
+            std: data.std.clone().unwrap_or_default(),
+            resize: if cropped { data.resize } else { 0 },
+            origin: if config.distill.is_some() {
+                "lstmkd distill".into()
+            } else {
+                "lstmkd train".into()
+            },
+            run: Some(run),
+        }
+    }
+
+    /// The run behind the checkpoint, or an error naming what needs one.
+    pub fn run(&self, what: &str) -> Result<&RunState> {
+        self.run.as_ref().with_context(|| {
+            format!(
+                "{what} needs a checkpoint written by a training run; this one was {}",
+                self.origin
+            )
+        })
+    }
+
+    fn from_v1(v1: MetaV1) -> Self {
+        let run = RunState {
+            config: v1.config,
+            epoch: v1.epoch,
+            best_val_acc: v1.best_val_acc,
+            val_acc: v1.val_acc,
+        };
+        Self::of_run(run, v1.input, v1.classes)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        let c = self.input[0];
+        if self.input.contains(&0) {
+            bail!("input {:?} has a zero size", self.input);
+        }
+        if self.classes.is_empty() {
+            bail!("no classes");
+        }
+        if self.mean.len() != c || self.std.len() != c {
+            bail!(
+                "normalisation has {} means and {} stds for {c} input channels",
+                self.mean.len(),
+                self.std.len()
+            );
+        }
+        if self.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
+            bail!("normalisation std must be positive");
+        }
+        Ok(())
+    }
 }
 
 pub struct Checkpoint {
@@ -57,6 +161,28 @@ fn push_section(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Reads length-prefixed sections, checking every length against what is left of the file
+/// before allocating.
+struct Sections<'a> {
+    rest: &'a [u8],
+    path: &'a Path,
+}
+
+impl<'a> Sections<'a> {
+    fn next(&mut self) -> Result<&'a [u8]> {
+        let truncated = || format!("{}: truncated checkpoint", self.path.display());
+        let (len, rest) = self.rest.split_at_checked(8).with_context(truncated)?;
+        let n = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= rest.len())
+            .with_context(truncated)?;
+        let (section, rest) = rest.split_at(n);
+        self.rest = rest;
+        Ok(section)
+    }
+}
+
 impl Checkpoint {
     pub fn new<M: Module>(
         meta: Meta,
@@ -79,40 +205,65 @@ impl Checkpoint {
         Ok(Self { meta, model, optim })
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let header = serde_json::to_vec(&self.meta)?;
-        let mut out = Vec::with_capacity(header.len() + self.model.len() + self.optim.len() + 32);
+        let mut out = Vec::with_capacity(header.len() + self.model.len() + self.optim.len() + 36);
         out.extend_from_slice(MAGIC);
         push_section(&mut out, &header);
         push_section(&mut out, &self.model);
         push_section(&mut out, &self.optim);
-        write_atomic(path, &out)
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read checkpoint", path.display()))?;
-        if bytes.len() < 8 || &bytes[..8] != MAGIC {
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses a checkpoint's bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let magic = bytes.get(..8);
+        let v1 = magic == Some(MAGIC_V1);
+        if !v1 && magic != Some(MAGIC) {
             bail!("{}: not an lstmkd checkpoint (wrong magic)", path.display());
         }
-        let mut rest = &bytes[8..];
-        let mut section = || -> Result<Vec<u8>> {
-            if rest.len() < 8 {
+        let body = if v1 {
+            &bytes[8..]
+        } else {
+            let Some((data, crc)) = bytes.split_at_checked(bytes.len().saturating_sub(4)) else {
+                bail!("{}: truncated checkpoint", path.display());
+            };
+            if data.len() < 8 {
                 bail!("{}: truncated checkpoint", path.display());
             }
-            let n = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
-            if rest.len() < 8 + n {
-                bail!("{}: truncated checkpoint", path.display());
+            let stored = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+            if crc32fast::hash(data) != stored {
+                bail!(
+                    "{}: checksum mismatch: the file is corrupt or truncated",
+                    path.display()
+                );
             }
-            let s = rest[8..8 + n].to_vec();
-            rest = &rest[8 + n..];
-            Ok(s)
+            &data[8..]
         };
-        let header = section()?;
-        let model = section()?;
-        let optim = section()?;
-        let meta: Meta = serde_json::from_slice(&header)
-            .with_context(|| format!("{}: unreadable checkpoint header", path.display()))?;
+        let mut sections = Sections { rest: body, path };
+        let header = sections.next()?;
+        let model = sections.next()?.to_vec();
+        let optim = sections.next()?.to_vec();
+        let unreadable = || format!("{}: unreadable checkpoint header", path.display());
+        let meta = if v1 {
+            Meta::from_v1(serde_json::from_slice(header).with_context(unreadable)?)
+        } else {
+            serde_json::from_slice(header).with_context(unreadable)?
+        };
+        meta.validate()
+            .with_context(|| format!("{}: invalid checkpoint header", path.display()))?;
         Ok(Self { meta, model, optim })
     }
 
@@ -137,10 +288,10 @@ impl Checkpoint {
             .map_err(|e| anyhow::anyhow!("checkpoint optimiser state: {e}"))
     }
 
-    /// Rebuilds the zoo model the checkpoint was trained as, with its weights, on `device`.
+    /// Rebuilds the zoo model the checkpoint holds, with its weights, on `device`.
     pub fn network(&self, device: &Device) -> Result<Network> {
         let m = &self.meta;
-        let net = m.config.model.init(m.input[0], m.classes.len(), device)?;
+        let net = m.model.init(m.input[0], m.classes.len(), device)?;
         self.apply(net)
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 
-use super::checkpoint::{Meta, write_atomic};
+use super::checkpoint::{Meta, RunState, write_atomic};
 use crate::config::RunConfig;
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
@@ -120,13 +120,12 @@ impl Run {
     }
 
     pub fn meta(&self, epoch: usize, val_acc: f64, best_val_acc: f64) -> Meta {
-        Meta {
+        let state = RunState {
             config: self.cfg.clone(),
             epoch,
             val_acc,
             best_val_acc,
-            input: self.dataset.shape(),
-            classes: self.dataset.classes.clone(),
-        }
+        };
+        Meta::of_run(state, self.dataset.shape(), self.dataset.classes.clone())
     }
 }

@@ -92,9 +92,10 @@ pub fn start_or_resume<M: Module>(
         return Ok((model, optim, start));
     }
     let ckpt = Checkpoint::load(&run.dir.join(LAST))?;
+    let state = ckpt.meta.run("--resume")?;
     let start = Start {
-        epoch: ckpt.meta.epoch,
-        best_val_acc: ckpt.meta.best_val_acc,
+        epoch: state.epoch,
+        best_val_acc: state.best_val_acc,
     };
     Ok((ckpt.apply(model)?, ckpt.optimizer(optim)?, start))
 }

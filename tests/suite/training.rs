@@ -57,11 +57,13 @@ fn tiny_run_learns_and_writes_metrics_and_checkpoints() {
         "no temporary files left"
     );
     let last = Checkpoint::load(&out.join("last.ckpt")).unwrap();
-    assert_eq!(last.meta.epoch, 3);
+    let state = last.meta.run.as_ref().unwrap();
+    assert_eq!(state.epoch, 3);
     assert!(
-        last.meta.config.data.mean.is_some(),
+        state.config.data.mean.is_some(),
         "normalisation is resolved into the run config"
     );
+    assert_eq!(Some(&last.meta.mean), state.config.data.mean.as_ref());
 
     // A second run into the same directory is refused; nothing is overwritten.
     let before = std::fs::read(out.join("last.ckpt")).unwrap();

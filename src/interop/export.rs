@@ -1,0 +1,173 @@
+//! `lstmkd export`: a checkpoint as a file other programs run: ONNX (the deployed network,
+//! checked against lstmkd's own logits in tract before it is written) or safetensors (the
+//! unfolded network in PyTorch's names and layout, for `load_state_dict(strict=True)`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use clap::{Args, ValueEnum};
+use prost::Message;
+
+use super::onnx::{Graph, network};
+use super::state_dict;
+use crate::train::checkpoint::{Checkpoint, Meta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Onnx,
+    Safetensors,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// An lstmkd checkpoint (trained, distilled, deployed or imported).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// What an export wrote.
+pub struct Exported {
+    pub bytes: usize,
+    /// ONNX: the largest |tract - lstmkd| logit difference on a random batch, and the logits'
+    /// largest magnitude.
+    pub check: Option<(f32, f32)>,
+}
+
+/// The header's facts a deployer needs, as ONNX/safetensors metadata strings.
+fn metadata(meta: &Meta) -> Vec<(String, String)> {
+    let [c, h, w] = meta.input;
+    let json = |v: &[String]| serde_json::to_string(v).expect("strings serialise");
+    let floats = |v: &[f32]| serde_json::to_string(v).expect("floats serialise");
+    vec![
+        ("model".into(), meta.model.name.clone()),
+        ("input".into(), format!("{c}x{h}x{w}")),
+        (
+            "input_format".into(),
+            "float32 NCHW, RGB (or grey) pixels in [0, 1]; normalisation is inside the graph"
+                .into(),
+        ),
+        ("classes".into(), json(&meta.classes)),
+        ("mean".into(), floats(&meta.mean)),
+        ("std".into(), floats(&meta.std)),
+        ("resize".into(), meta.resize.to_string()),
+        ("origin".into(), meta.origin.clone()),
+    ]
+}
+
+/// The ONNX model of a checkpoint's deployed network.
+pub fn onnx_model(ckpt: &Checkpoint, device: &Device) -> Result<tract_onnx::pb::ModelProto> {
+    let meta = &ckpt.meta;
+    let net = ckpt.network(device)?.valid().fold_bn();
+    let mut g = Graph::default();
+    let x = g.normalize("input", &meta.mean, &meta.std);
+    network(&mut g, &net, &x, meta.input[1]);
+    // The classifier is the last node: its output is the graph's.
+    g.rename_last("logits");
+    Ok(g.model(
+        ("input", meta.input),
+        ("logits", meta.classes.len()),
+        metadata(meta),
+    ))
+}
+
+/// Runs an ONNX model in tract on `images` ([N, C, H, W], pixels in [0, 1]); the logits.
+pub fn run_tract(model_bytes: &[u8], images: &TensorData) -> Result<Vec<f32>> {
+    use tract_onnx::prelude::*;
+    let shape = images.shape().to_vec();
+    let v: Vec<f32> = images
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("images: {e:?}"))?;
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &model_bytes[..])
+        .map_err(|e| anyhow::anyhow!("tract cannot read the ONNX model: {e:?}"))?
+        .with_input_fact(0, f32::fact(&shape).into())
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| anyhow::anyhow!("tract cannot run the ONNX model: {e:?}"))?;
+    let input = tract_ndarray::ArrayD::from_shape_vec(shape, v)?;
+    let out = model
+        .run(tvec!(Tensor::from(input).into()))
+        .map_err(|e| anyhow::anyhow!("tract: {e:?}"))?;
+    let logits = out[0]
+        .to_plain_array_view::<f32>()
+        .map_err(|e| anyhow::anyhow!("tract output: {e:?}"))?;
+    Ok(logits.iter().copied().collect())
+}
+
+/// lstmkd's logits for `images` (pixels in [0, 1]), normalised as the checkpoint says.
+pub fn lstmkd_logits(ckpt: &Checkpoint, images: &TensorData, device: &Device) -> Result<Vec<f32>> {
+    let meta = &ckpt.meta;
+    let net = ckpt.network(device)?.valid().fold_bn();
+    let c = meta.input[0];
+    let x = Tensor::<4>::from_data(images.clone(), device);
+    let mean = Tensor::<1>::from_floats(meta.mean.as_slice(), device).reshape([1, c, 1, 1]);
+    let std = Tensor::<1>::from_floats(meta.std.as_slice(), device).reshape([1, c, 1, 1]);
+    let logits = net.forward((x - mean) / std).logits;
+    Ok(super::onnx::values(logits).0)
+}
+
+/// Largest absolute difference and the reference's largest magnitude.
+pub fn max_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
+    let diff = a
+        .iter()
+        .zip(reference)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let scale = reference.iter().map(|x| x.abs()).fold(0f32, f32::max);
+    (diff, scale)
+}
+
+pub fn run(args: &ExportArgs) -> Result<Exported> {
+    if args.out.exists() && !args.force {
+        bail!(
+            "--out {}: already exists; choose another path or pass --force",
+            args.out.display()
+        );
+    }
+    let ckpt = Checkpoint::load(&args.checkpoint)?;
+    let device = Device::flex();
+    let (bytes, check) = match args.format {
+        ExportFormat::Onnx => {
+            let bytes = onnx_model(&ckpt, &device)?.encode_to_vec();
+            let [c, h, w] = ckpt.meta.input;
+            let images = Tensor::<4>::random([2, c, h, w], Distribution::Uniform(0.0, 1.0), &device)
+                .into_data();
+            let ours = lstmkd_logits(&ckpt, &images, &device)?;
+            let theirs = run_tract(&bytes, &images).context("checking the exported model")?;
+            let (diff, scale) = max_diff(&theirs, &ours);
+            if !(diff <= 1e-3 * scale.max(1.0)) {
+                bail!(
+                    "the exported graph's logits differ from lstmkd's by {diff:e} (scale {scale:e}); nothing written"
+                );
+            }
+            (bytes, Some((diff, scale)))
+        }
+        ExportFormat::Safetensors => {
+            let net = ckpt.network(&device)?;
+            let sd = state_dict::of(&net)?;
+            let mut meta: BTreeMap<String, String> = metadata(&ckpt.meta).into_iter().collect();
+            meta.insert("format".into(), "pt".into());
+            (state_dict::safetensors_bytes(&sd, meta)?, None)
+        }
+    };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    crate::train::checkpoint::write_atomic(&args.out, &bytes)?;
+    Ok(Exported {
+        bytes: bytes.len(),
+        check,
+    })
+}

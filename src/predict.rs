@@ -1,0 +1,211 @@
+//! `lstmkd predict`: classifies image files with a checkpoint, pre-processed as its header
+//! says (shorter side resized and centre-cropped, or resized straight to the input size),
+//! and prints the top classes with their probabilities.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use clap::Args;
+use image::imageops::FilterType;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::data::image_folder::{center_crop, is_image, resize_shorter};
+use crate::train::checkpoint::{Checkpoint, Meta};
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Images (PNG/JPEG) and folders of images (searched recursively).
+    #[arg(required = true, value_name = "FILES_OR_DIRS")]
+    pub inputs: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// One JSON array on stdout (file, top classes, logits) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Device (flex, tch, cuda:N, vulkan:N).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ranked {
+    pub class: String,
+    pub index: usize,
+    pub prob: f32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Prediction {
+    pub file: PathBuf,
+    pub top: Vec<Ranked>,
+    pub logits: Vec<f32>,
+}
+
+/// The image files named by `inputs`, folders expanded recursively, in sorted order.
+fn collect(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("{}: cannot list folder", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("{}: cannot list folder", dir.display()))?;
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out)?;
+            } else if is_image(&p) {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let before = files.len();
+            walk(p, &mut files)?;
+            if files.len() == before {
+                bail!("{}: no .png, .jpg or .jpeg files", p.display());
+            }
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    Ok(files)
+}
+
+/// One image as the network reads it: CHW pixels in [0, 1], normalised.
+pub fn load_image(path: &Path, meta: &Meta) -> Result<Vec<f32>> {
+    let [c, h, w] = meta.input;
+    let img = image::open(path).with_context(|| format!("{}: cannot decode image", path.display()))?;
+    let fit = |img: image::DynamicImage| -> Result<image::DynamicImage> {
+        Ok(if meta.resize > 0 {
+            match img {
+                image::DynamicImage::ImageLuma8(g) => {
+                    center_crop(resize_shorter(g, meta.resize), [h, w])?.into()
+                }
+                other => center_crop(resize_shorter(other.to_rgb8(), meta.resize), [h, w])?.into(),
+            }
+        } else if (img.width() as usize, img.height() as usize) == (w, h) {
+            img
+        } else {
+            img.resize_exact(w as u32, h as u32, FilterType::Triangle)
+        })
+    };
+    let img = fit(img).with_context(|| format!("{}", path.display()))?;
+    let bytes = match c {
+        1 => img.to_luma8().into_raw(),
+        3 => {
+            let rgb = img.to_rgb8();
+            let plane = h * w;
+            let mut chw = vec![0u8; 3 * plane];
+            for (p, px) in rgb.pixels().enumerate() {
+                for k in 0..3 {
+                    chw[k * plane + p] = px.0[k];
+                }
+            }
+            chw
+        }
+        other => bail!("predict reads 1- or 3-channel images, the checkpoint takes {other}"),
+    };
+    let plane = h * w;
+    Ok(bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (b as f32 / 255.0 - meta.mean[i / plane]) / meta.std[i / plane])
+        .collect())
+}
+
+pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
+    if args.batch_size == 0 {
+        bail!("--batch-size: must be at least 1");
+    }
+    if args.top == 0 {
+        bail!("--top: must be at least 1");
+    }
+    let ckpt = Checkpoint::load(&args.checkpoint)?;
+    let files = collect(&args.inputs)?;
+    let device: Device = crate::device::parse(&args.device)?;
+    let net = ckpt.network(&device)?.valid().fold_bn();
+    let meta = &ckpt.meta;
+    let [c, h, w] = meta.input;
+    let bar = (files.len() > args.batch_size && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(files.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut out = Vec::with_capacity(files.len());
+    for chunk in files.chunks(args.batch_size) {
+        let pixels: Vec<Vec<f32>> = {
+            use rayon::prelude::*;
+            chunk
+                .par_iter()
+                .map(|f| load_image(f, meta))
+                .collect::<Result<_>>()?
+        };
+        let n = chunk.len();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels.concat(), [n, c, h, w]), &device);
+        let logits = net.forward(x).logits;
+        let probs = softmax(logits.clone(), 1);
+        let k = meta.classes.len();
+        let (logits, _) = crate::interop::onnx::values(logits);
+        let (probs, _) = crate::interop::onnx::values(probs);
+        for (i, file) in chunk.iter().enumerate() {
+            let p = &probs[i * k..(i + 1) * k];
+            let mut order: Vec<usize> = (0..k).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            out.push(Prediction {
+                file: file.clone(),
+                top: order
+                    .into_iter()
+                    .take(args.top)
+                    .map(|j| Ranked {
+                        class: meta.classes[j].clone(),
+                        index: j,
+                        prob: p[j],
+                    })
+                    .collect(),
+                logits: logits[i * k..(i + 1) * k].to_vec(),
+            });
+        }
+        if let Some(bar) = &bar {
+            bar.inc(n as u64);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(out)
+}
+
+pub fn print(predictions: &[Prediction], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(predictions)?);
+        return Ok(());
+    }
+    for p in predictions {
+        let top: Vec<String> = p
+            .top
+            .iter()
+            .map(|r| format!("{} {:.1}%", r.class, 100.0 * r.prob))
+            .collect();
+        println!("{}  {}", p.file.display(), top.join(", "));
+    }
+    Ok(())
+}
