@@ -341,6 +341,10 @@ fn write_teacher(
     tcfg.model = ModelConfig::new(&args.teacher);
     tcfg.teacher = None;
     tcfg.distill = None;
+    // Random images need no statistics of their own; a checkpoint header needs some.
+    let c = args.input[0];
+    tcfg.data.mean.get_or_insert_with(|| vec![0.5; c]);
+    tcfg.data.std.get_or_insert_with(|| vec![0.25; c]);
     let state = RunState {
         config: tcfg,
         epoch: 0,

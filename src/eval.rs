@@ -9,9 +9,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use crate::data::{DataConfig, Format, Split};
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
+use crate::data::{DataConfig, Format, Split};
 use crate::models::Network;
 use crate::train::checkpoint::{Checkpoint, Meta, write_atomic};
 use crate::train::classify::Classify;
@@ -92,7 +92,11 @@ fn data_config(meta: &Meta, opts: &EvalOptions) -> Result<DataConfig> {
         data.format = format;
     }
     if data.format == Format::ImageFolder && meta.run.is_none() {
-        data.resize = if meta.resize > 0 { meta.resize } else { meta.input[1] };
+        data.resize = if meta.resize > 0 {
+            meta.resize
+        } else {
+            meta.input[1]
+        };
         data.crop = meta.input[1];
     }
     Ok(data)

@@ -89,7 +89,8 @@ fn collect(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// One image as the network reads it: CHW pixels in [0, 1], normalised.
 pub fn load_image(path: &Path, meta: &Meta) -> Result<Vec<f32>> {
     let [c, h, w] = meta.input;
-    let img = image::open(path).with_context(|| format!("{}: cannot decode image", path.display()))?;
+    let img =
+        image::open(path).with_context(|| format!("{}: cannot decode image", path.display()))?;
     let fit = |img: image::DynamicImage| -> Result<image::DynamicImage> {
         Ok(if meta.resize > 0 {
             match img {

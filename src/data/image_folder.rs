@@ -103,7 +103,10 @@ impl ImageFolder {
 }
 
 /// Resizes so that the shorter side is `size` pixels (0: unchanged), keeping the aspect.
-pub fn resize_shorter<P>(img: image::ImageBuffer<P, Vec<P::Subpixel>>, size: usize) -> image::ImageBuffer<P, Vec<P::Subpixel>>
+pub fn resize_shorter<P>(
+    img: image::ImageBuffer<P, Vec<P::Subpixel>>,
+    size: usize,
+) -> image::ImageBuffer<P, Vec<P::Subpixel>>
 where
     P: image::Pixel + 'static,
 {
@@ -120,7 +123,10 @@ where
 }
 
 /// The central `[h, w]` of an image at least that large.
-pub fn center_crop<P>(img: image::ImageBuffer<P, Vec<P::Subpixel>>, [h, w]: [usize; 2]) -> Result<image::ImageBuffer<P, Vec<P::Subpixel>>>
+pub fn center_crop<P>(
+    img: image::ImageBuffer<P, Vec<P::Subpixel>>,
+    [h, w]: [usize; 2],
+) -> Result<image::ImageBuffer<P, Vec<P::Subpixel>>>
 where
     P: image::Pixel + 'static,
 {

@@ -120,7 +120,10 @@ fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     let dir = cfg.train.out_dir.clone();
     let resume = dir.join(LAST).exists();
     if resume {
-        let done = Checkpoint::load(&dir.join(LAST))?.meta.run("a suite run")?.epoch;
+        let done = Checkpoint::load(&dir.join(LAST))?
+            .meta
+            .run("a suite run")?
+            .epoch;
         if done >= cfg.train.epochs {
             println!("  already finished ({done} epochs): {}", dir.display());
             return Ok(dir);

@@ -141,8 +141,9 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
         ExportFormat::Onnx => {
             let bytes = onnx_model(&ckpt, &device)?.encode_to_vec();
             let [c, h, w] = ckpt.meta.input;
-            let images = Tensor::<4>::random([2, c, h, w], Distribution::Uniform(0.0, 1.0), &device)
-                .into_data();
+            let images =
+                Tensor::<4>::random([2, c, h, w], Distribution::Uniform(0.0, 1.0), &device)
+                    .into_data();
             let ours = lstmkd_logits(&ckpt, &images, &device)?;
             let theirs = run_tract(&bytes, &images).context("checking the exported model")?;
             let (diff, scale) = max_diff(&theirs, &ours);

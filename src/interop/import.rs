@@ -30,9 +30,9 @@ pub struct ImportArgs {
     pub input: Option<String>,
     /// Per-channel mean of pixels in [0, 1], comma-separated (default: ImageNet's for the
     /// torchvision families, CIFAR-100's for RepDistiller's).
-    #[arg(long, value_delimiter = ',', num_args = 1.., allow_hyphen_values = true)]
+    #[arg(long, value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
     /// A text file with one class name per line (default: 0, 1, ...).
     #[arg(long)]
@@ -61,7 +61,9 @@ const CIFAR100_STD: [f32; 3] = [0.2675, 0.2565, 0.2761];
 
 fn dim(sd: &StateDict, key: &str, axis: usize, what: &str, flag: &str) -> Result<usize> {
     let t = sd.get(key).with_context(|| {
-        format!("the file has no '{key}' to read the {what} from: is --model right? (or give {flag})")
+        format!(
+            "the file has no '{key}' to read the {what} from: is --model right? (or give {flag})"
+        )
     })?;
     t.shape()
         .get(axis)
@@ -103,13 +105,25 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
     let classes = match args.classes {
         Some(0) => bail!("--classes: must be at least 1"),
         Some(k) => k,
-        None => dim(&sd, state_dict::classifier_key(name), 0, "class count", "--classes")?,
+        None => dim(
+            &sd,
+            state_dict::classifier_key(name),
+            0,
+            "class count",
+            "--classes",
+        )?,
     };
     let imagenet = is_imagenet_family(name);
     let input = match &args.input {
         Some(s) => crate::cli::parse_input(s)?,
         None => {
-            let c = dim(&sd, state_dict::stem_key(name), 1, "input channels", "--input")?;
+            let c = dim(
+                &sd,
+                state_dict::stem_key(name),
+                1,
+                "input channels",
+                "--input",
+            )?;
             if imagenet { [c, 224, 224] } else { [c, 32, 32] }
         }
     };

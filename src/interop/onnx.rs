@@ -309,7 +309,12 @@ impl Graph {
                 &[None, Some(c as i64), Some(h as i64), Some(w as i64)],
                 "N",
             )],
-            output: vec![value_info(output.0, FLOAT, &[None, Some(output.1 as i64)], "N")],
+            output: vec![value_info(
+                output.0,
+                FLOAT,
+                &[None, Some(output.1 as i64)],
+                "N",
+            )],
             ..Default::default()
         };
         pb::ModelProto {

@@ -161,7 +161,10 @@ fn listing(what: &str, items: &[String]) -> String {
 /// missing, unexpected and mis-shaped keys.
 pub fn load(mut net: Network, sd: &StateDict, origin: &str) -> Result<Network> {
     let own = tensors_of(&net);
-    let names = TorchNames::new(&net, &own.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    let names = TorchNames::new(
+        &net,
+        &own.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+    );
     let (mut missing, mut misshaped, mut tensors) = (Vec::new(), Vec::new(), Vec::new());
     for (name, shape) in &own {
         let torch = names.torch(name);
@@ -209,7 +212,9 @@ pub fn load(mut net: Network, sd: &StateDict, origin: &str) -> Result<Network> {
         if !misshaped.is_empty() {
             msg += &listing("mis-shaped keys", &misshaped);
         }
-        bail!("{msg}\n  (is --model the architecture these weights were trained as, and --classes / --input / --width right?)");
+        bail!(
+            "{msg}\n  (is --model the architecture these weights were trained as, and --classes / --input / --width right?)"
+        );
     }
     let result = net.apply(tensors, None, None, true);
     if !(result.errors.is_empty() && result.missing.is_empty() && result.unused.is_empty()) {
@@ -222,10 +227,7 @@ pub fn load(mut net: Network, sd: &StateDict, origin: &str) -> Result<Network> {
 /// [out, in], batch norms with `num_batches_tracked` as int64).
 pub fn of(net: &Network) -> Result<StateDict> {
     let own = net.collect(None::<PathFilter>, None, true);
-    let names = TorchNames::new(
-        net,
-        &own.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-    );
+    let names = TorchNames::new(net, &own.iter().map(|t| t.name.clone()).collect::<Vec<_>>());
     let mut sd = StateDict::new();
     for t in own {
         let torch = names.torch(&t.name);

@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod data_readers;
 mod distill;
+mod interop;
 mod loader;
 mod losses;
 mod models;

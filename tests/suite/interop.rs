@@ -1,0 +1,616 @@
+//! Import, export and predict: ONNX run in another runtime (tract), safetensors against
+//! torchvision's own key lists and a PyTorch-layout file written here, checkpoint format
+//! versions and corruption.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::store::{ModuleSnapshot, PathFilter, bridge};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use lstmkd::interop::export::run_tract;
+use lstmkd::models::{ModelConfig, Network};
+use lstmkd::train::checkpoint::{Checkpoint, Meta};
+use tempfile::tempdir;
+
+use crate::common::{lstmkd, ok};
+
+/// Random batch-norm parameters and statistics (fresh ones are the identity, which would
+/// hide a wrong mapping of mean/var/weight/bias).
+struct RandomNorms {
+    path: Vec<String>,
+}
+
+impl ModuleMapper for RandomNorms {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dist = match self.path.last().map(String::as_str) {
+            Some("gamma" | "running_var") => Distribution::Uniform(0.5, 1.5),
+            Some("beta" | "running_mean") => Distribution::Uniform(-0.2, 0.2),
+            _ => return p,
+        };
+        let t = p.val();
+        Param::from_tensor(Tensor::random(t.shape(), dist, &t.device()))
+    }
+}
+
+fn random_net(name: &str, input: [usize; 3], classes: usize) -> Network {
+    let device = Device::flex();
+    device.seed(7);
+    let net = ModelConfig::new(name)
+        .init(input[0], classes, &device)
+        .unwrap();
+    net.map(&mut RandomNorms { path: Vec::new() })
+}
+
+fn meta(name: &str, input: [usize; 3], classes: usize) -> Meta {
+    let c = input[0];
+    Meta {
+        model: ModelConfig::new(name),
+        input,
+        classes: (0..classes).map(|k| format!("c{k}")).collect(),
+        mean: (0..c).map(|i| 0.3 + 0.1 * i as f32).collect(),
+        std: (0..c).map(|i| 0.2 + 0.05 * i as f32).collect(),
+        resize: 0,
+        origin: "a test".into(),
+        run: None,
+    }
+}
+
+fn save(net: &Network, meta: Meta, path: &Path) {
+    Checkpoint::new(meta, net, None)
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+/// The unfolded network's logits for pixels in [0, 1], normalised as written out here.
+fn reference_logits(net: &Network, meta: &Meta, images: &TensorData) -> Vec<f32> {
+    let [c, h, w] = meta.input;
+    let v: Vec<f32> = images.try_to_vec::<f32>().unwrap();
+    let n = v.len() / (c * h * w);
+    let normed: Vec<f32> = v
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let ch = (i / (h * w)) % c;
+            (x - meta.mean[ch]) / meta.std[ch]
+        })
+        .collect();
+    let x = Tensor::<4>::from_data(TensorData::new(normed, [n, c, h, w]), &Device::flex());
+    net.valid()
+        .forward(x)
+        .logits
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().fold(1f32, |m, x| m.max(x.abs()));
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= 1e-4 * scale,
+        "{what}: max |diff| {diff} at logit scale {scale}"
+    );
+}
+
+#[test]
+fn onnx_export_runs_in_tract_like_lstmkd_for_every_family() {
+    let dir = tempdir().unwrap();
+    let cases: &[(&str, [usize; 3])] = &[
+        ("resnet8", [3, 32, 32]),
+        ("resnet8x4", [1, 16, 16]),
+        ("wrn_16_2", [3, 32, 32]),
+        ("vgg8", [3, 32, 32]),
+        ("vgg8", [1, 64, 64]),
+        ("mobilenetv2_cifar", [3, 32, 32]),
+        ("mobilenetv2", [3, 64, 64]),
+        ("resnet18", [3, 64, 64]),
+        ("resnet50", [3, 64, 48]),
+    ];
+    for &(name, input) in cases {
+        let net = random_net(name, input, 7);
+        let m = meta(name, input, 7);
+        let ckpt = dir.path().join(format!("{name}.ckpt"));
+        let onnx = dir.path().join(format!("{name}-{}.onnx", input[1]));
+        save(&net, m.clone(), &ckpt);
+        ok(lstmkd(&[
+            "export",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--format",
+            "onnx",
+            "--out",
+            onnx.to_str().unwrap(),
+            "--force",
+        ]));
+        let [c, h, w] = input;
+        // Three images: the batch dimension is dynamic although the export checked two.
+        let images = Tensor::<4>::random(
+            [3, c, h, w],
+            Distribution::Uniform(0.0, 1.0),
+            &Device::flex(),
+        )
+        .into_data();
+        let got = run_tract(&std::fs::read(&onnx).unwrap(), &images).unwrap();
+        assert_close(&got, &reference_logits(&net, &m, &images), name);
+    }
+}
+
+/// `name shape dtype` lines of a torchvision state_dict, saved from torchvision 0.24.
+fn torchvision_keys(file: &str) -> BTreeMap<String, (String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let v: Vec<&str> = l.split(' ').collect();
+            (v[0].to_string(), (v[1].to_string(), v[2].to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn safetensors_export_has_torchvisions_keys_shapes_and_dtypes() {
+    let dir = tempdir().unwrap();
+    for (name, fixture) in [
+        ("resnet18", "torchvision_resnet18_keys.txt"),
+        ("resnet50", "torchvision_resnet50_keys.txt"),
+        ("mobilenetv2", "torchvision_mobilenet_v2_keys.txt"),
+    ] {
+        let input = [3, 32, 32];
+        let net = random_net(name, input, 10);
+        let ckpt = dir.path().join(format!("{name}.ckpt"));
+        let out = dir.path().join(format!("{name}.safetensors"));
+        save(&net, meta(name, input, 10), &ckpt);
+        ok(lstmkd(&[
+            "export",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--format",
+            "safetensors",
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        let bytes = std::fs::read(&out).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let got: BTreeMap<String, (String, String)> = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| {
+                let shape: Vec<String> = v.shape().iter().map(|d| d.to_string()).collect();
+                let shape = if shape.is_empty() {
+                    "-".into()
+                } else {
+                    shape.join("x")
+                };
+                let dtype = match v.dtype() {
+                    safetensors::Dtype::F32 => "float32",
+                    safetensors::Dtype::I64 => "int64",
+                    other => panic!("{k}: {other:?}"),
+                };
+                (k, (shape, dtype.to_string()))
+            })
+            .collect();
+        assert_eq!(got, torchvision_keys(fixture), "{name}");
+    }
+}
+
+/// A state_dict in PyTorch's layout written from `net` by this test's own naming rules for
+/// RepDistiller's CIFAR ResNets (shortcut Sequential indices, batch-norm weight/bias,
+/// [out, in] linear weights, num_batches_tracked), under DataParallel's `module.` prefix.
+fn repdistiller_resnet_safetensors(net: &Network) -> Vec<u8> {
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for t in net.collect(None::<PathFilter>, None, true) {
+        let name = t
+            .name
+            .replace("downsample.conv", "downsample.0")
+            .replace("downsample.bn", "downsample.1")
+            .replace(".gamma", ".weight")
+            .replace(".beta", ".bias");
+        let data = bridge::into_data(t).unwrap();
+        let shape = data.shape().to_vec();
+        let v: Vec<f32> = data.try_to_vec::<f32>().unwrap();
+        let (shape, v) = if name == "fc.weight" {
+            let (r, c) = (shape[0], shape[1]);
+            let mut tr = vec![0f32; v.len()];
+            for i in 0..r {
+                for j in 0..c {
+                    tr[j * r + i] = v[i * c + j];
+                }
+            }
+            (vec![c, r], tr)
+        } else {
+            (shape, v)
+        };
+        if name.ends_with("running_var") {
+            let bn = name.trim_end_matches(".running_var");
+            owned.push((
+                format!("module.{bn}.num_batches_tracked"),
+                safetensors::Dtype::I64,
+                vec![],
+                12i64.to_le_bytes().to_vec(),
+            ));
+        }
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        owned.push((
+            format!("module.{name}"),
+            safetensors::Dtype::F32,
+            shape,
+            bytes,
+        ));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn import(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["import"];
+    all.extend_from_slice(args);
+    lstmkd(&all)
+}
+
+#[test]
+fn pytorch_layout_state_dict_imports_to_the_same_network() {
+    let dir = tempdir().unwrap();
+    let input = [3, 32, 32];
+    let source = random_net("resnet8x4", input, 5);
+    let file = dir.path().join("resnet8x4.safetensors");
+    std::fs::write(&file, repdistiller_resnet_safetensors(&source)).unwrap();
+    let ckpt = dir.path().join("imported.ckpt");
+    let names = dir.path().join("names.txt");
+    std::fs::write(&names, "cat\ndog\nfox\nowl\nbee\n").unwrap();
+    let out = ok(import(&[
+        "--model",
+        "resnet8x4",
+        "--weights",
+        file.to_str().unwrap(),
+        "--class-names",
+        names.to_str().unwrap(),
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]));
+    assert!(out.contains("5 classes"), "{out}");
+    let imported = Checkpoint::load(&ckpt).unwrap();
+    let m = &imported.meta;
+    assert_eq!(m.input, [3, 32, 32], "CIFAR family default input");
+    assert_eq!(m.classes, ["cat", "dog", "fox", "owl", "bee"]);
+    assert_eq!(
+        m.mean,
+        [0.5071, 0.4867, 0.4408],
+        "RepDistiller's CIFAR-100 mean"
+    );
+    assert!(m.run.is_none());
+    let net = imported.network(&Device::flex()).unwrap();
+    let images = Tensor::<4>::random(
+        [2, 3, 32, 32],
+        Distribution::Uniform(0.0, 1.0),
+        &Device::flex(),
+    )
+    .into_data();
+    assert_close(
+        &reference_logits(&net, m, &images),
+        &reference_logits(&source, m, &images),
+        "imported vs source",
+    );
+
+    // Mismatches are listed and nothing is written.
+    let bad = dir.path().join("bad.ckpt");
+    let as_deeper = import(&[
+        "--model",
+        "resnet32x4",
+        "--weights",
+        file.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&as_deeper.stderr);
+    assert_eq!(as_deeper.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("missing keys") && e.contains("layer1.1.conv1.weight"),
+        "{e}"
+    );
+    let as_wrn = import(&[
+        "--model",
+        "wrn_16_2",
+        "--weights",
+        file.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&as_wrn.stderr);
+    assert!(
+        e.contains("unexpected keys") && e.contains("layer1.0.conv1.weight"),
+        "{e}"
+    );
+    let wrong_classes = import(&[
+        "--model",
+        "resnet8x4",
+        "--weights",
+        file.to_str().unwrap(),
+        "--classes",
+        "7",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    let e = String::from_utf8_lossy(&wrong_classes.stderr);
+    assert!(
+        e.contains("mis-shaped keys") && e.contains("fc.weight: file [5, 256], model [7, 256]"),
+        "{e}"
+    );
+    assert!(!bad.exists());
+    let garbage = dir.path().join("garbage.pth");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    let e = import(&[
+        "--model",
+        "resnet8",
+        "--weights",
+        garbage.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        e.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    assert!(String::from_utf8_lossy(&e.stderr).contains("garbage.pth"));
+    // An existing --out is kept.
+    let again = import(&[
+        "--model",
+        "resnet8x4",
+        "--weights",
+        file.to_str().unwrap(),
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+fn weights(net: &Network) -> Vec<(String, Vec<f32>)> {
+    net.collect(None::<PathFilter>, None, true)
+        .into_iter()
+        .map(|t| {
+            let name = t.name.clone();
+            (
+                name,
+                bridge::into_data(t).unwrap().try_to_vec::<f32>().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn safetensors_export_then_import_round_trips_exactly() {
+    let dir = tempdir().unwrap();
+    for (name, input) in [
+        ("resnet14", [1, 28, 28]),
+        ("wrn_16_2", [3, 32, 32]),
+        ("vgg11", [3, 32, 32]),
+        ("mobilenetv2_cifar", [3, 32, 32]),
+        ("resnet34", [3, 64, 64]),
+    ] {
+        let net = random_net(name, input, 6);
+        let ckpt = dir.path().join(format!("{name}.ckpt"));
+        let st = dir.path().join(format!("{name}.safetensors"));
+        let back = dir.path().join(format!("{name}-back.ckpt"));
+        let m = meta(name, input, 6);
+        save(&net, m.clone(), &ckpt);
+        ok(lstmkd(&[
+            "export",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--format",
+            "safetensors",
+            "--out",
+            st.to_str().unwrap(),
+        ]));
+        let input_arg = format!("{}x{}x{}", input[0], input[1], input[2]);
+        let mean: Vec<String> = m.mean.iter().map(|v| v.to_string()).collect();
+        let std: Vec<String> = m.std.iter().map(|v| v.to_string()).collect();
+        ok(import(&[
+            "--model",
+            name,
+            "--weights",
+            st.to_str().unwrap(),
+            "--input",
+            &input_arg,
+            "--mean",
+            &mean.join(","),
+            "--std",
+            &std.join(","),
+            "--out",
+            back.to_str().unwrap(),
+        ]));
+        let imported = Checkpoint::load(&back).unwrap();
+        assert_eq!(
+            imported.meta.classes.len(),
+            6,
+            "{name}: classes from the classifier"
+        );
+        assert_eq!(imported.meta.mean, m.mean);
+        assert_eq!(
+            weights(&imported.network(&Device::flex()).unwrap()),
+            weights(&net),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn checkpoints_of_version_1_load_and_corruption_is_an_error() {
+    let dir = tempdir().unwrap();
+    let net = random_net("resnet8", [1, 28, 28], 4);
+    let v2 = dir.path().join("v2.ckpt");
+    save(&net, meta("resnet8", [1, 28, 28], 4), &v2);
+    let bytes = std::fs::read(&v2).unwrap();
+
+    // Every flipped bit of the file is detected.
+    for pos in [9usize, bytes.len() / 2, bytes.len() - 1] {
+        let mut bad = bytes.clone();
+        bad[pos] ^= 0x10;
+        let e = Checkpoint::from_bytes(&bad, Path::new("flipped.ckpt"))
+            .err()
+            .unwrap();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("flipped.ckpt") && (e.contains("checksum") || e.contains("magic")),
+            "{e}"
+        );
+    }
+    let e = format!(
+        "{:#}",
+        Checkpoint::from_bytes(&bytes[..bytes.len() / 3], Path::new("cut.ckpt"))
+            .err()
+            .unwrap()
+    );
+    assert!(e.contains("cut.ckpt"), "{e}");
+
+    // A version 1 file (the run config as its header, no checksum) written the way lstmkd
+    // 0.1 wrote them.
+    let cfg = lstmkd::config::RunConfig::parse(
+        &crate::common::toml_config(Path::new("/data"), Path::new("/run"), ""),
+        "v1.toml",
+        &[],
+    )
+    .unwrap();
+    let mut cfg = cfg;
+    cfg.data.mean = Some(vec![0.25]);
+    cfg.data.std = Some(vec![0.5]);
+    let header = serde_json::json!({
+        "config": cfg, "epoch": 3, "best_val_acc": 0.5, "val_acc": 0.25,
+        "input": [1, 28, 28], "classes": ["a", "b", "c", "d"],
+    });
+    let model = net.clone().into_record().into_bytes().unwrap().to_vec();
+    let mut v1 = b"LSTMKD01".to_vec();
+    for section in [serde_json::to_vec(&header).unwrap(), model, Vec::new()] {
+        v1.extend_from_slice(&(section.len() as u64).to_le_bytes());
+        v1.extend_from_slice(&section);
+    }
+    let old = Checkpoint::from_bytes(&v1, Path::new("v1.ckpt")).unwrap();
+    assert_eq!(old.meta.model.name, "resnet8");
+    assert_eq!(old.meta.mean, [0.25]);
+    assert_eq!(old.meta.run.as_ref().unwrap().epoch, 3);
+    assert_eq!(
+        weights(&old.network(&Device::flex()).unwrap()),
+        weights(&net)
+    );
+
+    // A section length beyond the file (or beyond usize) is an error, not an allocation.
+    let mut huge = b"LSTMKD01".to_vec();
+    huge.extend_from_slice(&u64::MAX.to_le_bytes());
+    let e = format!(
+        "{:#}",
+        Checkpoint::from_bytes(&huge, Path::new("huge.ckpt"))
+            .err()
+            .unwrap()
+    );
+    assert!(e.contains("huge.ckpt: truncated"), "{e}");
+}
+
+#[test]
+fn predict_ranks_classes_by_the_softmax_of_the_logits() {
+    let dir = tempdir().unwrap();
+    let input = [3, 20, 24];
+    let net = random_net("resnet8", input, 4);
+    let m = meta("resnet8", input, 4);
+    let ckpt = dir.path().join("net.ckpt");
+    save(&net, m.clone(), &ckpt);
+    let imgs = dir.path().join("imgs/sub");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let mut pixels = Vec::new();
+    for k in 0..3u32 {
+        let img = image::RgbImage::from_fn(24, 20, |x, y| {
+            image::Rgb([
+                (x * 10 + k * 40) as u8,
+                (y * 12) as u8,
+                ((x + y) * 5 + k) as u8,
+            ])
+        });
+        img.save(imgs.join(format!("{k}.png"))).unwrap();
+        let plane: Vec<f32> = (0..3)
+            .flat_map(|c| {
+                img.pixels()
+                    .map(move |p| p.0[c] as f32 / 255.0)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pixels.extend(plane);
+    }
+    std::fs::write(dir.path().join("imgs/notes.txt"), "not an image").unwrap();
+    let out = ok(lstmkd(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        dir.path().join("imgs").to_str().unwrap(),
+        "--json",
+        "--top",
+        "2",
+    ]));
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let got = got.as_array().unwrap();
+    assert_eq!(
+        got.len(),
+        3,
+        "the folder is searched recursively, text files skipped"
+    );
+    let want = reference_logits(&net, &m, &TensorData::new(pixels, [3, 3, 20, 24]));
+    for (k, p) in got.iter().enumerate() {
+        assert!(
+            p["file"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("sub/{k}.png")),
+            "sorted"
+        );
+        let logits: Vec<f32> = p["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let want = &want[k * 4..(k + 1) * 4];
+        assert_close(&logits, want, "predict logits");
+        let z: f32 = want.iter().map(|l| l.exp()).sum();
+        let mut order: Vec<usize> = (0..4).collect();
+        order.sort_by(|&a, &b| want[b].total_cmp(&want[a]));
+        let top = p["top"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        for (r, &j) in top.iter().zip(&order) {
+            assert_eq!(r["class"], format!("c{j}"));
+            assert!((r["prob"].as_f64().unwrap() as f32 - want[j].exp() / z).abs() < 1e-5);
+        }
+    }
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"\x89PNG garbage").unwrap();
+    let e = lstmkd(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("broken.png"));
+}
