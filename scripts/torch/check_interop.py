@@ -176,6 +176,31 @@ def check_predict(lstmkd, ckpt, paths, ref, class_names, timeout):
     return diff, sorted(set(notes)), secs
 
 
+def check_resize(lstmkd, ckpt, model, fam_dir, imagenet, h, w, mean, std, seed, timeout):
+    """Informational: a non-square image through lstmkd's resize against torchvision's
+    evaluation transform on PIL (bilinear, antialiased). Resamplers differ in rounding and
+    filter support, so this measures closeness rather than asserting equality. Returns
+    max|diff| / max(1, max|logit|)."""
+    from torchvision import transforms
+    rng = np.random.default_rng(seed + 1)
+    big = (round(h / 0.875) + 37, round(h / 0.875) + 90) if imagenet else (45, 61)
+    # Smooth content (low-pass noise) as photographs are; per-pixel noise would measure
+    # aliasing of the resamplers instead.
+    small = rng.integers(0, 256, size=(big[0] // 8 + 1, big[1] // 8 + 1, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize((big[1], big[0]), Image.BICUBIC)
+    path = fam_dir / "resize.png"
+    img.save(path)
+    if imagenet:
+        tf = transforms.Compose([transforms.Resize(round(h / 0.875)), transforms.CenterCrop(h)])
+    else:
+        tf = transforms.Resize((h, w))
+    x01 = (np.asarray(tf(Image.open(path).convert("RGB")), dtype=np.float32) / 255.0)
+    ref = torch_logits(model, np.ascontiguousarray(x01.transpose(2, 0, 1)[None]), mean, std)[0]
+    out, _ = run([lstmkd, "predict", "--checkpoint", ckpt, str(path), "--json"], timeout)
+    got = np.asarray(json.loads(out)[0]["logits"])
+    return float(np.abs(got - ref).max()) / max(1.0, float(np.abs(ref).max()))
+
+
 def check_onnx(lstmkd, ckpt, out_path, x01, ref, name, input_chw, mean, std, class_names, timeout):
     import onnx
     import onnxruntime as ort
@@ -287,9 +312,13 @@ def check_family(name, args, work, lstmkd, has_predict, seed):
     tol = 1e-4 * max(1.0, float(np.abs(ref).max()))
     row["tol"] = tol
     ckpt = fam_dir / "model.ckpt"
-    cmd = [lstmkd, "import", "--model", name, "--weights", weights, "--classes", str(K),
+    cmd = [lstmkd, "import", "--model", name, "--weights", weights,
            "--class-names", names_file, "--out", ckpt, "--force"]
-    if imagenet:
+    # The containers also exercise the defaults: classes from the classifier's rows, and
+    # (at 224) the ImageNet input size.
+    if row["layout"] == "pth":
+        cmd += ["--classes", str(K)]
+    if imagenet and h != 224:
         cmd += ["--input", f"{c}x{h}x{w}"]
     ok = True
     try:
@@ -323,6 +352,13 @@ def check_family(name, args, work, lstmkd, has_predict, seed):
     else:
         row["import"] = "no predict"
         ok = False
+    if has_predict and args.resize_check:
+        try:
+            row["resize"] = check_resize(lstmkd, ckpt, model, fam_dir, imagenet, h, w, mean,
+                                         std, seed, args.timeout)
+        except Exception as e:  # noqa: BLE001 - informational only
+            row["resize"] = "error"
+            row["notes"].append(f"resize check: {e}")
     step("onnx", lambda: check_onnx(lstmkd, ckpt, fam_dir / "model.onnx", x01, ref, name,
                                     (c, h, w), mean, std, class_names, args.timeout))
     step("safetensors", lambda: check_safetensors(
@@ -342,14 +378,14 @@ def fmt(v, tol=None):
 
 def table(rows):
     lines = ["| family | layout | import max abs diff | ONNX (onnxruntime) max abs diff | "
-             "safetensors strict load (logit diff) | tol | pass |",
-             "|---|---|---|---|---|---|---|"]
+             "safetensors strict load (logit diff) | tol | pass | resized image rel. diff (info) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         st = r["safetensors"]
         st = f"ok ({st:.2e})" if isinstance(st, float) else st
         tol = f"{r['tol']:.1e}" if "tol" in r else "-"
         lines.append(f"| {r['family']} | {r['layout']} | {fmt(r['import'])} | {fmt(r['onnx'])} "
-                     f"| {st} | {tol} | {'yes' if r['pass'] else '**no**'} |")
+                     f"| {st} | {tol} | {'yes' if r['pass'] else '**no**'} | {fmt(r.get('resize', '-'))} |")
     notes = [(r["family"], n) for r in rows for n in r["notes"]]
     if notes:
         lines += ["", "Notes:", ""]
@@ -370,6 +406,8 @@ def main():
                     help="H=W for the ImageNet families (224 is their default but slow on CPU)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per lstmkd command")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-resize-check", dest="resize_check", action="store_false",
+                    help="skip the informational non-square resize comparison")
     ap.add_argument("--out", help="also write the table (markdown) here")
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--keep", help="work in this directory and keep it (default: a temp dir)")

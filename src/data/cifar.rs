@@ -68,22 +68,10 @@ pub fn open_cifar10(root: &Path) -> Result<Dataset> {
             bail!("{}: missing CIFAR-10 file", f.display());
         }
     }
-    let names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ];
     Ok(Dataset {
         train: Arc::new(read_records(&train, 1, 0, 10)?),
         test: Arc::new(read_records(&test, 1, 0, 10)?),
-        classes: names.iter().map(|s| s.to_string()).collect(),
+        classes: label_names(&dir.join("batches.meta.txt"), &CIFAR10)?,
     })
 }
 
@@ -95,13 +83,55 @@ pub fn open_cifar100(root: &Path, labels: Cifar100Labels) -> Result<Dataset> {
             bail!("{}: missing CIFAR-100 file", f.display());
         }
     }
-    let (index, classes) = match labels {
-        Cifar100Labels::Coarse => (0, 20),
-        Cifar100Labels::Fine => (1, 100),
+    let (index, classes, names_file) = match labels {
+        Cifar100Labels::Coarse => (0, 20, "coarse_label_names.txt"),
+        Cifar100Labels::Fine => (1, 100, "fine_label_names.txt"),
     };
     Ok(Dataset {
         train: Arc::new(read_records(&[train], 2, index, classes)?),
         test: Arc::new(read_records(&[test], 2, index, classes)?),
-        classes: (0..classes).map(|i| i.to_string()).collect(),
+        classes: label_names(&dir.join(names_file), &numbers(classes))?,
     })
+}
+
+const CIFAR10: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+fn numbers(n: usize) -> Vec<String> {
+    (0..n).map(|i| i.to_string()).collect()
+}
+
+/// The class names the binary distribution ships beside the records, one per line
+/// (`fallback` when the file is absent).
+fn label_names<S: AsRef<str>>(path: &Path, fallback: &[S]) -> Result<Vec<String>> {
+    let classes = fallback.len();
+    if !path.is_file() {
+        return Ok(fallback.iter().map(|s| s.as_ref().to_string()).collect());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read class names", path.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if names.len() != classes {
+        bail!(
+            "{}: {} class names for {classes} classes",
+            path.display(),
+            names.len()
+        );
+    }
+    Ok(names)
 }

@@ -112,11 +112,37 @@ fn load_pair(root: &Path, prefix: &str) -> Result<InMemory> {
 pub fn open(root: &Path) -> Result<Dataset> {
     let train = load_pair(root, "train")?;
     let test = load_pair(root, "t10k")?;
-    // Fashion-MNIST and MNIST share the layout; the class names tell them apart only by
-    // convention, so use numbers.
     Ok(Dataset {
         train: Arc::new(train),
         test: Arc::new(test),
-        classes: (0..10).map(|i| i.to_string()).collect(),
+        classes: class_names(root),
     })
+}
+
+const FASHION: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// Fashion-MNIST and MNIST share the file layout and nothing in the files tells them apart:
+/// a folder named like Fashion-MNIST's (as Debian's and torchvision's are) gets its class
+/// names, any other MNIST's digits (`data.class_names` names them otherwise).
+fn class_names(root: &Path) -> Vec<String> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let fashion = root
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().to_lowercase().contains("fashion"));
+    if fashion {
+        FASHION.iter().map(|s| s.to_string()).collect()
+    } else {
+        (0..10).map(|i| i.to_string()).collect()
+    }
 }

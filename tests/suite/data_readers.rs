@@ -32,6 +32,11 @@ fn idx_reads_gzipped_and_raw_alike() {
     ga.train.read(7, &mut x).unwrap();
     assert_eq!(x, images[7 * 64..8 * 64]);
     assert_eq!(ga.train.label(7), labels[7] as usize);
+    assert_eq!(ga.classes[3], "3", "MNIST's digits in a folder not named like Fashion-MNIST");
+    let fashion = a.path().join("Fashion-MNIST");
+    write_idx_dataset(&fashion, 30, 10, 8, false);
+    let names = idx::open(&fashion).unwrap().classes;
+    assert_eq!((names[0].as_str(), names[9].as_str()), ("T-shirt/top", "Ankle boot"));
 }
 
 fn corrupt_idx(root: &Path, file: &str, bytes: Vec<u8>) -> String {
@@ -120,6 +125,7 @@ fn cifar10_reads_batches_and_rejects_bad_files() {
         (20, 2, 10)
     );
     assert_eq!(ds.test.label(1), 9);
+    assert_eq!(ds.classes[9], "truck", "CIFAR-10's names without batches.meta.txt");
     let mut buf = vec![0u8; 3072];
     ds.test.read(1, &mut buf).unwrap();
     assert_eq!(buf[0], 1); // pixel p of record i is (p + i) % 251
@@ -166,7 +172,15 @@ fn cifar100_uses_fine_labels_by_default_and_coarse_on_request() {
         (fine.num_classes(), fine.train.label(0), fine.train.label(1)),
         (100, 77, 99)
     );
+    assert_eq!(fine.classes[99], "99", "numbers without fine_label_names.txt");
+    // The names the binary distribution ships beside the records.
+    let coarse_names: Vec<String> = (0..20).map(|i| format!("super{i}")).collect();
+    std::fs::write(sub.join("coarse_label_names.txt"), coarse_names.join("\n") + "\n").unwrap();
     let coarse = cifar::open_cifar100(d.path(), Cifar100Labels::Coarse).unwrap();
+    assert_eq!(coarse.classes, coarse_names);
+    std::fs::write(sub.join("fine_label_names.txt"), "apple\nbee\n").unwrap();
+    let e = err_of(cifar::open_cifar100(d.path(), Cifar100Labels::Fine));
+    assert!(e.contains("fine_label_names.txt") && e.contains("2 class names for 100"), "{e}");
     assert_eq!(
         (
             coarse.num_classes(),
