@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use image::imageops::FilterType;
+use rand::Rng;
+use rand::rngs::StdRng;
 
 use super::{Dataset, Source};
 
@@ -14,6 +16,9 @@ pub struct ImageFolder {
     files: Vec<(PathBuf, usize)>,
     resize: usize,
     crop: usize,
+    /// Training views are torchvision's RandomResizedCrop to `crop` (evaluation keeps
+    /// resize + centre crop).
+    random_resized_crop: bool,
     shape: [usize; 3],
 }
 
@@ -47,7 +52,13 @@ fn class_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 impl ImageFolder {
-    fn scan(dir: &Path, classes: &[String], resize: usize, crop: usize) -> Result<Self> {
+    fn scan(
+        dir: &Path,
+        classes: &[String],
+        resize: usize,
+        crop: usize,
+        random_resized_crop: bool,
+    ) -> Result<Self> {
         let found = class_names(dir)?;
         if let Some(extra) = found.iter().find(|c| !classes.contains(c)) {
             bail!(
@@ -79,6 +90,7 @@ impl ImageFolder {
             files,
             resize,
             crop,
+            random_resized_crop,
             shape: [3, crop, crop],
         };
         if crop == 0 {
@@ -89,11 +101,16 @@ impl ImageFolder {
         Ok(set)
     }
 
-    fn decode(&self, i: usize) -> Result<image::RgbImage> {
+    fn open_rgb(&self, i: usize) -> Result<image::RgbImage> {
         let path = &self.files[i].0;
         let img = image::open(path)
             .with_context(|| format!("{}: cannot decode image", path.display()))?;
-        let img = resize_shorter(img.to_rgb8(), self.resize);
+        Ok(img.to_rgb8())
+    }
+
+    fn decode(&self, i: usize) -> Result<image::RgbImage> {
+        let path = &self.files[i].0;
+        let img = resize_shorter(self.open_rgb(i)?, self.resize);
         if self.crop == 0 {
             return Ok(img);
         }
@@ -141,6 +158,46 @@ where
     Ok(image::imageops::crop_imm(&img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image())
 }
 
+/// torchvision's RandomResizedCrop box (scale 0.08-1 of the area, aspect ratio 3/4-4/3 drawn
+/// log-uniformly, 10 tries, then the centre crop clamped to those ratios): (x, y, w, h).
+pub fn random_resized_box(width: u32, height: u32, rng: &mut StdRng) -> (u32, u32, u32, u32) {
+    let (w0, h0) = (width as f64, height as f64);
+    let area = w0 * h0;
+    let (lo, hi) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let target = area * rng.random_range(0.08..=1.0);
+        let ratio = rng.random_range(lo..=hi).exp();
+        let w = (target * ratio).sqrt().round();
+        let h = (target / ratio).sqrt().round();
+        if w >= 1.0 && h >= 1.0 && w <= w0 && h <= h0 {
+            let (w, h) = (w as u32, h as u32);
+            let x = rng.random_range(0..=width - w);
+            let y = rng.random_range(0..=height - h);
+            return (x, y, w, h);
+        }
+    }
+    let ratio = w0 / h0;
+    let (w, h) = if ratio < 3.0 / 4.0 {
+        (w0, (w0 / (3.0 / 4.0)).round())
+    } else if ratio > 4.0 / 3.0 {
+        ((h0 * 4.0 / 3.0).round(), h0)
+    } else {
+        (w0, h0)
+    };
+    let (w, h) = (w as u32, h as u32);
+    ((width - w) / 2, (height - h) / 2, w, h)
+}
+
+/// CHW bytes of an RGB image.
+fn write_chw(img: &image::RgbImage, out: &mut [u8]) {
+    let plane = (img.width() * img.height()) as usize;
+    for (p, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + p] = px.0[c];
+        }
+    }
+}
+
 impl Source for ImageFolder {
     fn len(&self) -> usize {
         self.files.len()
@@ -162,17 +219,25 @@ impl Source for ImageFolder {
                 self.shape[1]
             );
         }
-        let plane = (w * h) as usize;
-        for (p, px) in img.pixels().enumerate() {
-            for c in 0..3 {
-                out[c * plane + p] = px.0[c];
-            }
+        write_chw(&img, out);
+        Ok(())
+    }
+
+    fn read_train(&self, i: usize, rng: &mut StdRng, out: &mut [u8]) -> Result<()> {
+        if !self.random_resized_crop {
+            return self.read(i, out);
         }
+        let img = self.open_rgb(i)?;
+        let (x, y, w, h) = random_resized_box(img.width(), img.height(), rng);
+        let view = image::imageops::crop_imm(&img, x, y, w, h).to_image();
+        let c = self.crop as u32;
+        let img = image::imageops::resize(&view, c, c, FilterType::Triangle);
+        write_chw(&img, out);
         Ok(())
     }
 }
 
-pub fn open(root: &Path, resize: usize, crop: usize) -> Result<Dataset> {
+pub fn open(root: &Path, resize: usize, crop: usize, random_resized_crop: bool) -> Result<Dataset> {
     let train_dir = root.join("train");
     if !train_dir.is_dir() {
         bail!(
@@ -186,8 +251,8 @@ pub fn open(root: &Path, resize: usize, crop: usize) -> Result<Dataset> {
         .find(|d| d.is_dir())
         .with_context(|| format!("{}: missing 'val' (or 'test') folder", root.display()))?;
     let classes = class_names(&train_dir)?;
-    let train = ImageFolder::scan(&train_dir, &classes, resize, crop)?;
-    let test = ImageFolder::scan(&test_dir, &classes, resize, crop)?;
+    let train = ImageFolder::scan(&train_dir, &classes, resize, crop, random_resized_crop)?;
+    let test = ImageFolder::scan(&test_dir, &classes, resize, crop, false)?;
     if test.shape != train.shape {
         bail!(
             "{}: images are {:?} but training images are {:?} (set data.crop)",

@@ -94,13 +94,17 @@ impl Loader {
             .try_for_each_init(
                 || vec![0u8; chw],
                 |buf, (dst, (k, &i))| -> Result<()> {
-                    self.split.source.read(i, buf)?;
                     let at = match &self.augment {
                         Some(cfg) => {
                             let s = mix(self.seed ^ mix((epoch as u64) << 32 | (start + k) as u64));
-                            Placement::sample(cfg, &mut StdRng::seed_from_u64(s))
+                            let mut rng = StdRng::seed_from_u64(s);
+                            self.split.source.read_train(i, &mut rng, buf)?;
+                            Placement::sample(cfg, &mut rng)
                         }
-                        None => Placement::IDENTITY,
+                        None => {
+                            self.split.source.read(i, buf)?;
+                            Placement::IDENTITY
+                        }
                     };
                     render(buf, shape, at, &self.normalize, dst);
                     Ok(())

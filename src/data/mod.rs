@@ -24,6 +24,12 @@ pub trait Source: Send + Sync {
     fn label(&self, i: usize) -> usize;
     /// Writes image `i` as CHW bytes into `out` (length C*H*W).
     fn read(&self, i: usize, out: &mut [u8]) -> Result<()>;
+    /// Image `i` as a training view: a random one where the format draws its own
+    /// (ImageFolder's random resized crop), `read` otherwise (the draws come from `rng`).
+    fn read_train(&self, i: usize, rng: &mut StdRng, out: &mut [u8]) -> Result<()> {
+        let _ = rng;
+        self.read(i, out)
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -89,6 +95,11 @@ pub struct DataConfig {
     /// already share one size).
     #[serde(default)]
     pub crop: usize,
+    /// ImageFolder: training images are torchvision's RandomResizedCrop to `crop` x `crop`
+    /// (scale 0.08-1, ratio 3/4-4/3) instead of resize + centre crop; validation and test keep
+    /// the centre crop. With `hflip` this is torchvision's ImageNet training recipe.
+    #[serde(default)]
+    pub random_resized_crop: bool,
     #[serde(flatten)]
     pub augment: augment::AugmentConfig,
     /// Per-channel mean and std in [0, 1] units; computed from the training split when absent
@@ -142,6 +153,7 @@ impl DataConfig {
             cifar100_labels: default_cifar100_labels(),
             resize: 0,
             crop: 0,
+            random_resized_crop: false,
             augment: augment::AugmentConfig::default(),
             mean: None,
             std: None,
@@ -175,6 +187,11 @@ impl DataConfig {
         if self.prefetch == 0 {
             bail!("data.prefetch: must be at least 1");
         }
+        if self.random_resized_crop && (self.format != Format::ImageFolder || self.crop == 0) {
+            bail!(
+                "data.random_resized_crop: needs format = \"image-folder\" and data.crop (the output size)"
+            );
+        }
         Ok(())
     }
 
@@ -191,7 +208,12 @@ impl DataConfig {
             Format::Idx => idx::open(&self.root),
             Format::Cifar10 => cifar::open_cifar10(&self.root),
             Format::Cifar100 => cifar::open_cifar100(&self.root, self.cifar100_labels),
-            Format::ImageFolder => image_folder::open(&self.root, self.resize, self.crop),
+            Format::ImageFolder => image_folder::open(
+                &self.root,
+                self.resize,
+                self.crop,
+                self.random_resized_crop,
+            ),
         }
     }
 }

@@ -215,7 +215,7 @@ fn write_image_folder(root: &Path) {
 fn image_folder_resizes_crops_and_labels_by_folder() {
     let d = tempdir().unwrap();
     write_image_folder(d.path());
-    let ds = image_folder::open(d.path(), 20, 16).unwrap();
+    let ds = image_folder::open(d.path(), 20, 16, false).unwrap();
     assert_eq!(ds.classes, vec!["cat", "dog"]);
     assert_eq!(
         (ds.train.len(), ds.test.len(), ds.shape()),
@@ -231,7 +231,7 @@ fn image_folder_resizes_crops_and_labels_by_folder() {
     );
 
     // Without a crop the images keep their own (equal) size.
-    let ds = image_folder::open(d.path(), 0, 0).unwrap();
+    let ds = image_folder::open(d.path(), 0, 0, false).unwrap();
     assert_eq!(ds.shape(), [3, 30, 40]);
 }
 
@@ -244,7 +244,7 @@ fn image_folder_bad_inputs_name_the_file_and_problem() {
         b"\xff\xd8 not really a jpeg",
     )
     .unwrap();
-    let ds = image_folder::open(d.path(), 0, 16).unwrap();
+    let ds = image_folder::open(d.path(), 0, 16, false).unwrap();
     let broken = (0..ds.train.len())
         .map(|i| ds.train.read(i, &mut vec![0u8; 768]))
         .find_map(|r| r.err())
@@ -256,19 +256,19 @@ fn image_folder_bad_inputs_name_the_file_and_problem() {
     );
 
     std::fs::create_dir(d.path().join("train/emu")).unwrap();
-    let e = err_of(image_folder::open(d.path(), 0, 16));
+    let e = err_of(image_folder::open(d.path(), 0, 16, false));
     assert!(e.contains("emu") && e.contains("empty class folder"), "{e}");
     std::fs::remove_dir(d.path().join("train/emu")).unwrap();
 
     std::fs::create_dir_all(d.path().join("val/fox")).unwrap();
-    let e = err_of(image_folder::open(d.path(), 0, 16));
+    let e = err_of(image_folder::open(d.path(), 0, 16, false));
     assert!(
         e.contains("fox") && e.contains("not among the training classes"),
         "{e}"
     );
     std::fs::remove_dir(d.path().join("val/fox")).unwrap();
 
-    let small = image_folder::open(d.path(), 0, 64).unwrap();
+    let small = image_folder::open(d.path(), 0, 64, false).unwrap();
     let e = err_of(small.train.read(0, &mut vec![0u8; 3 * 64 * 64]));
     assert!(
         e.contains("0.png") && e.contains("smaller than the 64x64 crop"),
@@ -276,6 +276,44 @@ fn image_folder_bad_inputs_name_the_file_and_problem() {
     );
 
     std::fs::remove_dir_all(d.path().join("val")).unwrap();
-    let e = err_of(image_folder::open(d.path(), 0, 16));
+    let e = err_of(image_folder::open(d.path(), 0, 16, false));
     assert!(e.contains("missing 'val'"), "{e}");
+}
+
+#[test]
+fn random_resized_crop_draws_torchvisions_boxes() {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let (mut small, mut large) = (false, false);
+    for _ in 0..2000 {
+        let (x, y, w, h) = image_folder::random_resized_box(120, 90, &mut rng);
+        assert!(x + w <= 120 && y + h <= 90 && w > 0 && h > 0);
+        let scale = (w * h) as f64 / (120.0 * 90.0);
+        let ratio = w as f64 / h as f64;
+        // Rounding to whole pixels moves the drawn scale and ratio slightly.
+        assert!((0.075..=1.0).contains(&scale), "scale {scale}");
+        assert!((0.72..=1.39).contains(&ratio), "ratio {ratio}");
+        small |= scale < 0.15;
+        large |= scale > 0.9;
+    }
+    assert!(small && large, "the whole scale range is drawn");
+    // Nothing fits a 1x100 strip at ratio >= 3/4: the fallback is the central ratio-clamped box.
+    assert_eq!(image_folder::random_resized_box(1, 100, &mut rng), (0, 49, 1, 1));
+
+    // Training views are random crops resized to `crop`; evaluation keeps the centre crop.
+    let d = tempdir().unwrap();
+    write_image_folder(d.path());
+    let ds = image_folder::open(d.path(), 20, 16, true).unwrap();
+    let (mut centre, mut a, mut b) = (vec![0u8; 768], vec![0u8; 768], vec![0u8; 768]);
+    ds.train.read(0, &mut centre).unwrap();
+    let plain = image_folder::open(d.path(), 20, 16, false).unwrap();
+    let mut plain_centre = vec![0u8; 768];
+    plain.train.read(0, &mut plain_centre).unwrap();
+    assert_eq!(centre, plain_centre, "read is the evaluation view");
+    ds.train.read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut a).unwrap();
+    ds.train.read_train(0, &mut rand::rngs::StdRng::seed_from_u64(4), &mut b).unwrap();
+    assert_ne!(a, b, "different draws, different views");
+    let mut again = vec![0u8; 768];
+    ds.train.read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut again).unwrap();
+    assert_eq!(a, again, "seeded");
 }
