@@ -5,18 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
 use crate::data::{DataConfig, Format, Split};
-use crate::models::Network;
+use crate::deploy::Deployed;
 use crate::train::checkpoint::{Checkpoint, Meta, write_atomic};
-use crate::train::classify::Classify;
 use crate::train::metrics::Tally;
-use crate::train::trainer::evaluate;
+use crate::train::trainer::tally;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -48,14 +46,13 @@ pub fn time_per_call(mut f: impl FnMut(), min_secs: f64) -> f64 {
 }
 
 /// (ms per image at batch 1, images/s at batch 64) of an inference forward pass.
-pub fn latency(net: &Network, input: [usize; 3], device: &Device) -> (f64, f64) {
-    let net = net.valid();
+pub fn latency(net: &Deployed, input: [usize; 3], device: &Device) -> (f64, f64) {
     let run = |b: usize| {
         let x = Tensor::<4>::zeros([b, input[0], input[1], input[2]], device);
         time_per_call(
             || {
                 // Reading one value forces the lazy backend to finish the pass.
-                let _ = net.forward(x.clone()).logits.sum().into_scalar::<f32>();
+                let _ = net.forward(x.clone()).sum().into_scalar::<f32>();
             },
             1.0,
         )
@@ -117,7 +114,7 @@ pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
         .or(run_device)
         .unwrap_or_else(|| "flex".into());
     let device = crate::device::parse(&device_name)?;
-    let net = ckpt.network(&device)?;
+    let net = Deployed::load(&ckpt, &device)?;
     let dataset = data.open()?;
     if dataset.shape() != meta.input || dataset.num_classes() != meta.classes.len() {
         bail!(
@@ -142,16 +139,12 @@ pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
         seed: 0,
         prefetch: data.prefetch,
     };
-    let params = crate::models::count_params(&net);
+    let params = net.params();
     // Evaluated and timed as deployed: batch norm folded into the convolutions.
-    let deployed = net.valid().fold_bn();
-    let tally = evaluate(
-        &Classify,
-        &deployed,
-        &loader,
-        &device,
-        dataset.num_classes(),
-    )?;
+    let deployed = net.fold_bn();
+    let tally = tally(&loader, &device, dataset.num_classes(), |x| {
+        deployed.forward(x)
+    })?;
     let (latency_ms_b1, throughput_b64) = latency(&deployed, meta.input, &device);
     let report = Report {
         checkpoint: ckpt_path.to_path_buf(),

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod deploy;
 pub mod device;
 pub mod distill;
 pub mod eval;

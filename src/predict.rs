@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
@@ -139,7 +138,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
     let ckpt = Checkpoint::load(&args.checkpoint)?;
     let files = collect(&args.inputs)?;
     let device: Device = crate::device::parse(&args.device)?;
-    let net = ckpt.network(&device)?.valid().fold_bn();
+    let net = crate::deploy::Deployed::load(&ckpt, &device)?.fold_bn();
     let meta = &ckpt.meta;
     let [c, h, w] = meta.input;
     let bar = (files.len() > args.batch_size && std::io::stderr().is_terminal()).then(|| {
@@ -162,7 +161,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         };
         let n = chunk.len();
         let x = Tensor::<4>::from_data(TensorData::new(pixels.concat(), [n, c, h, w]), &device);
-        let logits = net.forward(x).logits;
+        let logits = net.forward(x);
         let probs = softmax(logits.clone(), 1);
         let k = meta.classes.len();
         let (logits, _) = crate::interop::onnx::values(logits);

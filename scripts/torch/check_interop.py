@@ -26,13 +26,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+# No __pycache__ beside the sources: the repository does not ignore it.
+sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_FAMILIES = (
     "resnet8", "resnet20", "resnet56", "resnet110", "resnet8x4", "resnet32x4",
-    "wrn_16_2", "wrn_40_2", "vgg8", "vgg11", "vgg13", "mobilenetv2_cifar",
+    "wrn_16_2", "wrn_40_2", "vgg8", "vgg11", "vgg13", "mobilenetv2_cifar", "mobilenetv2_cifar@0.5",
     "resnet18", "resnet34", "resnet50", "mobilenetv2",
 )
 # Every container `lstmkd import` claims to unwrap is exercised by some family; the rest
@@ -248,12 +250,13 @@ def check_onnx(lstmkd, ckpt, out_path, x01, ref, name, input_chw, mean, std, cla
     return diff, notes, secs
 
 
-def check_safetensors(lstmkd, ckpt, out_path, original_sd, name, classes, x01, ref, mean, std, timeout):
+def check_safetensors(lstmkd, ckpt, out_path, original_sd, name, classes, width, x01, ref, mean,
+                      std, timeout):
     from safetensors.torch import load_file
     _, secs = run([lstmkd, "export", "--checkpoint", ckpt, "--format", "safetensors",
                    "--out", out_path, "--force"], timeout)
     sd = load_file(str(out_path))
-    fresh = zoo.build(name, classes)
+    fresh = zoo.build(name, classes, width)
     try:
         fresh.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -284,10 +287,13 @@ def check_safetensors(lstmkd, ckpt, out_path, original_sd, name, classes, x01, r
     return float(np.abs(got - ref).max()), notes, secs
 
 
-def check_family(name, args, work, lstmkd, has_predict, seed):
-    row = {"family": name, "layout": LAYOUTS.get(name, "pth"), "import": "-", "onnx": "-",
+def check_family(family, args, work, lstmkd, has_predict, seed):
+    # "mobilenetv2@0.5": a width multiplier, passed to both PyTorch and `import --width`.
+    name, _, width = family.partition("@")
+    width = float(width) if width else None
+    row = {"family": family, "layout": LAYOUTS.get(name, "pth"), "import": "-", "onnx": "-",
            "safetensors": "-", "pass": False, "notes": []}
-    fam_dir = work / name
+    fam_dir = work / family
     fam_dir.mkdir(parents=True, exist_ok=True)
     K = args.classes
     imagenet = name in zoo.IMAGENET_FAMILIES
@@ -303,7 +309,7 @@ def check_family(name, args, work, lstmkd, has_predict, seed):
     names_file.write_text("".join(n + "\n" for n in class_names))
 
     torch.manual_seed(seed)
-    model = zoo.randomize_(zoo.build(name, K), seed)
+    model = zoo.randomize_(zoo.build(name, K, width or 1.0), seed)
     sd = model.state_dict()
     weights = save_weights(sd, row["layout"], fam_dir / "weights")
     paths = write_images(fam_dir, png, args.images, np.random.default_rng(seed))
@@ -320,6 +326,8 @@ def check_family(name, args, work, lstmkd, has_predict, seed):
         cmd += ["--classes", str(K)]
     if imagenet and h != 224:
         cmd += ["--input", f"{c}x{h}x{w}"]
+    if width is not None:
+        cmd += ["--width", str(width)]
     ok = True
     try:
         _, secs = run(cmd, args.timeout)
@@ -362,15 +370,15 @@ def check_family(name, args, work, lstmkd, has_predict, seed):
     step("onnx", lambda: check_onnx(lstmkd, ckpt, fam_dir / "model.onnx", x01, ref, name,
                                     (c, h, w), mean, std, class_names, args.timeout))
     step("safetensors", lambda: check_safetensors(
-        lstmkd, ckpt, fam_dir / "export.safetensors", sd, name, K, x01, ref, mean, std,
-        args.timeout))
+        lstmkd, ckpt, fam_dir / "export.safetensors", sd, name, K, width or 1.0, x01, ref,
+        mean, std, args.timeout))
     # Metadata or top-k disagreements are reported, but only numerical ones fail a row:
     # they are what a deployment would silently get wrong.
     row["pass"] = ok
     return row
 
 
-def fmt(v, tol=None):
+def fmt(v):
     if isinstance(v, float):
         return f"{v:.2e}"
     return str(v)
@@ -386,12 +394,17 @@ def table(rows):
         tol = f"{r['tol']:.1e}" if "tol" in r else "-"
         lines.append(f"| {r['family']} | {r['layout']} | {fmt(r['import'])} | {fmt(r['onnx'])} "
                      f"| {st} | {tol} | {'yes' if r['pass'] else '**no**'} | {fmt(r.get('resize', '-'))} |")
-    notes = [(r["family"], n) for r in rows for n in r["notes"]]
-    if notes:
+    # A note most rows share (e.g. an export convention) is printed once with its families.
+    by_note = {}
+    for r in rows:
+        for n in r["notes"]:
+            by_note.setdefault(n, []).append(r["family"])
+    if by_note:
         lines += ["", "Notes:", ""]
-        for fam, n in notes:
+        for n, fams in by_note.items():
+            who = "all families" if len(fams) == len(rows) > 1 else ", ".join(fams)
             n = n.replace("\n", "\n    ")
-            lines.append(f"- {fam}: {n}")
+            lines.append(f"- {who}: {n}")
     return "\n".join(lines) + "\n"
 
 
@@ -399,7 +412,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lstmkd", default=str(REPO / "target/release/lstmkd"))
     ap.add_argument("--families", default=",".join(DEFAULT_FAMILIES),
-                    help=f"comma-separated; known: {','.join(zoo.ALL_FAMILIES)}")
+                    help="comma-separated; name@W sets a MobileNetV2 width multiplier; known: "
+                    + ",".join(zoo.ALL_FAMILIES))
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--images", type=int, default=3, help="random PNGs (plus one smooth)")
     ap.add_argument("--imagenet-size", type=int, default=96,
@@ -423,7 +437,7 @@ def main():
         print("warning: this lstmkd has no `predict`; import is checked through export only",
               file=sys.stderr)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in families if f not in zoo.ALL_FAMILIES]
+    unknown = [f for f in families if f.partition("@")[0] not in zoo.ALL_FAMILIES]
     if unknown:
         sys.exit(f"unknown families {unknown}; known: {', '.join(zoo.ALL_FAMILIES)}")
 

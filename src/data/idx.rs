@@ -137,9 +137,12 @@ const FASHION: [&str; 10] = [
 /// names, any other MNIST's digits (`data.class_names` names them otherwise).
 fn class_names(root: &Path) -> Vec<String> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let fashion = root
-        .components()
-        .any(|c| c.as_os_str().to_string_lossy().to_lowercase().contains("fashion"));
+    let fashion = root.components().any(|c| {
+        c.as_os_str()
+            .to_string_lossy()
+            .to_lowercase()
+            .contains("fashion")
+    });
     if fashion {
         FASHION.iter().map(|s| s.to_string()).collect()
     } else {

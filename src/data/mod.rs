@@ -208,12 +208,9 @@ impl DataConfig {
             Format::Idx => idx::open(&self.root),
             Format::Cifar10 => cifar::open_cifar10(&self.root),
             Format::Cifar100 => cifar::open_cifar100(&self.root, self.cifar100_labels),
-            Format::ImageFolder => image_folder::open(
-                &self.root,
-                self.resize,
-                self.crop,
-                self.random_resized_crop,
-            ),
+            Format::ImageFolder => {
+                image_folder::open(&self.root, self.resize, self.crop, self.random_resized_crop)
+            }
         }
     }
 }

@@ -29,6 +29,17 @@ pub fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
     taps.into_iter().skip(skip).collect()
 }
 
+/// How a `fused` deployed student is built (recorded in its checkpoint header).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FusedSpec {
+    pub extractor: ExtractorConfig,
+    /// Input channels of each extractor, shallow to deep (one per distilled tap).
+    pub extractors: Vec<usize>,
+    /// Shared-lens adapters between the taps and the extractors.
+    pub adapters: bool,
+}
+
 /// The `[teacher]` table of a distillation config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

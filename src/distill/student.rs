@@ -10,18 +10,138 @@ use super::adapt::{TeacherHead, tap_shapes};
 use super::extractor::{Extractor, ExtractorOut};
 use super::losses::fitnet::Regressor;
 use super::teacher::Teacher;
-use super::{DistillConfig, TemporalInit};
+use super::{DistillConfig, FusedSpec, TemporalInit};
 use crate::models::layers::ConvBn;
 use crate::models::{ModelConfig, Network};
 use crate::train::checkpoint::Checkpoint;
 
+/// What the student's extractors read its taps through: the shared-lens adapters (none with
+/// `temporal_init = "random"`) and the extractors. In `fused` mode it is deployed with the
+/// backbone.
 #[derive(Module, Debug)]
-pub struct Student {
-    pub net: Network,
+pub struct StudentHead {
     /// Shared lens: 1x1 conv + BN from the student's tap channels to the teacher's.
     pub adapters: Vec<ConvBn>,
     pub extractors: Vec<Extractor>,
+}
+
+impl StudentHead {
+    /// Runs the extractors on the distilled taps (through the adapters if any).
+    pub fn extract(
+        &self,
+        taps: &[Tensor<4>],
+        crops: Option<&[super::extractor::Crop]>,
+    ) -> Vec<ExtractorOut> {
+        self.extractors
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let tap = match self.adapters.get(i) {
+                    Some(a) => a.forward(taps[i].clone()),
+                    None => taps[i].clone(),
+                };
+                e.forward(tap, crops.map(|c| c[i]))
+            })
+            .collect()
+    }
+
+    /// The fused prediction: the backbone's logits averaged with the aux heads' on its
+    /// deepest taps.
+    pub fn fuse(&self, out: crate::models::Output) -> Tensor<2> {
+        let taps = super::deepest(out.taps, self.extractors.len());
+        let aux: Vec<Tensor<2>> = self
+            .extract(&taps, None)
+            .into_iter()
+            .map(|o| o.aux_logits)
+            .collect();
+        let n = 1.0 + aux.len() as f64;
+        aux.into_iter().fold(out.logits, |a, b| a + b).div_scalar(n)
+    }
+
+    pub fn fold_bn(&mut self) {
+        self.adapters.iter_mut().for_each(ConvBn::fold_bn);
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Student {
+    pub net: Network,
+    pub head: StudentHead,
     pub regressors: Vec<Regressor>,
+}
+
+/// The deployed student of a `fused` run: backbone plus extractors, predicting with both.
+#[derive(Module, Debug)]
+pub struct FusedStudent {
+    pub net: Network,
+    pub head: StudentHead,
+}
+
+impl FusedStudent {
+    /// An untrained fused student of the shape `spec` describes (the template a checkpoint
+    /// loads into).
+    pub fn init(
+        model: &ModelConfig,
+        input: [usize; 3],
+        classes: usize,
+        spec: &FusedSpec,
+        device: &Device,
+    ) -> Result<Self> {
+        let net = model.init(input[0], classes, device)?;
+        let shapes = tap_shapes(&net, input, spec.extractors.len(), device);
+        if shapes.len() != spec.extractors.len() {
+            anyhow::bail!(
+                "fused: {} extractors for a model with {} taps",
+                spec.extractors.len(),
+                shapes.len()
+            );
+        }
+        let adapters = if spec.adapters {
+            shapes
+                .iter()
+                .zip(&spec.extractors)
+                .map(|(s, &c)| ConvBn::new(s[1], c, 1, 1, 1, device))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let extractors = spec
+            .extractors
+            .iter()
+            .map(|&c| spec.extractor.init(c, classes, device))
+            .collect();
+        Ok(Self {
+            net,
+            head: StudentHead {
+                adapters,
+                extractors,
+            },
+        })
+    }
+
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.head.fuse(self.net.forward(images))
+    }
+
+    pub fn fold_bn(mut self) -> Self {
+        self.net = self.net.fold_bn();
+        self.head.fold_bn();
+        self
+    }
+
+    /// What a checkpoint header records to rebuild it.
+    pub fn spec(&self, extractor: &super::extractor::ExtractorConfig) -> FusedSpec {
+        FusedSpec {
+            extractor: extractor.clone(),
+            extractors: self
+                .head
+                .extractors
+                .iter()
+                .map(|e| e.conv.weight.dims()[1])
+                .collect(),
+            adapters: !self.head.adapters.is_empty(),
+        }
+    }
 }
 
 impl Student {
@@ -92,43 +212,21 @@ impl Student {
         };
         Ok(Self {
             net,
-            adapters,
-            extractors,
+            head: StudentHead {
+                adapters,
+                extractors,
+            },
             regressors,
         })
     }
 
-    /// Runs the student's extractors on its distilled taps (through the adapters if any).
-    pub fn extract(
-        &self,
-        taps: &[Tensor<4>],
-        crops: Option<&[super::extractor::Crop]>,
-    ) -> Vec<ExtractorOut> {
-        self.extractors
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let tap = match self.adapters.get(i) {
-                    Some(a) => a.forward(taps[i].clone()),
-                    None => taps[i].clone(),
-                };
-                e.forward(tap, crops.map(|c| c[i]))
-            })
-            .collect()
-    }
-
     /// Inference logits: the backbone's, or with `fused` averaged with the aux heads'.
-    pub fn logits(&self, images: Tensor<4>, taps: usize, fused: bool) -> Tensor<2> {
+    pub fn logits(&self, images: Tensor<4>, fused: bool) -> Tensor<2> {
         let out = self.net.forward(images);
-        if !fused {
-            return out.logits;
+        if fused {
+            self.head.fuse(out)
+        } else {
+            out.logits
         }
-        let aux: Vec<Tensor<2>> = self
-            .extract(&super::deepest(out.taps, taps), None)
-            .into_iter()
-            .map(|o| o.aux_logits)
-            .collect();
-        let n = 1.0 + aux.len() as f64;
-        aux.into_iter().fold(out.logits, |a, b| a + b).div_scalar(n)
     }
 }

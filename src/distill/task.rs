@@ -12,7 +12,7 @@ use super::extractor::ExtractorOut;
 use super::losses::{self, Inputs};
 use super::mix::{random_crops, tmix};
 use super::phases::{self, Phase};
-use super::student::Student;
+use super::student::{FusedStudent, Student};
 use super::teacher::Teacher;
 use super::{DistillConfig, deepest};
 use crate::config::RunConfig;
@@ -88,7 +88,7 @@ impl Task for Distill {
                     .collect()
             });
             let s_ext = profile::part("student extractors", || {
-                student.extract(&s_taps, crops.as_deref())
+                student.head.extract(&s_taps, crops.as_deref())
             });
             (t_ext, s_ext)
         } else {
@@ -146,7 +146,7 @@ impl Task for Distill {
     }
 
     fn logits(&self, student: &Student, images: Tensor<4>) -> Tensor<2> {
-        student.logits(images, self.cfg.taps, self.cfg.fused)
+        student.logits(images, self.cfg.fused)
     }
 
     fn end_epoch(&mut self, epoch: usize, val_acc: f64) -> BTreeMap<String, f64> {
@@ -220,13 +220,12 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
         cfg: dcfg,
     };
     fit(&run, &mut task, student, optim, start)?;
-    if !task.cfg.fused {
-        export_deployed(&run, &task)?;
-    }
+    export_deployed(&run, &task)?;
     Ok(run)
 }
 
-/// The deployed student: the best checkpoint's backbone alone, evaluable by `lstmkd eval`.
+/// The deployed student of the best checkpoint, evaluable by `lstmkd eval`: the backbone
+/// alone, or in `fused` mode the backbone with its extractors.
 fn export_deployed(run: &Run, task: &Distill) -> Result<()> {
     let best = Checkpoint::load(&run.dir.join(BEST))?;
     let template = Student::init(&run.cfg.model, &task.cfg, &task.teacher, &run.device)?;
@@ -236,5 +235,15 @@ fn export_deployed(run: &Run, task: &Distill) -> Result<()> {
         state.config.teacher = None;
         state.config.distill = None;
     }
-    Checkpoint::new(meta, &student.net, None)?.save(&run.dir.join(DEPLOYED))
+    let path = run.dir.join(DEPLOYED);
+    if task.cfg.fused {
+        let fused = FusedStudent {
+            net: student.net,
+            head: student.head,
+        };
+        meta.fused = Some(fused.spec(&task.cfg.extractor));
+        Checkpoint::new(meta, &fused, None)?.save(&path)
+    } else {
+        Checkpoint::new(meta, &student.net, None)?.save(&path)
+    }
 }

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use prost::Message;
 
 use super::onnx::{Graph, network};
 use super::state_dict;
+use crate::deploy::Deployed;
+use crate::distill::adapt::tap_shapes;
 use crate::train::checkpoint::{Checkpoint, Meta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,11 +69,33 @@ fn metadata(meta: &Meta) -> Vec<(String, String)> {
 /// The ONNX model of a checkpoint's deployed network.
 pub fn onnx_model(ckpt: &Checkpoint, device: &Device) -> Result<tract_onnx::pb::ModelProto> {
     let meta = &ckpt.meta;
-    let net = ckpt.network(device)?.valid().fold_bn();
     let mut g = Graph::default();
     let x = g.normalize("input", &meta.mean, &meta.std);
-    network(&mut g, &net, &x, meta.input[1]);
-    // The classifier is the last node: its output is the graph's.
+    match Deployed::load(ckpt, device)?.fold_bn() {
+        Deployed::Plain(net) => {
+            network(&mut g, &net, &x, meta.input[1]);
+        }
+        Deployed::Fused(f) => {
+            let (logits, taps) = network(&mut g, &f.net, &x, meta.input[1]);
+            let k = f.head.extractors.len();
+            let shapes = tap_shapes(&f.net, meta.input, k, device);
+            let taps = &taps[taps.len() - k..];
+            let mut sum = logits;
+            for (i, e) in f.head.extractors.iter().enumerate() {
+                let tap = match f.head.adapters.get(i) {
+                    Some(a) => g.conv_bn(a, &taps[i]),
+                    None => taps[i].clone(),
+                };
+                let [_, _, h, w] = shapes[i];
+                let channels = e.conv.weight.dims()[1];
+                let aux = super::onnx::extractor(&mut g, e, &tap, [channels, h, w]);
+                sum = g.add(&sum, &aux);
+            }
+            let n = g.constant("count", &[(k + 1) as f32], &[]);
+            g.node("Div", &[&sum, &n], vec![]);
+        }
+    }
+    // The prediction is the last node: its output is the graph's.
     g.rename_last("logits");
     Ok(g.model(
         ("input", meta.input),
@@ -108,12 +131,12 @@ pub fn run_tract(model_bytes: &[u8], images: &TensorData) -> Result<Vec<f32>> {
 /// lstmkd's logits for `images` (pixels in [0, 1]), normalised as the checkpoint says.
 pub fn lstmkd_logits(ckpt: &Checkpoint, images: &TensorData, device: &Device) -> Result<Vec<f32>> {
     let meta = &ckpt.meta;
-    let net = ckpt.network(device)?.valid().fold_bn();
+    let net = Deployed::load(ckpt, device)?.fold_bn();
     let c = meta.input[0];
     let x = Tensor::<4>::from_data(images.clone(), device);
     let mean = Tensor::<1>::from_floats(meta.mean.as_slice(), device).reshape([1, c, 1, 1]);
     let std = Tensor::<1>::from_floats(meta.std.as_slice(), device).reshape([1, c, 1, 1]);
-    let logits = net.forward((x - mean) / std).logits;
+    let logits = net.forward((x - mean) / std);
     Ok(super::onnx::values(logits).0)
 }
 

@@ -158,6 +158,7 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
         },
         origin: origin.clone(),
         run: None,
+        fused: None,
     };
     let net = model.init(input[0], classes, device)?;
     let net = state_dict::load(net, &sd, &args.weights.display().to_string())?;

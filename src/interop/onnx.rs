@@ -5,10 +5,11 @@
 
 use burn::nn::conv::{Conv2d, Conv3d};
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, BiLstm, GateController, Linear, Lstm, PaddingConfig2d};
 use burn::tensor::Tensor;
 use tract_onnx::pb;
 
+use crate::distill::extractor::{Extractor, positions};
 use crate::models::layers::ConvBn;
 use crate::models::{Network, mobilenetv2, resnet, resnet_cifar, vgg, wrn};
 
@@ -339,6 +340,113 @@ impl Graph {
         let node = self.nodes.last_mut().expect("a node");
         node.output[0] = name.into();
     }
+}
+
+/// A Linear's weight as PyTorch/ONNX keep it, [out, in] (burn: [in, out]).
+fn out_in(l: &Linear) -> Vec<f32> {
+    let (v, dims) = values(l.weight.val());
+    let (din, dout) = (dims[0], dims[1]);
+    (0..dout)
+        .flat_map(|o| (0..din).map(move |i| (o, i)))
+        .map(|(o, i)| v[i * dout + o])
+        .collect()
+}
+
+fn bias(l: &Linear) -> Vec<f32> {
+    match &l.bias {
+        Some(b) => values(b.val()).0,
+        None => vec![0.0; l.weight.dims()[1]],
+    }
+}
+
+/// ONNX's LSTM operator (bidirectional, sequence-major) for burn's BiLstm: gates in ONNX's
+/// order i, o, f, c.
+fn bilstm(g: &mut Graph, l: &BiLstm, x: &str) -> String {
+    let h = l.d_hidden;
+    fn gates(d: &Lstm) -> [&GateController; 4] {
+        let forget = d
+            .forget_gate
+            .as_ref()
+            .expect("the extractor's LSTMs have a forget gate");
+        [&d.input_gate, &d.output_gate, forget, &d.cell_gate]
+    }
+    let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
+    for d in [&l.forward, &l.reverse] {
+        let gs = gates(d);
+        for gc in gs {
+            w.extend(out_in(&gc.input_transform));
+            r.extend(out_in(&gc.hidden_transform));
+        }
+        for gc in gs {
+            b.extend(bias(&gc.input_transform));
+        }
+        for gc in gs {
+            b.extend(bias(&gc.hidden_transform));
+        }
+    }
+    let d_in = w.len() / (2 * 4 * h);
+    let w = g.constant("lstm_w", &w, &[2, 4 * h, d_in]);
+    let r = g.constant("lstm_r", &r, &[2, 4 * h, h]);
+    let b = g.constant("lstm_b", &b, &[2, 8 * h]);
+    let y = g.node_n(
+        "LSTM",
+        &[x, &w, &r, &b],
+        vec![
+            attr_int("hidden_size", h as i64),
+            attr_str("direction", "bidirectional"),
+        ],
+        1,
+    );
+    // Y is [N, 2, B, H]; the next layer reads [N, B, 2H] with the forward half first.
+    let y = g.node(
+        "Transpose",
+        &[&y[0]],
+        vec![attr_ints("perm", &[0, 2, 1, 3])],
+    );
+    let shape = g.constant_i64("shape", &[0, 0, -1]);
+    g.node("Reshape", &[&y, &shape], vec![])
+}
+
+/// The extractor on a tap of `[c, h, w]` (its definition: the stack of row windows, the
+/// Conv3d, ReLU, the mean over window and width, the BiLSTMs over positions, the mean over
+/// time); returns the aux head's logits.
+pub fn extractor(g: &mut Graph, e: &Extractor, x: &str, [_, h, _]: [usize; 3]) -> String {
+    let t = e.window;
+    let x = if h < t {
+        let pads = g.constant_i64("pads", &[0, 0, 0, 0, 0, 0, (t - h) as i64, 0]);
+        g.node("Pad", &[x, &pads], vec![])
+    } else {
+        x.to_string()
+    };
+    let n = positions(h, t);
+    let axis = g.constant_i64("axis", &[2]);
+    let windows: Vec<String> = (0..t)
+        .map(|k| {
+            let start = g.constant_i64("start", &[k as i64]);
+            let end = g.constant_i64("end", &[(k + n) as i64]);
+            let rows = g.node("Slice", &[&x, &start, &end, &axis], vec![]);
+            g.node("Unsqueeze", &[&rows, &axis], vec![])
+        })
+        .collect();
+    let refs: Vec<&str> = windows.iter().map(String::as_str).collect();
+    let stack = g.node("Concat", &refs, vec![attr_int("axis", 2)]);
+    let y = g.conv3d(&e.conv, [1, 1, 1], &stack);
+    let y = g.relu(&y);
+    let y = g.node(
+        "ReduceMean",
+        &[&y],
+        vec![attr_ints("axes", &[2, 4]), attr_int("keepdims", 0)],
+    );
+    let mut y = g.node("Transpose", &[&y], vec![attr_ints("perm", &[2, 0, 1])]);
+    for layer in &e.lstm {
+        y = bilstm(g, layer, &y);
+    }
+    let z = g.node(
+        "ReduceMean",
+        &[&y],
+        vec![attr_ints("axes", &[0]), attr_int("keepdims", 0)],
+    );
+    g.linear(&e.head, &z)
 }
 
 /// Emits `net`'s forward pass from `x` (images `height` pixels high): the logits and the

@@ -43,6 +43,9 @@ pub struct Meta {
     /// The training run behind the weights, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<RunState>,
+    /// A fused deployed student: the record is backbone + extractors (`FusedStudent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<crate::distill::FusedSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -85,6 +88,7 @@ impl Meta {
                 "lstmkd train".into()
             },
             run: Some(run),
+            fused: None,
         }
     }
 
@@ -291,6 +295,11 @@ impl Checkpoint {
     /// Rebuilds the zoo model the checkpoint holds, with its weights, on `device`.
     pub fn network(&self, device: &Device) -> Result<Network> {
         let m = &self.meta;
+        if m.fused.is_some() {
+            bail!(
+                "this is a fused student (backbone + extractors): eval, predict and export take it, a teacher or a resume cannot"
+            );
+        }
         let net = m.model.init(m.input[0], m.classes.len(), device)?;
         self.apply(net)
     }

@@ -57,11 +57,23 @@ pub fn evaluate<T: Task>(
     num_classes: usize,
 ) -> Result<Tally> {
     let model = model.valid();
+    tally(loader, device, num_classes, |images| {
+        task.logits(&model, images)
+    })
+}
+
+/// Runs `loader` through `logits` and tallies the predictions.
+pub fn tally(
+    loader: &Loader,
+    device: &Device,
+    num_classes: usize,
+    logits: impl Fn(Tensor<4>) -> Tensor<2>,
+) -> Result<Tally> {
     let mut tally = Tally::new(num_classes);
     for batch in loader.epoch(0)? {
         let batch = batch?;
         let (images, labels) = batch.into_images(device);
-        let logits = task.logits(&model, images);
+        let logits = logits(images);
         let host = logits
             .into_data()
             .try_to_vec::<f32>()

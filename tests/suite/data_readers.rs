@@ -32,11 +32,17 @@ fn idx_reads_gzipped_and_raw_alike() {
     ga.train.read(7, &mut x).unwrap();
     assert_eq!(x, images[7 * 64..8 * 64]);
     assert_eq!(ga.train.label(7), labels[7] as usize);
-    assert_eq!(ga.classes[3], "3", "MNIST's digits in a folder not named like Fashion-MNIST");
+    assert_eq!(
+        ga.classes[3], "3",
+        "MNIST's digits in a folder not named like Fashion-MNIST"
+    );
     let fashion = a.path().join("Fashion-MNIST");
     write_idx_dataset(&fashion, 30, 10, 8, false);
     let names = idx::open(&fashion).unwrap().classes;
-    assert_eq!((names[0].as_str(), names[9].as_str()), ("T-shirt/top", "Ankle boot"));
+    assert_eq!(
+        (names[0].as_str(), names[9].as_str()),
+        ("T-shirt/top", "Ankle boot")
+    );
 }
 
 fn corrupt_idx(root: &Path, file: &str, bytes: Vec<u8>) -> String {
@@ -125,7 +131,10 @@ fn cifar10_reads_batches_and_rejects_bad_files() {
         (20, 2, 10)
     );
     assert_eq!(ds.test.label(1), 9);
-    assert_eq!(ds.classes[9], "truck", "CIFAR-10's names without batches.meta.txt");
+    assert_eq!(
+        ds.classes[9], "truck",
+        "CIFAR-10's names without batches.meta.txt"
+    );
     let mut buf = vec![0u8; 3072];
     ds.test.read(1, &mut buf).unwrap();
     assert_eq!(buf[0], 1); // pixel p of record i is (p + i) % 251
@@ -172,15 +181,25 @@ fn cifar100_uses_fine_labels_by_default_and_coarse_on_request() {
         (fine.num_classes(), fine.train.label(0), fine.train.label(1)),
         (100, 77, 99)
     );
-    assert_eq!(fine.classes[99], "99", "numbers without fine_label_names.txt");
+    assert_eq!(
+        fine.classes[99], "99",
+        "numbers without fine_label_names.txt"
+    );
     // The names the binary distribution ships beside the records.
     let coarse_names: Vec<String> = (0..20).map(|i| format!("super{i}")).collect();
-    std::fs::write(sub.join("coarse_label_names.txt"), coarse_names.join("\n") + "\n").unwrap();
+    std::fs::write(
+        sub.join("coarse_label_names.txt"),
+        coarse_names.join("\n") + "\n",
+    )
+    .unwrap();
     let coarse = cifar::open_cifar100(d.path(), Cifar100Labels::Coarse).unwrap();
     assert_eq!(coarse.classes, coarse_names);
     std::fs::write(sub.join("fine_label_names.txt"), "apple\nbee\n").unwrap();
     let e = err_of(cifar::open_cifar100(d.path(), Cifar100Labels::Fine));
-    assert!(e.contains("fine_label_names.txt") && e.contains("2 class names for 100"), "{e}");
+    assert!(
+        e.contains("fine_label_names.txt") && e.contains("2 class names for 100"),
+        "{e}"
+    );
     assert_eq!(
         (
             coarse.num_classes(),
@@ -298,7 +317,10 @@ fn random_resized_crop_draws_torchvisions_boxes() {
     }
     assert!(small && large, "the whole scale range is drawn");
     // Nothing fits a 1x100 strip at ratio >= 3/4: the fallback is the central ratio-clamped box.
-    assert_eq!(image_folder::random_resized_box(1, 100, &mut rng), (0, 49, 1, 1));
+    assert_eq!(
+        image_folder::random_resized_box(1, 100, &mut rng),
+        (0, 49, 1, 1)
+    );
 
     // Training views are random crops resized to `crop`; evaluation keeps the centre crop.
     let d = tempdir().unwrap();
@@ -310,10 +332,16 @@ fn random_resized_crop_draws_torchvisions_boxes() {
     let mut plain_centre = vec![0u8; 768];
     plain.train.read(0, &mut plain_centre).unwrap();
     assert_eq!(centre, plain_centre, "read is the evaluation view");
-    ds.train.read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut a).unwrap();
-    ds.train.read_train(0, &mut rand::rngs::StdRng::seed_from_u64(4), &mut b).unwrap();
+    ds.train
+        .read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut a)
+        .unwrap();
+    ds.train
+        .read_train(0, &mut rand::rngs::StdRng::seed_from_u64(4), &mut b)
+        .unwrap();
     assert_ne!(a, b, "different draws, different views");
     let mut again = vec![0u8; 768];
-    ds.train.read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut again).unwrap();
+    ds.train
+        .read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut again)
+        .unwrap();
     assert_eq!(a, again, "seeded");
 }

@@ -303,7 +303,7 @@ fn gradients_reach_the_student_and_never_the_teacher() {
 }
 
 /// Generated data and a one-epoch teacher trained on it; returns (data root, teacher run dir).
-fn tiny_teacher(
+pub fn tiny_teacher(
     d: &std::path::Path,
     n_train: usize,
     n_test: usize,

@@ -59,6 +59,7 @@ fn meta(name: &str, input: [usize; 3], classes: usize) -> Meta {
         resize: 0,
         origin: "a test".into(),
         run: None,
+        fused: None,
     }
 }
 
@@ -613,4 +614,103 @@ fn predict_ranks_classes_by_the_softmax_of_the_logits() {
     ]);
     assert_eq!(e.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&e.stderr).contains("broken.png"));
+}
+
+#[test]
+fn fused_student_deploys_evaluates_and_exports_with_its_lstms() {
+    let d = tempdir().unwrap();
+    let (data, teacher_dir) = crate::distill::tiny_teacher(d.path(), 64, 16);
+    let student_dir = d.path().join("fused");
+    let distill = format!(
+        r#"
+[teacher]
+checkpoint = "{}"
+
+[distill]
+weights = {{ ce = 1.0, aux_ce = 0.5, temporal = 0.1 }}
+end_to_end = true
+fused = true
+adapt_epochs = 1
+extractor = {{ conv_channels = 6, hidden = 5 }}
+"#,
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = crate::common::toml_config(&data, &student_dir, &distill)
+        .replace("epochs = 3", "epochs = 1");
+    let cfg_path = d.path().join("fused.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    ok(lstmkd(&["adapt", "--config", cfg_path.to_str().unwrap()]));
+    ok(lstmkd(&["distill", "--config", cfg_path.to_str().unwrap()]));
+    let deployed = student_dir.join("deployed.ckpt");
+    let ckpt = Checkpoint::load(&deployed).unwrap();
+    let spec = ckpt.meta.fused.clone().expect("a fused header");
+    // resnet8's last two taps (32 and 64 channels, 4x4 and 2x2 on 8x8 inputs) behind
+    // shared-lens adapters to the teacher's (resnet8 as well).
+    assert_eq!(spec.extractors, [32, 64]);
+    assert!(spec.adapters);
+
+    let out = ok(lstmkd(&[
+        "eval",
+        "--checkpoint",
+        deployed.to_str().unwrap(),
+    ]));
+    assert!(out.contains("top-1"), "{out}");
+
+    let onnx = d.path().join("fused.onnx");
+    ok(lstmkd(&[
+        "export",
+        "--checkpoint",
+        deployed.to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--out",
+        onnx.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(&onnx).unwrap();
+    let model = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    let ops: Vec<&str> = model
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|o| **o == "LSTM").count(),
+        4,
+        "2 taps x 2 stacked BiLSTMs"
+    );
+    // The 2x2 tap is shorter than the 3-row window: padded inside the graph.
+    assert!(ops.contains(&"Pad"));
+
+    let m = &ckpt.meta;
+    let fused = ckpt
+        .apply(
+            lstmkd::distill::student::FusedStudent::init(
+                &m.model,
+                m.input,
+                m.classes.len(),
+                &spec,
+                &Device::flex(),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+        .valid();
+    let images = Tensor::<4>::random(
+        [3, 1, 8, 8],
+        Distribution::Uniform(0.0, 1.0),
+        &Device::flex(),
+    )
+    .into_data();
+    let normed = (Tensor::<4>::from_data(images.clone(), &Device::flex()) - m.mean[0]) / m.std[0];
+    // Unfolded, with the extractors' row-wise window convolution and burn's LSTM; the graph
+    // has the plain Conv3d over the window stack and ONNX's LSTM operator.
+    let want: Vec<f32> = fused
+        .forward(normed)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert_close(&run_tract(&bytes, &images).unwrap(), &want, "fused ONNX");
 }
