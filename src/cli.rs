@@ -119,8 +119,12 @@ pub enum Command {
     Predict(crate::predict::PredictArgs),
     /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
     Info {
-        #[arg(long, required_unless_present = "list")]
+        #[arg(long, required_unless_present_any = ["list", "checkpoint"], conflicts_with = "checkpoint")]
         model: Option<String>,
+        /// Describe a checkpoint instead: its header (model, input, classes, normalisation,
+        /// origin, run) and its network.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
         /// Input size as CxHxW.
         #[arg(long, default_value = "3x32x32")]
         input: String,
@@ -147,17 +151,69 @@ pub(crate) fn parse_input(s: &str) -> Result<[usize; 3]> {
     }
 }
 
-fn info(model: Option<String>, input: &str, classes: usize, width: f64, list: bool) -> Result<()> {
+/// The header of a checkpoint, then its network as `info --model` describes one.
+fn checkpoint_info(path: &std::path::Path) -> Result<(ModelConfig, [usize; 3], usize)> {
+    let ckpt = crate::train::checkpoint::Checkpoint::load(path)?;
+    let m = &ckpt.meta;
+    println!("checkpoint  {}", path.display());
+    println!("origin      {}", m.origin);
+    let names = if m.classes.len() > 12 {
+        format!("{}, ... ({} in all)", m.classes[..12].join(", "), m.classes.len())
+    } else {
+        m.classes.join(", ")
+    };
+    println!("classes     {names}");
+    println!("normalise   mean {:?}, std {:?}", m.mean, m.std);
+    if m.resize > 0 {
+        println!(
+            "preprocess  shorter side to {}, centre crop {}x{}",
+            m.resize, m.input[1], m.input[2]
+        );
+    }
+    if let Some(run) = &m.run {
+        println!(
+            "run         {} epochs, val top-1 {:.2}% (best {:.2}%), data {}",
+            run.epoch,
+            100.0 * run.val_acc,
+            100.0 * run.best_val_acc,
+            run.config.data.root.display()
+        );
+    }
+    if let Some(f) = &m.fused {
+        println!(
+            "fused       backbone + {} extractors (input channels {:?}, window {}, hidden {})",
+            f.extractors.len(),
+            f.extractors,
+            f.extractor.window,
+            f.extractor.hidden
+        );
+    }
+    Ok((m.model.clone(), m.input, m.classes.len()))
+}
+
+fn info(
+    model: Option<String>,
+    checkpoint: Option<PathBuf>,
+    input: &str,
+    classes: usize,
+    width: f64,
+    list: bool,
+) -> Result<()> {
     if list {
         for (name, what) in ZOO {
             println!("{name:<20} {what}");
         }
         return Ok(());
     }
-    let [c, h, w] = parse_input(input)?;
-    let cfg = ModelConfig {
-        width,
-        ..ModelConfig::new(&model.expect("clap requires --model without --list"))
+    let (cfg, [c, h, w], classes) = match checkpoint {
+        Some(path) => checkpoint_info(&path)?,
+        None => {
+            let cfg = ModelConfig {
+                width,
+                ..ModelConfig::new(&model.context("give --model NAME or --checkpoint FILE")?)
+            };
+            (cfg, parse_input(input)?, classes)
+        }
     };
     let device = burn::tensor::Device::flex();
     let net = cfg.init(c, classes, &device)?;
@@ -416,10 +472,11 @@ pub fn main() -> Result<()> {
         }
         Command::Info {
             model,
+            checkpoint,
             input,
             classes,
             width,
             list,
-        } => info(model, &input, classes, width, list),
+        } => info(model, checkpoint, &input, classes, width, list),
     }
 }

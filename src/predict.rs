@@ -106,7 +106,7 @@ pub fn load_image(path: &Path, meta: &Meta) -> Result<Vec<f32>> {
     };
     let img = fit(img).with_context(|| format!("{}", path.display()))?;
     let bytes = match c {
-        1 => img.to_luma8().into_raw(),
+        1 => grey(img),
         3 => {
             let rgb = img.to_rgb8();
             let plane = h * w;
@@ -126,6 +126,21 @@ pub fn load_image(path: &Path, meta: &Meta) -> Result<Vec<f32>> {
         .enumerate()
         .map(|(i, &b)| (b as f32 / 255.0 - meta.mean[i / plane]) / meta.std[i / plane])
         .collect())
+}
+
+/// Grey levels as PIL's and torchvision's `Grayscale` compute them (ITU-R 601-2 luma);
+/// images that are grey already are read as they are.
+fn grey(img: image::DynamicImage) -> Vec<u8> {
+    if let image::DynamicImage::ImageLuma8(g) = img {
+        return g.into_raw();
+    }
+    img.to_rgb8()
+        .pixels()
+        .map(|p| {
+            let [r, g, b] = p.0.map(u32::from);
+            ((r * 299 + g * 587 + b * 114 + 500) / 1000) as u8
+        })
+        .collect()
 }
 
 pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {

@@ -119,7 +119,8 @@ impl ImageFolder {
     }
 }
 
-/// Resizes so that the shorter side is `size` pixels (0: unchanged), keeping the aspect.
+/// Resizes so that the shorter side is `size` pixels (0: unchanged), keeping the aspect as
+/// torchvision's `Resize(size)` does (the longer side truncated, not rounded).
 pub fn resize_shorter<P>(
     img: image::ImageBuffer<P, Vec<P::Subpixel>>,
     size: usize,
@@ -131,15 +132,23 @@ where
     if size == 0 || w.min(h) as usize == size {
         return img;
     }
-    let s = size as f64 / w.min(h) as f64;
-    let (nw, nh) = (
-        ((w as f64 * s).round() as u32).max(1),
-        ((h as f64 * s).round() as u32).max(1),
-    );
+    let long = |l: u32| ((size as f64 * l as f64 / w.min(h) as f64) as u32).max(1);
+    let (nw, nh) = if w <= h {
+        (size as u32, long(h))
+    } else {
+        (long(w), size as u32)
+    };
     image::imageops::resize(&img, nw, nh, FilterType::Triangle)
 }
 
-/// The central `[h, w]` of an image at least that large.
+/// torchvision's centre-crop offset: round((full - crop) / 2) with Python's half-to-even.
+fn crop_offset(full: u32, crop: u32) -> u32 {
+    let d = full - crop;
+    let half = d / 2;
+    if d % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
+}
+
+/// The central `[h, w]` of an image at least that large (offsets as torchvision's).
 pub fn center_crop<P>(
     img: image::ImageBuffer<P, Vec<P::Subpixel>>,
     [h, w]: [usize; 2],
@@ -155,7 +164,8 @@ where
     if (iw, ih) == (cw, ch) {
         return Ok(img);
     }
-    Ok(image::imageops::crop_imm(&img, (iw - cw) / 2, (ih - ch) / 2, cw, ch).to_image())
+    let (x, y) = (crop_offset(iw, cw), crop_offset(ih, ch));
+    Ok(image::imageops::crop_imm(&img, x, y, cw, ch).to_image())
 }
 
 /// torchvision's RandomResizedCrop box (scale 0.08-1 of the area, aspect ratio 3/4-4/3 drawn

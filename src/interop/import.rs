@@ -34,6 +34,12 @@ pub struct ImportArgs {
     pub mean: Option<Vec<f32>>,
     #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
+    /// Inference pre-processing: resize the shorter side to this many pixels, then centre-crop
+    /// to the input size; 0 resizes images straight to the input size (default: torchvision's
+    /// evaluation transform, H / 0.875 = 256 at 224, for the ImageNet families; 0 for the
+    /// CIFAR ones).
+    #[arg(long)]
+    pub resize: Option<usize>,
     /// A text file with one class name per line (default: 0, 1, ...).
     #[arg(long)]
     pub class_names: Option<PathBuf>,
@@ -151,10 +157,15 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
         mean,
         std,
         // torchvision's evaluation transform: resize to 256 (= 224 / 0.875), centre crop.
-        resize: if imagenet {
-            (input[1] as f64 / 0.875).round() as usize
-        } else {
-            0
+        resize: match args.resize {
+            Some(r) if r > 0 && r < input[1].min(input[2]) => bail!(
+                "--resize {r}: smaller than the {}x{} input it is cropped to",
+                input[1],
+                input[2]
+            ),
+            Some(r) => r,
+            None if imagenet => (input[1] as f64 / 0.875).round() as usize,
+            None => 0,
         },
         origin: origin.clone(),
         run: None,
