@@ -23,8 +23,9 @@ use crate::distill::student::Student;
 use crate::distill::task::Distill;
 use crate::distill::teacher::Teacher;
 use crate::distill::{DistillConfig, TeacherConfig};
-use crate::models::{ModelConfig, Network, flops};
+use crate::models::{ModelConfig, flops};
 use crate::profile::{self, Part};
+use crate::deploy::Deployed;
 use crate::train::checkpoint::{Checkpoint, Meta, RunState};
 use crate::train::classify::Classify;
 use crate::train::trainer::{Task, optimise};
@@ -68,6 +69,10 @@ pub struct BenchArgs {
     /// --set distill.weights="{ce=1.0,kd=1.0,at=100.0}" (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Time only the inference of this checkpoint as deployed (a fused student with its
+    /// extractors), at batch 1 and --batch, on its own input size.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -284,19 +289,20 @@ fn train_steps<T: Task>(
 
 /// Batches through the deployed network in inference mode, reading the logits back each time.
 fn inference(
-    net: &Network,
+    net: &Deployed,
     args: &BenchArgs,
+    input: [usize; 3],
     batch: usize,
     device: &Device,
     peak_reset: bool,
 ) -> Timing {
-    let [c, h, w] = args.input;
+    let [c, h, w] = input;
     let x = Tensor::<4>::random([batch, c, h, w], Distribution::Default, device);
     let reps = (args.steps * args.batch / batch).max(args.steps).min(200);
     let mut seconds = Vec::new();
     for i in 0..args.warmup + reps {
         let t0 = Instant::now();
-        let _ = net.forward(x.clone()).logits.into_data();
+        let _ = net.forward(x.clone()).into_data();
         if i >= args.warmup {
             seconds.push(t0.elapsed().as_secs_f64());
         }
@@ -397,13 +403,14 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     let reset = reset_peak_rss();
     // Random weights run at the speed of trained ones; the deployed student is the backbone
     // with its batch norms folded.
-    let net = cfg
-        .model
-        .init(args.input[0], args.classes, &device)?
-        .valid()
-        .fold_bn();
-    let infer_b1 = inference(&net, args, 1, &device, reset);
-    let infer_batch = inference(&net, args, args.batch, &device, reset);
+    let net = Deployed::Plain(
+        cfg.model
+            .init(args.input[0], args.classes, &device)?
+            .valid(),
+    )
+    .fold_bn();
+    let infer_b1 = inference(&net, args, args.input, 1, &device, reset);
+    let infer_batch = inference(&net, args, args.input, args.batch, &device, reset);
 
     eprintln!("student training step ({}) ...", args.student);
     let reset = reset_peak_rss();
@@ -532,6 +539,38 @@ fn breakdown(
         .collect()
 }
 
+/// `bench --checkpoint`: the checkpoint's deployed inference at batch 1 and `--batch`.
+pub fn checkpoint_inference(args: &BenchArgs, path: &std::path::Path) -> Result<Vec<Timing>> {
+    args.validate()?;
+    let device = crate::device::parse(&args.device)?;
+    let ckpt = Checkpoint::load(path)?;
+    let input = ckpt.meta.input;
+    let net = Deployed::load(&ckpt, &device)?.fold_bn();
+    let reset = reset_peak_rss();
+    Ok(vec![
+        inference(&net, args, input, 1, &device, reset),
+        inference(&net, args, input, args.batch, &device, reset),
+    ])
+}
+
+pub fn print_timings(rows: &[Timing]) {
+    println!(
+        "{:<22} {:>6} {:>16} {:>10} {:>13}",
+        "case", "batch", "ms/step", "img/s", "peak RSS MiB"
+    );
+    for t in rows {
+        println!(
+            "{:<22} {:>6} {:>9.2} +- {:<4.2} {:>10.1} {:>13}",
+            t.name,
+            t.batch,
+            t.ms_mean,
+            t.ms_std,
+            t.img_per_s,
+            t.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
+        );
+    }
+}
+
 pub fn print(r: &Report) {
     println!(
         "lstmkd bench: {} -> {}, input {}x{}x{}, {} classes, device {}, {} threads",
@@ -544,26 +583,12 @@ pub fn print(r: &Report) {
     println!("distillation losses: {}", r.losses.join(", "));
     println!("matrix-product peak: {:.1} GFLOP/s", r.peak_gflops);
     println!();
-    println!(
-        "{:<22} {:>6} {:>16} {:>10} {:>13}",
-        "case", "batch", "ms/step", "img/s", "peak RSS MiB"
-    );
-    for t in [
-        &r.student_step,
-        &r.distill_step,
-        &r.infer_b1,
-        &r.infer_batch,
-    ] {
-        println!(
-            "{:<22} {:>6} {:>9.2} +- {:<4.2} {:>10.1} {:>13}",
-            t.name,
-            t.batch,
-            t.ms_mean,
-            t.ms_std,
-            t.img_per_s,
-            t.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
-        );
-    }
+    print_timings(&[
+        r.student_step.clone(),
+        r.distill_step.clone(),
+        r.infer_b1.clone(),
+        r.infer_batch.clone(),
+    ]);
     println!(
         "distillation step / student step: {:.2}x",
         r.distill_step.ms_mean / r.student_step.ms_mean

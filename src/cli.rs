@@ -430,6 +430,17 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Command::Data { config, overrides } => data(&config, &overrides),
+        Command::Bench(args) if args.checkpoint.is_some() => {
+            let path = args.checkpoint.clone().expect("matched");
+            let rows = crate::bench::checkpoint_inference(&args, &path)?;
+            println!("lstmkd bench: {} as deployed, device {}", path.display(), args.device);
+            crate::bench::print_timings(&rows);
+            if let Some(json) = &args.json {
+                let text = serde_json::to_string_pretty(&rows)?;
+                crate::train::checkpoint::write_atomic(json, text.as_bytes())?;
+            }
+            Ok(())
+        }
         Command::Bench(args) => {
             let report = crate::bench::run(&args)?;
             crate::bench::print(&report);

@@ -178,6 +178,12 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
             (bytes, Some((diff, scale)))
         }
         ExportFormat::Safetensors => {
+            if ckpt.meta.fused.is_some() {
+                bail!(
+                    "{}: a fused student's extractors have no PyTorch definition to load into; export it with --format onnx",
+                    args.checkpoint.display()
+                );
+            }
             let net = ckpt.network(&device)?;
             let sd = state_dict::of(&net)?;
             let mut meta: BTreeMap<String, String> = metadata(&ckpt.meta).into_iter().collect();
