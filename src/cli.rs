@@ -158,7 +158,11 @@ fn checkpoint_info(path: &std::path::Path) -> Result<(ModelConfig, [usize; 3], u
     println!("checkpoint  {}", path.display());
     println!("origin      {}", m.origin);
     let names = if m.classes.len() > 12 {
-        format!("{}, ... ({} in all)", m.classes[..12].join(", "), m.classes.len())
+        format!(
+            "{}, ... ({} in all)",
+            m.classes[..12].join(", "),
+            m.classes.len()
+        )
     } else {
         m.classes.join(", ")
     };
@@ -433,7 +437,11 @@ pub fn main() -> Result<()> {
         Command::Bench(args) if args.checkpoint.is_some() => {
             let path = args.checkpoint.clone().expect("matched");
             let rows = crate::bench::checkpoint_inference(&args, &path)?;
-            println!("lstmkd bench: {} as deployed, device {}", path.display(), args.device);
+            println!(
+                "lstmkd bench: {} as deployed, device {}",
+                path.display(),
+                args.device
+            );
             crate::bench::print_timings(&rows);
             if let Some(json) = &args.json {
                 let text = serde_json::to_string_pretty(&rows)?;

@@ -145,7 +145,11 @@ where
 fn crop_offset(full: u32, crop: u32) -> u32 {
     let d = full - crop;
     let half = d / 2;
-    if d % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
+    if d % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
 }
 
 /// The central `[h, w]` of an image at least that large (offsets as torchvision's).

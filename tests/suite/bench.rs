@@ -119,3 +119,50 @@ fn bench_overrides_reach_the_distillation_config() {
     let err = String::from_utf8_lossy(&lstmkd(&args).stderr).into_owned();
     assert!(err.contains("nonsense"), "{err}");
 }
+
+#[test]
+fn bench_times_a_checkpoints_deployed_inference() {
+    let d = tempfile::tempdir().unwrap();
+    let net = lstmkd::models::ModelConfig::new("resnet8")
+        .init(1, 3, &burn::tensor::Device::flex())
+        .unwrap();
+    let meta = lstmkd::train::checkpoint::Meta {
+        model: lstmkd::models::ModelConfig::new("resnet8"),
+        input: [1, 12, 12],
+        classes: vec!["x".into(), "y".into(), "z".into()],
+        mean: vec![0.5],
+        std: vec![0.5],
+        resize: 0,
+        origin: "a test".into(),
+        run: None,
+        fused: None,
+    };
+    let ckpt = d.path().join("n.ckpt");
+    lstmkd::train::checkpoint::Checkpoint::new(meta, &net, None)
+        .unwrap()
+        .save(&ckpt)
+        .unwrap();
+    let json = d.path().join("t.json");
+    let out = crate::common::ok(crate::common::lstmkd(&[
+        "bench",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("inference b1") && out.contains("inference b4"),
+        "{out}"
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["batch"], 4);
+    assert!(rows[1]["ms_mean"].as_f64().unwrap() > 0.0);
+}

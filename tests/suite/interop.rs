@@ -714,3 +714,62 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
         .unwrap();
     assert_close(&run_tract(&bytes, &images).unwrap(), &want, "fused ONNX");
 }
+
+#[test]
+fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
+    let dir = tempdir().unwrap();
+    let source = random_net("resnet8x4", [3, 32, 32], 2);
+    let file = dir.path().join("w.safetensors");
+    std::fs::write(&file, repdistiller_resnet_safetensors(&source)).unwrap();
+    let ckpt = dir.path().join("t.ckpt");
+    ok(import(&[
+        "--model",
+        "resnet8x4",
+        "--weights",
+        file.to_str().unwrap(),
+        "--input",
+        "3x16x16",
+        "--resize",
+        "0",
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]));
+    let info = ok(lstmkd(&["info", "--checkpoint", ckpt.to_str().unwrap()]));
+    assert!(
+        info.contains("imported from") && info.contains("input       3x16x16, 2 classes"),
+        "{info}"
+    );
+
+    // No run behind it: eval needs a dataset, and says so.
+    let e = lstmkd(&["eval", "--checkpoint", ckpt.to_str().unwrap()]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("--data"));
+
+    // An ImageFolder of 20x18 images, resized straight to the 16x16 input as the header says.
+    let data = dir.path().join("folder");
+    for split in ["train", "val"] {
+        for class in ["a", "b"] {
+            let d = data.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..3u32 {
+                image::RgbImage::from_fn(20, 18, |x, y| {
+                    image::Rgb([(x * 9 + i) as u8, (y * 7) as u8, 99])
+                })
+                .save(d.join(format!("{i}.png")))
+                .unwrap();
+            }
+        }
+    }
+    let out = dir.path().join("eval");
+    let report = ok(lstmkd(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(report.contains("test images 6"), "{report}");
+    assert!(out.join("eval.json").is_file());
+}
