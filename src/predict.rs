@@ -179,8 +179,12 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         let logits = net.forward(x);
         let probs = softmax(logits.clone(), 1);
         let k = meta.classes.len();
-        let (logits, _) = crate::interop::onnx::values(logits);
-        let (probs, _) = crate::interop::onnx::values(probs);
+        let read = |t: Tensor<2>| {
+            t.into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading the logits: {e:?}"))
+        };
+        let (logits, probs) = (read(logits)?, read(probs)?);
         for (i, file) in chunk.iter().enumerate() {
             let p = &probs[i * k..(i + 1) * k];
             let mut order: Vec<usize> = (0..k).collect();

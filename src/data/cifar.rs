@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Cifar100Labels, Dataset, InMemory, check_labels};
+use super::{Cifar100Labels, Dataset, InMemory, check_labels, read_class_names};
 
 const PIXELS: usize = 3 * 32 * 32;
 
@@ -118,20 +118,5 @@ fn label_names<S: AsRef<str>>(path: &Path, fallback: &[S]) -> Result<Vec<String>
     if !path.is_file() {
         return Ok(fallback.iter().map(|s| s.as_ref().to_string()).collect());
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read class names", path.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if names.len() != classes {
-        bail!(
-            "{}: {} class names for {classes} classes",
-            path.display(),
-            names.len()
-        );
-    }
-    Ok(names)
+    read_class_names(path, classes)
 }

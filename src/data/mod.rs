@@ -289,6 +289,26 @@ pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<
     Ok((mean, std))
 }
 
+/// Class names from a text file, one per line (blank lines skipped); there must be `classes`.
+pub fn read_class_names(path: &std::path::Path, classes: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read class names: {e}", path.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if names.len() != classes {
+        bail!(
+            "{}: {} class names for {classes} classes",
+            path.display(),
+            names.len()
+        );
+    }
+    Ok(names)
+}
+
 /// Checks that every label is below `num_classes`, naming the file on failure.
 pub(crate) fn check_labels(
     labels: &[usize],

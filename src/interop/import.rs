@@ -81,22 +81,7 @@ fn class_names(path: Option<&Path>, classes: usize) -> Result<Vec<String>> {
     let Some(path) = path else {
         return Ok((0..classes).map(|k| k.to_string()).collect());
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--class-names {}: cannot read", path.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if names.len() != classes {
-        bail!(
-            "--class-names {}: {} names for {classes} classes",
-            path.display(),
-            names.len()
-        );
-    }
-    Ok(names)
+    crate::data::read_class_names(path, classes).context("--class-names")
 }
 
 /// Builds the checkpoint `args` describe, its weights from the file.

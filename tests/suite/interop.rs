@@ -318,44 +318,26 @@ fn pytorch_layout_state_dict_imports_to_the_same_network() {
 
     // Mismatches are listed and nothing is written.
     let bad = dir.path().join("bad.ckpt");
-    let as_deeper = import(&[
-        "--model",
-        "resnet32x4",
-        "--weights",
-        file.to_str().unwrap(),
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
-    let e = String::from_utf8_lossy(&as_deeper.stderr);
-    assert_eq!(as_deeper.status.code(), Some(1), "{e}");
+    let refused = |model: &str, extra: &[&str]| {
+        let mut args = vec!["--model", model, "--weights", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", bad.to_str().unwrap()]);
+        let o = import(&args);
+        let e = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(1), "{e}");
+        e
+    };
+    let e = refused("resnet32x4", &[]);
     assert!(
         e.contains("missing keys") && e.contains("layer1.1.conv1.weight"),
         "{e}"
     );
-    let as_wrn = import(&[
-        "--model",
-        "wrn_16_2",
-        "--weights",
-        file.to_str().unwrap(),
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
-    let e = String::from_utf8_lossy(&as_wrn.stderr);
+    let e = refused("wrn_16_2", &[]);
     assert!(
         e.contains("unexpected keys") && e.contains("layer1.0.conv1.weight"),
         "{e}"
     );
-    let wrong_classes = import(&[
-        "--model",
-        "resnet8x4",
-        "--weights",
-        file.to_str().unwrap(),
-        "--classes",
-        "7",
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
-    let e = String::from_utf8_lossy(&wrong_classes.stderr);
+    let e = refused("resnet8x4", &["--classes", "7"]);
     assert!(
         e.contains("mis-shaped keys") && e.contains("fc.weight: file [5, 256], model [7, 256]"),
         "{e}"
