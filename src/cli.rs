@@ -288,6 +288,12 @@ fn run_config(
     match (config, resume) {
         (Some(path), None) => Ok((RunConfig::load(&path, overrides)?, false)),
         (None, Some(dir)) => {
+            if !dir.join(CONFIG_FILE).is_file() {
+                bail!(
+                    "--resume {}: holds no run to resume (no {CONFIG_FILE}); start one with --config FILE",
+                    dir.display()
+                );
+            }
             let mut cfg = RunConfig::load(&dir.join(CONFIG_FILE), overrides)?;
             // The directory given on the command line wins over the saved out_dir, so a moved
             // run directory still resumes.
@@ -321,7 +327,7 @@ pub fn main() -> Result<()> {
                 run.dataset.num_classes(),
                 run.cfg.train.device
             );
-            crate::train::classify::train(&run, resuming)?;
+            crate::train::classify::train(&run)?;
             println!("done: checkpoints in {}", run.dir.display());
             Ok(())
         }

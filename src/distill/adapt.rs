@@ -13,7 +13,7 @@ use crate::config::RunConfig;
 use crate::models::{Network, summarize};
 use crate::train::checkpoint::Checkpoint;
 use crate::train::optim::{OptimConfig, OptimName, ScheduleConfig};
-use crate::train::run::{LAST, Run};
+use crate::train::run::{CONFIG_FILE, Run};
 use crate::train::trainer::{StepLoss, Task, fit, start_or_resume};
 
 /// The extractors (with their aux heads) on the teacher's distilled taps.
@@ -158,7 +158,8 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
         ..cfg.optim.clone()
     };
     run_cfg.schedule = ScheduleConfig::default();
-    let resuming = dir.join(LAST).exists();
+    // Adaptation continues whatever was started in its directory.
+    let resuming = dir.join(CONFIG_FILE).exists();
     let run = Run::new(run_cfg, resuming)?;
     let backbone = teacher.network(&run.device)?.valid().fold_bn();
     run.train_device.seed(cfg.train.seed);
@@ -169,7 +170,7 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
         distill.taps,
         &run.train_device,
     );
-    let (head, optim, start) = start_or_resume(&run, head, run.cfg.optim.init(), resuming)?;
+    let (head, optim, start) = start_or_resume(&run, head, run.cfg.optim.init())?;
     let mut task = Adapt {
         backbone,
         taps: distill.taps,

@@ -200,7 +200,7 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     }
     run.train_device.seed(run.cfg.train.seed);
     let student = Student::init(&run.cfg.model, &dcfg, &teacher, &run.train_device)?;
-    let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init(), resume)?;
+    let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
     let last_acc = (start.epoch > 0).then(|| {
         crate::train::metrics::read_jsonl(&run.dir.join(crate::train::run::METRICS_FILE))
             .ok()

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::train::checkpoint::{Checkpoint, write_atomic};
 use crate::train::metrics::read_jsonl;
-use crate::train::run::{BEST, LAST, METRICS_FILE, Run};
+use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run};
 use suites::{Kind, Row, Suite};
 
 #[derive(Debug, Serialize)]
@@ -118,8 +118,9 @@ fn row_config(
 /// Trains one row/seed unless already finished; returns its run directory.
 fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     let dir = cfg.train.out_dir.clone();
-    let resume = dir.join(LAST).exists();
-    if resume {
+    // A started run is continued (from epoch 0 when it never finished one).
+    let resume = dir.join(CONFIG_FILE).exists();
+    if dir.join(LAST).exists() {
         let done = Checkpoint::load(&dir.join(LAST))?
             .meta
             .run("a suite run")?
@@ -132,7 +133,7 @@ fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     match kind {
         Kind::Alone => {
             let run = Run::new(cfg, resume)?;
-            crate::train::classify::train(&run, resume)?;
+            crate::train::classify::train(&run)?;
         }
         Kind::Distill => {
             crate::distill::task::distill(cfg, resume)?;

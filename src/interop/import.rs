@@ -67,8 +67,10 @@ const CIFAR100_STD: [f32; 3] = [0.2675, 0.2565, 0.2761];
 
 fn dim(sd: &StateDict, key: &str, axis: usize, what: &str, flag: &str) -> Result<usize> {
     let t = sd.get(key).with_context(|| {
+        let first: Vec<&str> = sd.keys().take(4).map(String::as_str).collect();
         format!(
-            "the file has no '{key}' to read the {what} from: is --model right? (or give {flag})"
+            "the file has no '{key}' to read the {what} from (its keys start {}): is --model right? (or give {flag})",
+            first.join(", ")
         )
     })?;
     t.shape()

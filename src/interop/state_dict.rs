@@ -75,23 +75,26 @@ fn read_safetensors(path: &Path) -> Result<StateDict> {
     Ok(out)
 }
 
-/// The state_dict inside the containers training scripts save: `{"state_dict": ...}` or
-/// `{"model": ...}` (RepDistiller, Lightning), and names prefixed `module.` (DataParallel).
+/// The state_dict inside the containers training scripts save (`{"state_dict": ...}`,
+/// `{"model": ...}` beside epoch and optimiser entries: Lightning, RepDistiller), without the
+/// prefixes every name can carry (a wrapping `model.` module, DataParallel's `module.`).
 fn unwrap(mut sd: StateDict) -> StateDict {
-    for key in ["state_dict.", "model_state_dict.", "model.", "net."] {
-        if sd.keys().any(|k| k.starts_with(key)) {
-            sd = sd
-                .into_iter()
-                .filter_map(|(k, v)| k.strip_prefix(key).map(|k| (k.to_string(), v)))
-                .collect();
-            break;
-        }
+    let strip = |sd: StateDict, prefix: &str| -> StateDict {
+        sd.into_iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v)))
+            .collect()
+    };
+    if let Some(key) = ["state_dict.", "model_state_dict.", "model.", "net."]
+        .into_iter()
+        .find(|p| sd.keys().any(|k| k.starts_with(p)))
+    {
+        sd = strip(sd, key);
     }
-    if sd.keys().all(|k| k.starts_with("module.")) {
-        sd = sd
-            .into_iter()
-            .map(|(k, v)| (k["module.".len()..].to_string(), v))
-            .collect();
+    while let Some(prefix) = ["module.", "model.", "net."]
+        .into_iter()
+        .find(|p| !sd.is_empty() && sd.keys().all(|k| k.starts_with(p)))
+    {
+        sd = strip(sd, prefix);
     }
     sd
 }
@@ -172,24 +175,32 @@ pub fn load(mut net: Network, sd: &StateDict, origin: &str) -> Result<Network> {
             missing.push(torch);
             continue;
         };
-        let data = data.clone().convert::<f32>();
-        let data = if is_linear_weight(&torch, &data) && data.shape().len() == shape.len() {
-            transpose(data)?
+        // Compared in PyTorch's terms: linear weights are [out, in] in the file.
+        let linear = shape.len() == 2 && torch.ends_with(".weight");
+        let expected: Vec<usize> = if linear {
+            shape.iter().rev().copied().collect()
         } else {
-            data
+            shape.clone()
         };
-        if data.shape().to_vec() != *shape {
-            let mut expected = shape.clone();
-            if is_linear_weight(&torch, &data) {
-                expected.reverse();
-            }
-            let mut found = data.shape().to_vec();
-            if is_linear_weight(&torch, &data) {
-                found.reverse();
-            }
-            misshaped.push(format!("{torch}: file {found:?}, model {expected:?}"));
+        if !matches!(
+            data.dtype(),
+            DType::F64 | DType::F32 | DType::F16 | DType::BF16
+        ) {
+            misshaped.push(format!(
+                "{torch}: {:?} values, the model's are floats",
+                data.dtype()
+            ));
             continue;
         }
+        if data.shape().to_vec() != expected {
+            misshaped.push(format!(
+                "{torch}: file {:?}, model {expected:?}",
+                data.shape().to_vec()
+            ));
+            continue;
+        }
+        let data = data.clone().convert::<f32>();
+        let data = if linear { transpose(data)? } else { data };
         tensors.push(bridge::from_data(data, name.clone(), None));
     }
     let unexpected: Vec<String> = sd

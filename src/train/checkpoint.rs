@@ -131,6 +131,12 @@ impl Meta {
         if self.std.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
             bail!("normalisation std must be positive");
         }
+        if let Some(f) = &self.fused {
+            f.extractor.validate()?;
+            if f.extractors.is_empty() || f.extractors.contains(&0) {
+                bail!("fused: extractor channels {:?}", f.extractors);
+            }
+        }
         Ok(())
     }
 }

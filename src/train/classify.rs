@@ -41,11 +41,11 @@ impl Task for Classify {
 }
 
 /// Trains the run's model from scratch, or resumes it from the run's last checkpoint.
-pub fn train(run: &Run, resume: bool) -> Result<Network> {
+pub fn train(run: &Run) -> Result<Network> {
     let c = run.dataset.shape()[0];
     let k = run.dataset.num_classes();
     run.train_device.seed(run.cfg.train.seed);
     let model = run.cfg.model.init(c, k, &run.train_device)?;
-    let (model, optim, start) = start_or_resume(run, model, run.cfg.optim.init(), resume)?;
+    let (model, optim, start) = start_or_resume(run, model, run.cfg.optim.init())?;
     fit(run, &mut Classify, model, optim, start)
 }

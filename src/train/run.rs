@@ -26,29 +26,49 @@ pub struct Run {
     /// Plain device for inference; `train_device` adds autodiff.
     pub device: Device,
     pub train_device: Device,
+    /// Training continues from `last.ckpt` (false: from epoch 0).
+    pub resume: bool,
 }
 
 impl Run {
     /// Opens the data and the run directory. A new run refuses a directory that already holds
-    /// a run; `resuming` requires one.
+    /// a run; `resuming` continues the run there: from its `last.ckpt`, or, when it never
+    /// finished an epoch (a failure in the first one), again from epoch 0.
     pub fn new(cfg: RunConfig, resuming: bool) -> Result<Self> {
         let dir = cfg.train.out_dir.clone();
-        let has_run = dir.join(LAST).exists() || dir.join(CONFIG_FILE).exists();
+        let has_last = dir.join(LAST).exists();
+        let has_run = has_last || dir.join(CONFIG_FILE).exists();
         if !resuming && has_run {
             bail!(
-                "{}: already holds a run; resume it with --resume {} or choose another train.out_dir",
+                "{}: already holds a run; continue it with --resume {} or choose another train.out_dir",
                 dir.display(),
                 dir.display()
             );
         }
-        if resuming && !dir.join(LAST).exists() {
-            bail!("{}: no {LAST} to resume from", dir.display());
+        if resuming && !has_run {
+            bail!(
+                "{}: holds no run to resume (no {CONFIG_FILE}); start one with --config FILE",
+                dir.display()
+            );
         }
-        let run = Self::open(cfg)?;
-        if !resuming {
+        let mut run = Self::open(cfg)?;
+        run.resume = has_last;
+        if !has_last {
+            if resuming {
+                eprintln!(
+                    "{}: no {LAST} yet (no epoch finished): starting the run again from epoch 0",
+                    dir.display()
+                );
+            }
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
             write_atomic(&dir.join(CONFIG_FILE), run.cfg.to_toml().as_bytes())?;
+            // Records of epochs that never reached a checkpoint would be repeated.
+            let metrics = dir.join(METRICS_FILE);
+            if metrics.exists() {
+                std::fs::remove_file(&metrics)
+                    .with_context(|| format!("{}: cannot remove", metrics.display()))?;
+            }
         }
         Ok(run)
     }
@@ -108,6 +128,7 @@ impl Run {
             dataset,
             train,
             val,
+            resume: false,
         })
     }
 

@@ -94,9 +94,8 @@ pub fn start_or_resume<M: Module>(
     run: &Run,
     model: M,
     optim: ModuleOptimizer,
-    resume: bool,
 ) -> Result<(M, ModuleOptimizer, Start)> {
-    if !resume {
+    if !run.resume {
         let start = Start {
             epoch: 0,
             best_val_acc: f64::NEG_INFINITY,

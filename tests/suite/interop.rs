@@ -212,9 +212,15 @@ fn safetensors_export_has_torchvisions_keys_shapes_and_dtypes() {
 
 /// A state_dict in PyTorch's layout written from `net` by this test's own naming rules for
 /// RepDistiller's CIFAR ResNets (shortcut Sequential indices, batch-norm weight/bias,
-/// [out, in] linear weights, num_batches_tracked), under DataParallel's `module.` prefix.
-fn repdistiller_resnet_safetensors(net: &Network) -> Vec<u8> {
-    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+/// [out, in] linear weights, num_batches_tracked), every name under `prefix`, beside an
+/// `epoch` entry as training containers hold.
+fn repdistiller_resnet_safetensors(net: &Network, prefix: &str) -> Vec<u8> {
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = vec![(
+        "epoch".into(),
+        safetensors::Dtype::I64,
+        vec![],
+        240i64.to_le_bytes().to_vec(),
+    )];
     for t in net.collect(None::<PathFilter>, None, true) {
         let name = t
             .name
@@ -240,7 +246,7 @@ fn repdistiller_resnet_safetensors(net: &Network) -> Vec<u8> {
         if name.ends_with("running_var") {
             let bn = name.trim_end_matches(".running_var");
             owned.push((
-                format!("module.{bn}.num_batches_tracked"),
+                format!("{prefix}{bn}.num_batches_tracked"),
                 safetensors::Dtype::I64,
                 vec![],
                 12i64.to_le_bytes().to_vec(),
@@ -248,7 +254,7 @@ fn repdistiller_resnet_safetensors(net: &Network) -> Vec<u8> {
         }
         let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         owned.push((
-            format!("module.{name}"),
+            format!("{prefix}{name}"),
             safetensors::Dtype::F32,
             shape,
             bytes,
@@ -278,7 +284,12 @@ fn pytorch_layout_state_dict_imports_to_the_same_network() {
     let input = [3, 32, 32];
     let source = random_net("resnet8x4", input, 5);
     let file = dir.path().join("resnet8x4.safetensors");
-    std::fs::write(&file, repdistiller_resnet_safetensors(&source)).unwrap();
+    // As DataParallel inside RepDistiller's container saves it.
+    std::fs::write(
+        &file,
+        repdistiller_resnet_safetensors(&source, "model.module."),
+    )
+    .unwrap();
     let ckpt = dir.path().join("imported.ckpt");
     let names = dir.path().join("names.txt");
     std::fs::write(&names, "cat\ndog\nfox\nowl\nbee\n").unwrap();
@@ -702,7 +713,12 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
     let dir = tempdir().unwrap();
     let source = random_net("resnet8x4", [3, 32, 32], 2);
     let file = dir.path().join("w.safetensors");
-    std::fs::write(&file, repdistiller_resnet_safetensors(&source)).unwrap();
+    // As Lightning saves a module holding the network as `self.model`.
+    std::fs::write(
+        &file,
+        repdistiller_resnet_safetensors(&source, "state_dict.model."),
+    )
+    .unwrap();
     let ckpt = dir.path().join("t.ckpt");
     ok(import(&[
         "--model",

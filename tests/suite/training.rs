@@ -7,7 +7,7 @@ use lstmkd::train::metrics::read_jsonl;
 use lstmkd::train::run::Run;
 use tempfile::tempdir;
 
-use crate::common::{lstmkd, toml_config, write_idx_dataset};
+use crate::common::{lstmkd, ok, toml_config, write_idx_dataset};
 
 fn weights(path: &Path) -> Vec<f32> {
     let ckpt = Checkpoint::load(path).unwrap();
@@ -33,7 +33,7 @@ fn tiny_run_learns_and_writes_metrics_and_checkpoints() {
     write_idx_dataset(&data, 240, 80, 8, true);
     let cfg = RunConfig::parse(&toml_config(&data, &out, ""), "tiny.toml", &[]).unwrap();
     let run = Run::new(cfg, false).unwrap();
-    lstmkd::train::classify::train(&run, false).unwrap();
+    lstmkd::train::classify::train(&run).unwrap();
     let m = read_jsonl(&out.join("metrics.jsonl")).unwrap();
     assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(m[2].train_loss < m[0].train_loss, "loss falls: {m:?}");
@@ -268,4 +268,88 @@ fn limit_train_samples_the_training_split_and_keeps_validation_whole() {
             .all(|i| full.train.split.indices.contains(i))
     );
     assert_eq!(limited.train.num_batches(), 2);
+}
+
+/// An ImageFolder of 8x8 images (class k bright in rows 2k..2k+2) and a config training on it.
+fn image_folder_run(root: &Path, out: &Path) -> String {
+    for split in ["train", "val"] {
+        for (k, class) in ["a", "b"].iter().enumerate() {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for i in 0..8u32 {
+                image::RgbImage::from_fn(8, 8, |_, y| {
+                    let v = if y as usize / 2 == k {
+                        220
+                    } else {
+                        (i * 9) as u8
+                    };
+                    image::Rgb([v, v, v])
+                })
+                .save(dir.join(format!("{i}.png")))
+                .unwrap();
+            }
+        }
+    }
+    // Given statistics: nothing decodes the images before the first epoch.
+    toml_config(root, out, "")
+        .replace("format = \"idx\"", "format = \"image-folder\"")
+        .replace("hflip = false", "hflip = false\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]")
+        .replace("epochs = 3", "epochs = 2")
+}
+
+#[test]
+fn a_run_that_failed_before_its_first_checkpoint_restarts_with_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, out) = (d.path().join("data"), d.path().join("run"));
+    let cfg = d.path().join("cfg.toml");
+    std::fs::write(&cfg, image_folder_run(&data, &out)).unwrap();
+    // An image that only fails when the loader decodes it, in the first epoch.
+    let broken = data.join("train/b/7.png");
+    let good = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let o = lstmkd(&["train", "--config", cfg.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("7.png"), "{e}");
+    assert!(out.join("config.toml").exists() && !out.join("last.ckpt").exists());
+
+    // A new run there is refused with the command that continues it ...
+    let o = lstmkd(&["train", "--config", cfg.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains(&format!("--resume {}", out.display())), "{e}");
+    // ... which, once the image is fixed, starts the run again from epoch 0.
+    std::fs::write(&broken, good).unwrap();
+    let o = ok(lstmkd(&["train", "--resume", out.to_str().unwrap()]));
+    assert!(o.contains("epoch 1/2") && o.contains("epoch 2/2"), "{o}");
+    let m = read_jsonl(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2]);
+
+    // Resuming a directory that holds no run says how to start one.
+    let o = lstmkd(&[
+        "train",
+        "--resume",
+        d.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--config"));
+
+    // Teacher adaptation, which resumes by itself, gets out of the same trap.
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, aux_ce = 1.0 }}\nend_to_end = true\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        out.join("best.ckpt").display()
+    );
+    let dcfg = d.path().join("distill.toml");
+    std::fs::write(
+        &dcfg,
+        image_folder_run(&data, &d.path().join("student")) + &distill,
+    )
+    .unwrap();
+    let good = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, b"broken").unwrap();
+    assert!(
+        !lstmkd(&["adapt", "--config", dcfg.to_str().unwrap()])
+            .status
+            .success()
+    );
+    std::fs::write(&broken, good).unwrap();
+    ok(lstmkd(&["adapt", "--config", dcfg.to_str().unwrap()]));
+    assert!(out.join("adapt/best.ckpt").is_file());
 }
