@@ -248,13 +248,13 @@ fn train_steps<T: Task>(
     let eager = crate::device::is_cpu(&args.device);
     let recorded = if eager { 0 } else { args.steps };
     let loader = synthetic_loader(args, args.warmup + args.steps + recorded + 1);
-    let rx = loader.epoch(0)?;
+    let mut batches = loader.epoch(0)?;
     let train_device = device.clone().autodiff();
     let mut optim = cfg.optim.init();
     let lr = cfg.optim.lr;
     let mut step = |model: T::Model, i: usize| -> Result<T::Model> {
         let batch =
-            profile::part("data wait", || rx.recv()).context("the loader stopped early")??;
+            profile::part("data wait", || batches.next()).context("the loader stopped early")??;
         let (images, targets) = batch.into_tensors(&train_device);
         Ok(optimise(task, model, &mut optim, images, targets, lr, 0, i)?.0)
     };

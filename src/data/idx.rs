@@ -64,7 +64,13 @@ pub fn parse(bytes: &[u8], ndims: usize, path: &Path) -> Result<(Vec<usize>, Vec
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let expected = dims.iter().product::<usize>();
+    let Some(expected) = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+        bail!(
+            "{}: header dimensions {:?} overflow (a corrupt header)",
+            path.display(),
+            dims
+        );
+    };
     let data = &bytes[header..];
     if data.len() < expected {
         bail!(

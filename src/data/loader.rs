@@ -1,6 +1,7 @@
 //! Batches from a split, prepared on a background thread (samples decoded and augmented in
 //! parallel) so that the model, not the loader, sets the pace.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use anyhow::{Result, bail};
@@ -118,17 +119,30 @@ impl Loader {
         })
     }
 
-    /// The batches of `epoch`, prepared ahead on a background thread.
-    pub fn epoch(&self, epoch: usize) -> Result<Receiver<Result<Batch>>> {
+    /// The batches of `epoch`, prepared ahead on a background thread. Every way the thread
+    /// can stop early (a read error, a panic) reaches the caller as an error.
+    pub fn epoch(&self, epoch: usize) -> Result<Epoch> {
         if self.split.is_empty() {
             bail!("cannot iterate over an empty split");
         }
         let (tx, rx) = sync_channel(self.prefetch);
         let this = self.clone();
+        let expected = self.num_batches();
         std::thread::spawn(move || {
             let order = this.order(epoch);
             for b in 0..this.num_batches() {
-                let batch = this.batch(&order, epoch, b);
+                let batch =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| this.batch(&order, epoch, b)))
+                        .unwrap_or_else(|panic| {
+                            let msg = panic
+                                .downcast_ref::<String>()
+                                .map(String::as_str)
+                                .or_else(|| panic.downcast_ref::<&str>().copied())
+                                .unwrap_or("no message");
+                            Err(anyhow::anyhow!(
+                                "the data loader panicked on batch {b}: {msg}"
+                            ))
+                        });
                 let failed = batch.is_err();
                 // A closed channel means the consumer stopped early; nothing left to do.
                 if tx.send(batch).is_err() || failed {
@@ -136,6 +150,44 @@ impl Loader {
                 }
             }
         });
-        Ok(rx)
+        Ok(Epoch {
+            rx,
+            expected,
+            received: 0,
+        })
+    }
+}
+
+/// The batches of one epoch, in order; ends with an error if the loader stopped before the
+/// last one.
+pub struct Epoch {
+    rx: Receiver<Result<Batch>>,
+    expected: usize,
+    received: usize,
+}
+
+impl Iterator for Epoch {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        match self.rx.recv() {
+            Ok(batch) => {
+                // After an error the thread stops: that error is the epoch's end.
+                self.received = if batch.is_ok() {
+                    self.received + 1
+                } else {
+                    self.expected
+                };
+                Some(batch)
+            }
+            Err(_) if self.received < self.expected => {
+                let got = std::mem::replace(&mut self.received, self.expected);
+                Some(Err(anyhow::anyhow!(
+                    "the data loader stopped after {got} of {} batches",
+                    self.expected
+                )))
+            }
+            Err(_) => None,
+        }
     }
 }

@@ -159,6 +159,7 @@ impl DistillConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        self.options.validate()?;
         for (name, w) in &self.weights {
             if losses::find(name).is_none() {
                 bail!(

@@ -20,6 +20,8 @@ pub struct Phase {
 }
 
 /// The seed's phases at its boundaries (20 and 50 of ~100 epochs), as fractions of the run.
+/// The seed's three phases over the active losses `all`; a phase none of them belongs to is
+/// left out (a plain KD config trains its losses from the first epoch).
 pub fn seed_phases(all: &[&str]) -> Vec<Phase> {
     let feature: Vec<String> = all
         .iter()
@@ -51,6 +53,9 @@ pub fn seed_phases(all: &[&str]) -> Vec<Phase> {
             losses: all.iter().map(|s| s.to_string()).collect(),
         },
     ]
+    .into_iter()
+    .filter(|p| !p.losses.is_empty())
+    .collect()
 }
 
 pub fn validate(phases: &[Phase], known: &[&str]) -> Result<()> {

@@ -53,7 +53,7 @@ impl OptimConfig {
         if !(0.0..1.0).contains(&self.momentum) {
             bail!("optim.momentum: must be in [0, 1), got {}", self.momentum);
         }
-        if self.weight_decay < 0.0 {
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             bail!(
                 "optim.weight_decay: must be >= 0, got {}",
                 self.weight_decay
@@ -61,6 +61,9 @@ impl OptimConfig {
         }
         if self.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
             bail!("optim.betas: each must be in [0, 1), got {:?}", self.betas);
+        }
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            bail!("optim.eps: must be a positive number, got {}", self.eps);
         }
         Ok(())
     }
@@ -135,7 +138,8 @@ impl Default for ScheduleConfig {
 
 impl ScheduleConfig {
     pub fn validate(&self, epochs: usize) -> Result<()> {
-        if self.warmup_epochs < 0.0 || self.warmup_epochs > epochs as f64 {
+        // Written so that NaN fails every check.
+        if !(0.0..=epochs as f64).contains(&self.warmup_epochs) {
             bail!(
                 "schedule.warmup_epochs: must be in [0, train.epochs = {epochs}], got {}",
                 self.warmup_epochs
@@ -150,10 +154,10 @@ impl ScheduleConfig {
                 self.milestones
             );
         }
-        if !(self.gamma > 0.0) {
+        if !(self.gamma > 0.0 && self.gamma.is_finite()) {
             bail!("schedule.gamma: must be positive, got {}", self.gamma);
         }
-        if self.min_lr < 0.0 {
+        if !(self.min_lr >= 0.0 && self.min_lr.is_finite()) {
             bail!("schedule.min_lr: must be >= 0, got {}", self.min_lr);
         }
         Ok(())

@@ -88,6 +88,11 @@ fn bad_values_name_the_field() {
         ("train.device=\"abacus\"", "unknown device"),
         ("schedule.name=multistep", "schedule.milestones"),
         ("data.format=\"tiff\"", "unknown variant `tiff`"),
+        ("optim.eps=0.0", "optim.eps"),
+        ("optim.weight_decay=nan", "optim.weight_decay"),
+        ("schedule.warmup_epochs=nan", "schedule.warmup_epochs"),
+        ("schedule.min_lr=nan", "schedule.min_lr"),
+        ("schedule.gamma=inf", "schedule.gamma"),
     ] {
         let e = err(&base(), &[o]);
         assert!(e.contains(needle), "{o}: {e}");
@@ -150,11 +155,31 @@ fn distill_tables_are_validated() {
             .map_err(|e| format!("{e:#}"))
     };
     assert!(with("weights = { ce = 1.0, kd = 1.0 }\nend_to_end = true").is_ok());
-    let e = with("weights = { ce = 1.0, kd = 1.0 }").unwrap_err();
-    assert!(
-        e.contains("feature alignment") && e.contains("end_to_end"),
-        "{e}"
-    );
+    // A plain KD config under the default (seed) phases: the phases without any of its losses
+    // are left out.
+    let kd: lstmkd::distill::DistillConfig =
+        toml::from_str("weights = { ce = 1.0, kd = 1.0 }").unwrap();
+    kd.validate().unwrap();
+    let phases = kd.phases();
+    assert_eq!(phases.len(), 1);
+    assert_eq!(phases[0].losses, ["ce", "kd"]);
+    // Phases written out must each train something.
+    let e = with(
+        "weights = { ce = 1.0, kd = 1.0 }\n[[distill.phases]]\nname = \"warm\"\nuntil_epoch = 1\nlosses = [\"at\"]\n[[distill.phases]]\nname = \"rest\"\nlosses = [\"ce\", \"kd\"]",
+    )
+    .unwrap_err();
+    assert!(e.contains("warm"), "{e}");
+    for (bad, needle) in [
+        ("dkd_beta = -1.0", "distill.dkd_beta"),
+        ("dkd_alpha = nan", "distill.dkd_alpha"),
+        ("dkd_temperature = 0.0", "distill.dkd_temperature"),
+    ] {
+        let e = with(&format!(
+            "weights = {{ ce = 1.0, dkd = 1.0 }}\nend_to_end = true\n{bad}"
+        ))
+        .unwrap_err();
+        assert!(e.contains(needle), "{bad}: {e}");
+    }
     let e = with("weights = { ce = 1.0, kdd = 1.0 }").unwrap_err();
     assert!(e.contains("unknown loss 'kdd'"), "{e}");
     let e = with("weights = { ce = 1.0 }\nfused = true\nend_to_end = true").unwrap_err();

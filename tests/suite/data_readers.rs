@@ -64,6 +64,14 @@ fn idx_bad_inputs_name_the_file_and_problem() {
         "{e}"
     );
 
+    // Dimensions whose product does not fit in 64 bits.
+    let huge = idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[1; 64]);
+    let e = corrupt_idx(d.path(), "train-images-idx3-ubyte", huge);
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("overflow"),
+        "{e}"
+    );
+
     let mut trunc = idx_bytes(&[20, 8, 8], &[1; 20 * 64]);
     trunc.truncate(trunc.len() - 10);
     let e = corrupt_idx(d.path(), "train-images-idx3-ubyte", trunc);

@@ -769,5 +769,20 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
         out.to_str().unwrap(),
     ]));
     assert!(report.contains("test images 6"), "{report}");
-    assert!(out.join("eval.json").is_file());
+    let written = std::fs::read(out.join("eval.json")).unwrap();
+    // A zero batch size is refused before anything is evaluated or written.
+    let zero = lstmkd(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "0",
+    ]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--batch-size"));
+    assert_eq!(std::fs::read(out.join("eval.json")).unwrap(), written);
 }

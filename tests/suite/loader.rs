@@ -127,3 +127,37 @@ fn padding_crop_shows_zero_padding_and_flip_mirrors() {
         "{out:?}"
     );
 }
+
+/// Image 13 panics when read, as a bug in a reader would.
+struct Panicky;
+
+impl Source for Panicky {
+    fn len(&self) -> usize {
+        40
+    }
+    fn shape(&self) -> [usize; 3] {
+        [2, 4, 4]
+    }
+    fn label(&self, _: usize) -> usize {
+        0
+    }
+    fn read(&self, i: usize, out: &mut [u8]) -> anyhow::Result<()> {
+        assert_ne!(i, 13, "a reader bug");
+        out.fill(1);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_on_the_loader_thread_is_an_error_of_the_epoch() {
+    let l = loader(Split::all(Arc::new(Panicky)), None, 0);
+    let results: Vec<_> = l.epoch(0).unwrap().collect();
+    // Batches 0 (images 0-7) arrives, batch 1 (8-15) fails, nothing after it.
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok());
+    let e = format!("{:#}", results[1].as_ref().err().unwrap());
+    assert!(
+        e.contains("panicked on batch 1") && e.contains("a reader bug"),
+        "{e}"
+    );
+}

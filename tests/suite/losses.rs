@@ -97,6 +97,20 @@ fn temporal_loss_is_per_sample_l2_norm_of_h_and_c() {
 }
 
 #[test]
+fn temporal_loss_has_finite_gradients_when_the_states_already_match() {
+    let device = Device::flex().autodiff();
+    let h = Tensor::<3>::ones([2, 3, 4], &device).require_grad();
+    let c = Tensor::<3>::ones([2, 3, 4], &device).require_grad();
+    let target = Tensor::<3>::ones([2, 3, 4], &device);
+    let loss = temporal::temporal_loss(h.clone(), c.clone(), target.clone(), target);
+    let grads = loss.backward();
+    for g in [h.grad(&grads).unwrap(), c.grad(&grads).unwrap()] {
+        let v: Vec<f32> = g.into_data().try_to_vec().unwrap();
+        assert!(v.iter().all(|x| x.is_finite()), "{v:?}");
+    }
+}
+
+#[test]
 fn dkd_splits_into_target_and_non_target_parts() {
     let temp = 2.0;
     let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &Device::flex());

@@ -293,7 +293,10 @@ fn image_folder_run(root: &Path, out: &Path) -> String {
     // Given statistics: nothing decodes the images before the first epoch.
     toml_config(root, out, "")
         .replace("format = \"idx\"", "format = \"image-folder\"")
-        .replace("hflip = false", "hflip = false\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]")
+        .replace(
+            "hflip = false",
+            "hflip = false\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]",
+        )
         .replace("epochs = 3", "epochs = 2")
 }
 

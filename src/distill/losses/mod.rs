@@ -49,6 +49,21 @@ pub struct LossOptions {
     pub dkd_temperature: f64,
 }
 
+impl LossOptions {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, v) in [("dkd_alpha", self.dkd_alpha), ("dkd_beta", self.dkd_beta)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                anyhow::bail!("distill.{name}: must be a finite number >= 0, got {v}");
+            }
+        }
+        let t = self.dkd_temperature;
+        if !(t > 0.0 && t.is_finite()) {
+            anyhow::bail!("distill.dkd_temperature: must be a positive number, got {t}");
+        }
+        Ok(())
+    }
+}
+
 fn yes() -> bool {
     true
 }
