@@ -70,7 +70,12 @@ impl Task for Distill {
         let s_taps = deepest(s_out.taps, self.cfg.taps);
 
         let crops = (needs_extractors && self.cfg.rtc).then(|| {
-            let heights: Vec<usize> = t_taps.iter().map(|t| t.dims()[2]).collect();
+            // One crop for both sides: it must fit the shorter of each tap pair.
+            let heights: Vec<usize> = t_taps
+                .iter()
+                .zip(&s_taps)
+                .map(|(t, s)| t.dims()[2].min(s.dims()[2]))
+                .collect();
             random_crops(&heights, self.cfg.extractor.window, &mut rng)
         });
         let (t_ext, s_ext): (Vec<ExtractorOut>, Vec<ExtractorOut>) = if needs_extractors {

@@ -478,3 +478,21 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     let second = ok(lstmkd(&args));
     assert_eq!(second.matches("already finished").count(), 6, "{second}");
 }
+
+#[test]
+fn rtc_crops_fit_a_student_whose_taps_are_shorter_than_the_teachers() {
+    let d = tempfile::tempdir().unwrap();
+    // resnet8 teacher on 8x8 images: deepest taps 4 and 2 rows; vgg8 student: 1 and 1.
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, temporal = 0.1, aux_ce = 0.5 }}\nend_to_end = true\nrtc = true\nadapt_epochs = 1\ntemporal_init = \"random\"\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = crate::common::toml_config(&data, &d.path().join("student"), &distill)
+        .replace("name = \"resnet8\"", "name = \"vgg8\"")
+        .replace("epochs = 3", "epochs = 1");
+    let path = d.path().join("rtc.toml");
+    std::fs::write(&path, cfg).unwrap();
+    ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
+    ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+}

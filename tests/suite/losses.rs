@@ -150,3 +150,32 @@ fn dkd_splits_into_target_and_non_target_parts() {
     ));
     assert!((total - scale * (tckd + 8.0 * nckd)).abs() < 1e-4);
 }
+
+#[test]
+fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
+    let device = Device::flex();
+    let (s, t) = (t2(&S, [2, 3]), t2(&T, [2, 3]));
+    // Sample 0 is mostly class 2 after mixing although its image was labelled 1.
+    let hard = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0], [2]), &device);
+    let soft = t2(&[0.0, 0.3, 0.7, 1.0, 0.0, 0.0], [2, 3]);
+    let mixed = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0], [2]), &device);
+    let options: lstmkd::distill::losses::LossOptions = toml::from_str("").unwrap();
+    let inputs = lstmkd::distill::losses::Inputs {
+        student_logits: &s,
+        teacher_logits: &t,
+        student_taps: &[],
+        teacher_taps: &[],
+        student_extractors: &[],
+        teacher_extractors: &[],
+        regressed: &[],
+        targets: &hard,
+        soft_targets: &soft,
+        temperature: 1.0,
+        options: &options,
+    };
+    let got = scalar((lstmkd::distill::losses::find("dkd").unwrap().compute)(&inputs));
+    let (a, b, temp) = (options.dkd_alpha, options.dkd_beta, options.dkd_temperature);
+    let want = scalar(dkd::dkd_loss(s.clone(), t.clone(), mixed, temp, a, b));
+    let with_hard = scalar(dkd::dkd_loss(s, t, hard, temp, a, b));
+    assert!((got - want).abs() < 1e-6 && (got - with_hard).abs() > 1e-4, "{got} {want} {with_hard}");
+}

@@ -63,10 +63,12 @@ pub const SPEC: super::LossSpec = super::LossSpec {
     needs: super::Needs::NONE,
     compute: |i| {
         let o = i.options;
+        // Under TMix the target class is the one holding most of the mixed label (the hard
+        // label is the original image's, which may cover the smaller band).
         dkd_loss(
             i.student_logits.clone(),
             i.teacher_logits.clone(),
-            i.targets.clone(),
+            i.soft_targets.clone().argmax(1).squeeze_dim(1),
             o.dkd_temperature,
             o.dkd_alpha,
             o.dkd_beta,
