@@ -206,17 +206,10 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     run.train_device.seed(run.cfg.train.seed);
     let student = Student::init(&run.cfg.model, &dcfg, &teacher, &run.train_device)?;
     let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
-    let last_acc = (start.epoch > 0).then(|| {
-        crate::train::metrics::read_jsonl(&run.dir.join(crate::train::run::METRICS_FILE))
-            .ok()
-            .and_then(|m| {
-                m.into_iter()
-                    .rfind(|r| r.epoch == start.epoch)
-                    .map(|r| r.val_acc)
-            })
-    });
+    // The dynamic temperature follows the last epoch's validation accuracy, which the
+    // checkpoint itself carries (metrics.jsonl may be missing or behind it).
     let mut task = Distill {
-        temperature: dcfg.temperature.next(last_acc.flatten()),
+        temperature: dcfg.temperature.next(start.val_acc),
         phases: dcfg.phases(),
         epochs: run.cfg.train.epochs,
         classes: run.dataset.num_classes(),

@@ -1,7 +1,6 @@
 //! Classification metrics accumulated over batches, and the per-epoch `metrics.jsonl` record.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -131,12 +130,28 @@ pub fn truncate_jsonl(path: &Path, before_epoch: usize) -> Result<()> {
     super::checkpoint::write_atomic(path, text.as_bytes())
 }
 
+/// Adds `record` to the run's metrics, rewriting the file atomically so that a crash leaves
+/// whole lines only; records of this epoch or later (left by an interrupted run that is now
+/// resumed) are replaced.
 pub fn append_jsonl(path: &Path, record: &EpochRecord) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?;
-    writeln!(f, "{}", serde_json::to_string(record)?)
-        .with_context(|| format!("{}: cannot write", path.display()))
+    let mut text = String::new();
+    if path.exists() {
+        let old = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        for line in old.lines().filter(|l| !l.trim().is_empty()) {
+            // Read as plain JSON so records of older versions are kept; a torn line (an
+            // append interrupted before this was atomic) is not JSON and goes.
+            let keep = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
+                .is_some_and(|e| (e as usize) < record.epoch);
+            if keep {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text.push_str(&serde_json::to_string(record)?);
+    text.push('\n');
+    crate::train::checkpoint::write_atomic(path, text.as_bytes())
 }

@@ -87,6 +87,8 @@ pub fn tally(
 pub struct Start {
     pub epoch: usize,
     pub best_val_acc: f64,
+    /// Validation accuracy of the last finished epoch (None at epoch 0).
+    pub val_acc: Option<f64>,
 }
 
 /// A fresh start, or the run's last checkpoint loaded into `model` and `optim`.
@@ -99,6 +101,7 @@ pub fn start_or_resume<M: Module>(
         let start = Start {
             epoch: 0,
             best_val_acc: f64::NEG_INFINITY,
+            val_acc: None,
         };
         return Ok((model, optim, start));
     }
@@ -107,6 +110,7 @@ pub fn start_or_resume<M: Module>(
     let start = Start {
         epoch: state.epoch,
         best_val_acc: state.best_val_acc,
+        val_acc: Some(state.val_acc),
     };
     Ok((ckpt.apply(model)?, ckpt.optimizer(optim)?, start))
 }

@@ -496,3 +496,36 @@ fn rtc_crops_fit_a_student_whose_taps_are_shorter_than_the_teachers() {
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
 }
+
+#[test]
+fn resume_restores_the_dynamic_temperature_from_the_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    let student = d.path().join("student");
+    // T = 1 before any validation, 4 once an epoch reached any accuracy.
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0 }}\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg =
+        crate::common::toml_config(&data, &student, &distill).replace("epochs = 3", "epochs = 1");
+    let path = d.path().join("kd.toml");
+    std::fs::write(&path, cfg).unwrap();
+    // A plain KD config under the default phases needs no adaptation and no end_to_end.
+    ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+    let metrics = student.join("metrics.jsonl");
+    let first = lstmkd::train::metrics::read_jsonl(&metrics).unwrap();
+    assert_eq!(first[0].extra["temperature"], 1.0);
+    assert!(first[0].val_acc > 0.0001);
+    std::fs::remove_file(&metrics).unwrap();
+    ok(lstmkd(&[
+        "distill",
+        "--resume",
+        student.to_str().unwrap(),
+        "--set",
+        "train.epochs=2",
+    ]));
+    let m = lstmkd::train::metrics::read_jsonl(&metrics).unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!((m[0].epoch, m[0].extra["temperature"]), (2, 4.0));
+}

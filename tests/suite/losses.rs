@@ -173,9 +173,14 @@ fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
         temperature: 1.0,
         options: &options,
     };
-    let got = scalar((lstmkd::distill::losses::find("dkd").unwrap().compute)(&inputs));
+    let got = scalar((lstmkd::distill::losses::find("dkd").unwrap().compute)(
+        &inputs,
+    ));
     let (a, b, temp) = (options.dkd_alpha, options.dkd_beta, options.dkd_temperature);
     let want = scalar(dkd::dkd_loss(s.clone(), t.clone(), mixed, temp, a, b));
     let with_hard = scalar(dkd::dkd_loss(s, t, hard, temp, a, b));
-    assert!((got - want).abs() < 1e-6 && (got - with_hard).abs() > 1e-4, "{got} {want} {with_hard}");
+    assert!(
+        (got - want).abs() < 1e-6 && (got - with_hard).abs() > 1e-4,
+        "{got} {want} {with_hard}"
+    );
 }

@@ -356,3 +356,34 @@ fn a_run_that_failed_before_its_first_checkpoint_restarts_with_resume() {
     ok(lstmkd(&["adapt", "--config", dcfg.to_str().unwrap()]));
     assert!(out.join("adapt/best.ckpt").is_file());
 }
+
+#[test]
+fn metrics_are_rewritten_whole_and_a_resumed_epoch_replaces_its_stale_record() {
+    use lstmkd::train::metrics::{EpochRecord, append_jsonl};
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("metrics.jsonl");
+    let record = |epoch: usize, val_acc: f64| -> EpochRecord {
+        serde_json::from_value(serde_json::json!({
+            "epoch": epoch, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
+            "val_acc": val_acc, "val_top5": 1.0, "img_per_s": 1.0, "seconds": 1.0,
+        }))
+        .unwrap()
+    };
+    // Epoch 1 from an older version (an unknown field), epoch 2 written before a crash that
+    // came ahead of its checkpoint, and a torn line.
+    std::fs::write(
+        &path,
+        "{\"epoch\":1,\"old_field\":3,\"val_acc\":0.1}\n{\"epoch\":2,\"val_acc\":0.2}\n{\"epoch\":3,\"va",
+    )
+    .unwrap();
+    append_jsonl(&path, &record(2, 0.9)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("old_field"));
+    let last: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(
+        (last["epoch"].as_u64(), last["val_acc"].as_f64()),
+        (Some(2), Some(0.9))
+    );
+}
