@@ -12,8 +12,9 @@ use super::losses::ce::soft_cross_entropy;
 use crate::config::RunConfig;
 use crate::models::{Network, summarize};
 use crate::train::checkpoint::Checkpoint;
+use crate::train::checkpoint::write_atomic;
 use crate::train::optim::{OptimConfig, OptimName, ScheduleConfig};
-use crate::train::run::{CONFIG_FILE, Run};
+use crate::train::run::{BEST, CONFIG_FILE, Run};
 use crate::train::trainer::{StepLoss, Task, fit, start_or_resume};
 
 /// The extractors (with their aux heads) on the teacher's distilled taps.
@@ -131,26 +132,31 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
         _ => anyhow::bail!("adapt needs a distillation config with [teacher] and [distill] tables"),
     };
     let teacher = Checkpoint::load(&teacher_cfg.checkpoint).context("teacher.checkpoint")?;
-    let dir = run_dir(&teacher_cfg.checkpoint);
-    let mut run_cfg = match &teacher.meta.run {
-        Some(state) => state.config.clone(),
-        // An imported teacher has no run: it adapts on the distillation's data, read with the
-        // teacher's normalisation.
-        None => {
-            let mut c = cfg.clone();
-            c.model = teacher.meta.model.clone();
-            c.data.mean = Some(teacher.meta.mean.clone());
-            c.data.std = Some(teacher.meta.std.clone());
-            c
-        }
-    };
+    // Written where distillation reads it: teacher.extractors (default adapt/best.ckpt
+    // beside the teacher).
+    let target = teacher_cfg.extractors_path();
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    // The distillation's own data (with its --set overrides), read as distillation reads it:
+    // with the teacher's normalisation unless the config gives one.
+    let mut run_cfg = cfg.clone();
+    run_cfg.model = teacher.meta.model.clone();
+    run_cfg.data.mean = cfg
+        .data
+        .mean
+        .clone()
+        .or_else(|| Some(teacher.meta.mean.clone()));
+    run_cfg.data.std = cfg
+        .data
+        .std
+        .clone()
+        .or_else(|| Some(teacher.meta.std.clone()));
     run_cfg.teacher = None;
     run_cfg.distill = Some(distill.clone());
     run_cfg.train.out_dir = dir.clone();
-    run_cfg.data.limit_train = cfg.data.limit_train;
     run_cfg.train.epochs = distill.adapt_epochs;
-    run_cfg.train.device = cfg.train.device.clone();
-    run_cfg.train.batch_size = cfg.train.batch_size;
     run_cfg.optim = OptimConfig {
         name: OptimName::Adamw,
         lr: distill.adapt_lr,
@@ -176,5 +182,11 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
         taps: distill.taps,
     };
     fit(&run, &mut task, head, optim, start)?;
+    let best = dir.join(BEST);
+    if target != best {
+        let bytes =
+            std::fs::read(&best).with_context(|| format!("{}: cannot read", best.display()))?;
+        write_atomic(&target, &bytes)?;
+    }
     Ok(dir)
 }

@@ -529,3 +529,31 @@ fn resume_restores_the_dynamic_temperature_from_the_checkpoint() {
     assert_eq!(m.len(), 1);
     assert_eq!((m[0].epoch, m[0].extra["temperature"]), (2, 4.0));
 }
+
+#[test]
+fn adapt_reads_the_distillation_data_and_writes_where_teacher_extractors_says() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    let custom = d.path().join("elsewhere/extractors.ckpt");
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\nextractors = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, temporal = 0.1 }}\nend_to_end = true\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        teacher_dir.join("best.ckpt").display(),
+        custom.display()
+    );
+    let cfg = crate::common::toml_config(&data, &d.path().join("student"), &distill)
+        .replace("epochs = 3", "epochs = 1");
+    let path = d.path().join("a.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let o = lstmkd(&[
+        "adapt",
+        "--config",
+        path.to_str().unwrap(),
+        "--set",
+        "data.root=/no/such/data",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("/no/such/data"), "{e}");
+    ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
+    assert!(custom.is_file() && !teacher_dir.join("adapt").exists());
+    ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+}
