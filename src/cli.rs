@@ -101,6 +101,10 @@ pub enum Command {
         config: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Skip decoding every image of every split first (by default all bad files are
+        /// listed and the command fails).
+        #[arg(long)]
+        quick: bool,
     },
     /// Measure speed on synthetic images: the student's training step, the full LSTM-KD step,
     /// inference of the deployed student (batch 1 and --batch), a breakdown of both steps with
@@ -237,8 +241,31 @@ fn info(
     Ok(())
 }
 
-fn data(config: &std::path::Path, overrides: &[String]) -> Result<()> {
-    let run = Run::open(RunConfig::load(config, overrides)?)?;
+fn data(config: &std::path::Path, overrides: &[String], quick: bool) -> Result<()> {
+    let cfg = RunConfig::load(config, overrides)?;
+    if !quick {
+        // Before anything else reads the images (normalisation statistics stop at the first
+        // bad one), so that every bad file is listed at once.
+        let dataset = cfg.data.open()?;
+        let mut bad = Vec::new();
+        for (split, source) in [("train", &dataset.train), ("test", &dataset.test)] {
+            let failed = crate::data::verify(source.as_ref(), split);
+            println!(
+                "checked     {split}: {} images decoded, {} bad",
+                source.len(),
+                failed.len()
+            );
+            bad.extend(failed);
+        }
+        if !bad.is_empty() {
+            let mut msg = format!("{}: {} bad files", cfg.data.root.display(), bad.len());
+            for e in &bad {
+                msg.push_str(&format!("\n  {e:#}"));
+            }
+            bail!(msg);
+        }
+    }
+    let run = Run::open(cfg)?;
     let [c, h, w] = run.dataset.shape();
     println!(
         "dataset     {:?} at {}",
@@ -439,7 +466,11 @@ pub fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Data { config, overrides } => data(&config, &overrides),
+        Command::Data {
+            config,
+            overrides,
+            quick,
+        } => data(&config, &overrides, quick),
         Command::Bench(args) if args.checkpoint.is_some() => {
             let path = args.checkpoint.clone().expect("matched");
             let rows = crate::bench::checkpoint_inference(&args, &path)?;

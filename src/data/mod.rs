@@ -289,6 +289,43 @@ pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<
     Ok((mean, std))
 }
 
+/// Reads every image of `source` (in parallel, with a progress bar on a terminal) and returns
+/// the errors of those that cannot be read, in index order.
+pub fn verify(source: &dyn Source, what: &str) -> Vec<anyhow::Error> {
+    use rayon::prelude::*;
+    use std::io::IsTerminal;
+    let n = source.len();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(n as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("checking {what}"));
+        bar
+    });
+    let chw: usize = source.shape().iter().product();
+    let errors: Vec<anyhow::Error> = (0..n)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; chw],
+            |buf, i| {
+                let r = source.read(i, buf);
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+                r.err()
+            },
+        )
+        .flatten()
+        .collect();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    errors
+}
+
 /// Class names from a text file, one per line (blank lines skipped); there must be `classes`.
 pub fn read_class_names(path: &std::path::Path, classes: usize) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)

@@ -387,3 +387,24 @@ fn metrics_are_rewritten_whole_and_a_resumed_epoch_replaces_its_stale_record() {
         (Some(2), Some(0.9))
     );
 }
+
+#[test]
+fn data_decodes_every_file_and_lists_all_bad_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, out) = (d.path().join("data"), d.path().join("run"));
+    let cfg = d.path().join("cfg.toml");
+    std::fs::write(&cfg, image_folder_run(&data, &out)).unwrap();
+    let o = ok(lstmkd(&["data", "--config", cfg.to_str().unwrap()]));
+    assert!(o.contains("train: 16 images decoded, 0 bad"), "{o}");
+    for bad in ["train/a/3.png", "train/b/5.png", "val/a/1.png"] {
+        std::fs::write(data.join(bad), b"not an image").unwrap();
+    }
+    let o = lstmkd(&["data", "--config", cfg.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("3 bad files"), "{e}");
+    for bad in ["a/3.png", "b/5.png", "val/a/1.png"] {
+        assert!(e.contains(bad), "{bad}: {e}");
+    }
+    assert!(!out.exists(), "nothing written");
+}
