@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod data_readers;
 mod distill;
+mod fuzz;
 mod interop;
 mod loader;
 mod losses;
