@@ -356,6 +356,7 @@ fn write_teacher(
         epoch: 0,
         best_val_acc: 0.0,
         val_acc: 0.0,
+        partial: None,
     };
     let classes = (0..args.classes).map(|k| k.to_string()).collect();
     let meta = Meta::of_run(state, args.input, classes);

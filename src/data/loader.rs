@@ -122,15 +122,21 @@ impl Loader {
     /// The batches of `epoch`, prepared ahead on a background thread. Every way the thread
     /// can stop early (a read error, a panic) reaches the caller as an error.
     pub fn epoch(&self, epoch: usize) -> Result<Epoch> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first` on (a resumed epoch), the same as those
+    /// of the whole epoch.
+    pub fn epoch_from(&self, epoch: usize, first: usize) -> Result<Epoch> {
         if self.split.is_empty() {
             bail!("cannot iterate over an empty split");
         }
         let (tx, rx) = sync_channel(self.prefetch);
         let this = self.clone();
-        let expected = self.num_batches();
+        let expected = self.num_batches().saturating_sub(first);
         std::thread::spawn(move || {
             let order = this.order(epoch);
-            for b in 0..this.num_batches() {
+            for b in first..this.num_batches() {
                 let batch =
                     std::panic::catch_unwind(AssertUnwindSafe(|| this.batch(&order, epoch, b)))
                         .unwrap_or_else(|panic| {

@@ -54,8 +54,26 @@ pub struct RunState {
     pub config: RunConfig,
     /// Epochs completed when the checkpoint was taken.
     pub epoch: usize,
+    /// -1 before any validation.
     pub best_val_acc: f64,
+    /// The last finished epoch's validation accuracy (0 before the first).
     pub val_acc: f64,
+    /// An interrupted epoch: the steps of epoch `epoch` (0-based) already taken and what the
+    /// epoch's record had summed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialEpoch>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartialEpoch {
+    pub steps: usize,
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub seen: usize,
+    pub parts: std::collections::BTreeMap<String, f64>,
+    pub lr: f64,
+    pub seconds: f64,
 }
 
 /// The version 1 header: the run itself.
@@ -108,6 +126,7 @@ impl Meta {
             epoch: v1.epoch,
             best_val_acc: v1.best_val_acc,
             val_acc: v1.val_acc,
+            partial: None,
         };
         Self::of_run(run, v1.input, v1.classes)
     }
@@ -199,8 +218,11 @@ impl Checkpoint {
         model: &M,
         optim: Option<&burn::optim::ModuleOptimizer>,
     ) -> Result<Self> {
+        // valid() folds the batch norms' pending running-statistics updates in (burn keeps the
+        // last update of a training step aside until then); a mid-epoch checkpoint would
+        // otherwise hold statistics one step old.
         let model = model
-            .clone()
+            .valid()
             .into_record()
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("cannot serialise the model: {e}"))?

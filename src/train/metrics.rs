@@ -116,42 +116,40 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<EpochRecord>> {
         .collect()
 }
 
-/// Keeps only the records of epochs before `epoch` (1-based), for a resumed run.
-pub fn truncate_jsonl(path: &Path, before_epoch: usize) -> Result<()> {
-    let kept: Vec<EpochRecord> = read_jsonl(path)?
-        .into_iter()
-        .filter(|r| r.epoch < before_epoch)
-        .collect();
+/// The lines of `path` holding records of epochs before `before_epoch`, kept as written (read
+/// as plain JSON, so records of older versions stay); a torn line (an append interrupted
+/// before appends were atomic) is not JSON and goes.
+fn kept_lines(path: &Path, before_epoch: usize) -> Result<String> {
     let mut text = String::new();
-    for r in &kept {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
+    if !path.exists() {
+        return Ok(text);
     }
+    let old = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    for line in old.lines().filter(|l| !l.trim().is_empty()) {
+        let keep = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
+            .is_some_and(|e| (e as usize) < before_epoch);
+        if keep {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
+/// Drops the records of epoch `before_epoch` and later (a resumed run writes them again).
+pub fn truncate_jsonl(path: &Path, before_epoch: usize) -> Result<()> {
+    let text = kept_lines(path, before_epoch)?;
     super::checkpoint::write_atomic(path, text.as_bytes())
 }
 
 /// Adds `record` to the run's metrics, rewriting the file atomically so that a crash leaves
-/// whole lines only; records of this epoch or later (left by an interrupted run that is now
-/// resumed) are replaced.
+/// whole lines only; a stale record of the same epoch is replaced.
 pub fn append_jsonl(path: &Path, record: &EpochRecord) -> Result<()> {
-    let mut text = String::new();
-    if path.exists() {
-        let old = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        for line in old.lines().filter(|l| !l.trim().is_empty()) {
-            // Read as plain JSON so records of older versions are kept; a torn line (an
-            // append interrupted before this was atomic) is not JSON and goes.
-            let keep = serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
-                .is_some_and(|e| (e as usize) < record.epoch);
-            if keep {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-    }
+    let mut text = kept_lines(path, record.epoch)?;
     text.push_str(&serde_json::to_string(record)?);
     text.push('\n');
-    crate::train::checkpoint::write_atomic(path, text.as_bytes())
+    super::checkpoint::write_atomic(path, text.as_bytes())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 
-use super::checkpoint::{Meta, RunState, write_atomic};
+use super::checkpoint::{Meta, PartialEpoch, RunState, write_atomic};
 use crate::config::RunConfig;
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
@@ -140,12 +140,19 @@ impl Run {
         }
     }
 
-    pub fn meta(&self, epoch: usize, val_acc: f64, best_val_acc: f64) -> Meta {
+    pub fn meta(
+        &self,
+        epoch: usize,
+        val_acc: f64,
+        best_val_acc: f64,
+        partial: Option<PartialEpoch>,
+    ) -> Meta {
         let state = RunState {
             config: self.cfg.clone(),
             epoch,
             val_acc,
             best_val_acc,
+            partial,
         };
         Meta::of_run(state, self.dataset.shape(), self.dataset.classes.clone())
     }

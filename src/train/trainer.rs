@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, PartialEpoch};
 use super::metrics::{EpochRecord, Tally, append_jsonl, truncate_jsonl};
 use super::progress::Progress;
 use super::run::{BEST, LAST, METRICS_FILE, Run};
@@ -89,6 +89,8 @@ pub struct Start {
     pub best_val_acc: f64,
     /// Validation accuracy of the last finished epoch (None at epoch 0).
     pub val_acc: Option<f64>,
+    /// Where an interrupted epoch stopped.
+    pub partial: Option<PartialEpoch>,
 }
 
 /// A fresh start, or the run's last checkpoint loaded into `model` and `optim`.
@@ -100,8 +102,9 @@ pub fn start_or_resume<M: Module>(
     if !run.resume {
         let start = Start {
             epoch: 0,
-            best_val_acc: f64::NEG_INFINITY,
+            best_val_acc: -1.0,
             val_acc: None,
+            partial: None,
         };
         return Ok((model, optim, start));
     }
@@ -110,7 +113,8 @@ pub fn start_or_resume<M: Module>(
     let start = Start {
         epoch: state.epoch,
         best_val_acc: state.best_val_acc,
-        val_acc: Some(state.val_acc),
+        val_acc: (state.epoch > 0).then_some(state.val_acc),
+        partial: state.partial.clone(),
     };
     Ok((ckpt.apply(model)?, ckpt.optimizer(optim)?, start))
 }
@@ -187,16 +191,26 @@ pub fn fit<T: Task>(
     let metrics_path = run.dir.join(METRICS_FILE);
     truncate_jsonl(&metrics_path, start.epoch + 1)?;
     let mut best = start.best_val_acc;
+    let mut last_val = start.val_acc.unwrap_or(0.0);
     let num_classes = run.dataset.num_classes();
+    super::interrupt::install()?;
+    let mut resumed = start.partial;
 
     for epoch in start.epoch..epochs {
         let t0 = Instant::now();
         let progress = Progress::epoch(epoch + 1, epochs, steps);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0.0f64, 0usize);
-        let mut part_sums: BTreeMap<String, f64> = BTreeMap::new();
-        let mut lr = 0.0;
-        for (step, batch) in run.train.epoch(epoch)?.into_iter().enumerate() {
+        let sofar = resumed.take().unwrap_or_default();
+        let (mut loss_sum, mut correct, mut seen) = (sofar.loss_sum, sofar.correct, sofar.seen);
+        let mut part_sums: BTreeMap<String, f64> = sofar.parts;
+        let mut lr = sofar.lr;
+        let first = sofar.steps;
+        for (i, batch) in run.train.epoch_from(epoch, first)?.enumerate() {
+            let step = first + i;
             let batch = batch.context("loading a training batch")?;
+            // The model's own randomness (dropout) follows (seed, epoch, step), so an epoch
+            // resumed mid-way draws what the uninterrupted one drew.
+            run.train_device
+                .seed(step_seed(cfg.train.seed, epoch, step));
             lr = cfg.schedule.lr(
                 cfg.optim.lr,
                 epoch as f64 + step as f64 / steps as f64,
@@ -225,7 +239,37 @@ pub fn fit<T: Task>(
             for (name, v) in host.parts {
                 *part_sums.entry(name).or_default() += v as f64 * b as f64;
             }
-            let elapsed = t0.elapsed().as_secs_f64();
+            if let Some(signal) = super::interrupt::after_step() {
+                let partial = PartialEpoch {
+                    steps: step + 1,
+                    loss_sum,
+                    correct,
+                    seen,
+                    parts: part_sums,
+                    lr,
+                    seconds: sofar.seconds + t0.elapsed().as_secs_f64(),
+                };
+                let path = run.dir.join(LAST);
+                Checkpoint::new(
+                    run.meta(epoch, last_val, best, Some(partial)),
+                    &model,
+                    Some(&optim),
+                )?
+                .save(&path)?;
+                progress.finish(format!(
+                    "epoch {}/{epochs} interrupted after step {}/{steps}",
+                    epoch + 1,
+                    step + 1
+                ));
+                return Err(super::interrupt::Interrupted {
+                    signal,
+                    checkpoint: path,
+                    epoch,
+                    step: step + 1,
+                }
+                .into());
+            }
+            let elapsed = sofar.seconds + t0.elapsed().as_secs_f64();
             progress.step(|| {
                 format!(
                     "loss {:.4} acc {:.2}% {:.0} img/s",
@@ -235,7 +279,7 @@ pub fn fit<T: Task>(
                 )
             });
         }
-        let train_seconds = t0.elapsed().as_secs_f64();
+        let train_seconds = sofar.seconds + t0.elapsed().as_secs_f64();
         let val = evaluate(task, &model, &run.val, &run.device, num_classes)?;
         let val_seconds = t0.elapsed().as_secs_f64() - train_seconds;
         let extra = task.end_epoch(epoch, val.top1());
@@ -249,7 +293,7 @@ pub fn fit<T: Task>(
             val_top5: val.top5(),
             img_per_s: seen as f64 / train_seconds,
             val_seconds,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds: sofar.seconds + t0.elapsed().as_secs_f64(),
             losses: part_sums
                 .into_iter()
                 .map(|(k, v)| (k, v / seen as f64))
@@ -258,8 +302,9 @@ pub fn fit<T: Task>(
         };
         let improved = record.val_acc > best;
         best = best.max(record.val_acc);
+        last_val = record.val_acc;
         let ckpt = Checkpoint::new(
-            run.meta(epoch + 1, record.val_acc, best),
+            run.meta(epoch + 1, record.val_acc, best, None),
             &model,
             Some(&optim),
         )?;
@@ -275,6 +320,14 @@ pub fn fit<T: Task>(
         progress.finish(epoch_line(&record, epochs, improved));
     }
     Ok(model)
+}
+
+/// SplitMix64 of (seed, epoch, step).
+fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
+    let mut z = seed ^ ((epoch as u64) << 32 | step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn epoch_line(r: &EpochRecord, epochs: usize, improved: bool) -> String {

@@ -557,3 +557,50 @@ fn adapt_reads_the_distillation_data_and_writes_where_teacher_extractors_says() 
     assert!(custom.is_file() && !teacher_dir.join("adapt").exists());
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
 }
+
+#[test]
+fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    // The temperature moves from 1 to 4 after the first epoch; the run stops in the second.
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0 }}\ntmix = 0.5\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = |out: &str| {
+        crate::common::toml_config(&data, &d.path().join(out), &distill)
+            .replace("epochs = 3", "epochs = 2")
+    };
+    std::fs::write(d.path().join("a.toml"), cfg("straight")).unwrap();
+    std::fs::write(d.path().join("b.toml"), cfg("parts")).unwrap();
+    ok(lstmkd(&[
+        "distill",
+        "--config",
+        d.path().join("a.toml").to_str().unwrap(),
+    ]));
+    let o = crate::training::interrupted_after(
+        5,
+        &[
+            "distill",
+            "--config",
+            d.path().join("b.toml").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(lstmkd(&[
+        "distill",
+        "--resume",
+        d.path().join("parts").to_str().unwrap(),
+    ]));
+    let m = lstmkd::train::metrics::read_jsonl(&d.path().join("parts/metrics.jsonl")).unwrap();
+    assert_eq!(m[1].extra["temperature"], 4.0);
+    assert_eq!(
+        crate::training::weights(&d.path().join("straight/deployed.ckpt")),
+        crate::training::weights(&d.path().join("parts/deployed.ckpt"))
+    );
+}

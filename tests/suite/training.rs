@@ -9,7 +9,7 @@ use tempfile::tempdir;
 
 use crate::common::{lstmkd, ok, toml_config, write_idx_dataset};
 
-fn weights(path: &Path) -> Vec<f32> {
+pub fn weights(path: &Path) -> Vec<f32> {
     let ckpt = Checkpoint::load(path).unwrap();
     let net = ckpt.network(&burn::tensor::Device::flex()).unwrap();
     let mut out = Vec::new();
@@ -407,4 +407,120 @@ fn data_decodes_every_file_and_lists_all_bad_ones() {
         assert!(e.contains(bad), "{bad}: {e}");
     }
     assert!(!out.exists(), "nothing written");
+}
+
+/// Runs `lstmkd` with `LSTMKD_INTERRUPT_AFTER_STEPS` (a SIGINT after that many steps).
+pub fn interrupted_after(steps: usize, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+        .args(args)
+        .env("LSTMKD_INTERRUPT_AFTER_STEPS", steps.to_string())
+        .output()
+        .unwrap()
+}
+
+/// Trains `model` for 2 epochs straight and again stopped after 7 steps (epoch 2 of 5-step
+/// epochs) and resumed; the two final networks must be equal weight for weight.
+fn stopped_mid_epoch_resumes_exactly(model: &str) {
+    let d = tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 96, 16, 8, false);
+    let (straight, parts) = (d.path().join("straight"), d.path().join("parts"));
+    let cfg = |out: &Path| {
+        toml_config(&data, out, "")
+            .replace("epochs = 3", "epochs = 2")
+            .replace("name = \"resnet8\"", &format!("name = \"{model}\""))
+    };
+    std::fs::write(d.path().join("a.toml"), cfg(&straight)).unwrap();
+    std::fs::write(d.path().join("b.toml"), cfg(&parts)).unwrap();
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("a.toml").to_str().unwrap(),
+    ]));
+    let o = interrupted_after(
+        7,
+        &[
+            "train",
+            "--config",
+            d.path().join("b.toml").to_str().unwrap(),
+        ],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{e}");
+    assert!(
+        e.contains(&format!("--resume {}", parts.display())) && e.contains("epoch 2, step 2"),
+        "{e}"
+    );
+    let mid = Checkpoint::load(&parts.join("last.ckpt")).unwrap();
+    let state = mid.meta.run.unwrap();
+    assert_eq!((state.epoch, state.partial.unwrap().steps), (1, 2));
+    let o = ok(lstmkd(&["train", "--resume", parts.to_str().unwrap()]));
+    assert!(o.contains("epoch 2/2") && !o.contains("epoch 1/2"), "{o}");
+    assert_eq!(
+        weights(&straight.join("last.ckpt")),
+        weights(&parts.join("last.ckpt")),
+        "{model}"
+    );
+    let m = read_jsonl(&parts.join("metrics.jsonl")).unwrap();
+    assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2]);
+    let straight_m = read_jsonl(&straight.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        m[1].train_loss, straight_m[1].train_loss,
+        "the epoch's sums carry over"
+    );
+}
+
+#[test]
+fn a_run_stopped_mid_epoch_resumes_weight_for_weight() {
+    stopped_mid_epoch_resumes_exactly("resnet8");
+}
+
+#[test]
+fn mobilenetv2_dropout_follows_the_step_across_a_resume() {
+    stopped_mid_epoch_resumes_exactly("mobilenetv2_cifar");
+}
+
+#[test]
+fn sigterm_saves_the_step_it_reached() {
+    let d = tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 96, 16, 8, false);
+    let out = d.path().join("run");
+    let cfg = d.path().join("long.toml");
+    std::fs::write(
+        &cfg,
+        toml_config(&data, &out, "").replace("epochs = 3", "epochs = 400"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once an epoch has been saved, training (and its signal handler) is under way.
+    let t0 = std::time::Instant::now();
+    while !out.join("last.ckpt").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{e}");
+    assert!(e.contains("interrupted (signal 15)"), "{e}");
+    let state = Checkpoint::load(&out.join("last.ckpt"))
+        .unwrap()
+        .meta
+        .run
+        .unwrap();
+    assert!(
+        state.epoch >= 1 && state.partial.is_some(),
+        "{e} {} {:?}",
+        state.epoch,
+        state.partial
+    );
 }
