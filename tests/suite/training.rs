@@ -524,3 +524,34 @@ fn sigterm_saves_the_step_it_reached() {
         state.partial
     );
 }
+
+#[test]
+fn resume_on_a_corrupt_last_checkpoint_fails_naming_it() {
+    let d = tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 48, 8, 8, false);
+    let out = d.path().join("run");
+    let cfg = d.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        toml_config(&data, &out, "").replace("epochs = 3", "epochs = 1"),
+    )
+    .unwrap();
+    ok(lstmkd(&["train", "--config", cfg.to_str().unwrap()]));
+    let last = out.join("last.ckpt");
+    let mut bytes = std::fs::read(&last).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&last, &bytes).unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--resume",
+        out.to_str().unwrap(),
+        "--set",
+        "train.epochs=2",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("last.ckpt") && e.contains("checksum"), "{e}");
+    assert_eq!(std::fs::read(&last).unwrap(), bytes, "left as it was");
+}
