@@ -21,7 +21,7 @@ struct Flags {
 static FLAGS: OnceLock<Flags> = OnceLock::new();
 
 /// Installs the handlers (once per process).
-pub fn install() -> Result<&'static ()> {
+pub fn install() -> Result<()> {
     if FLAGS.get().is_none() {
         let requested = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
@@ -41,7 +41,7 @@ pub fn install() -> Result<&'static ()> {
             steps: AtomicUsize::new(0),
         });
     }
-    Ok(&())
+    Ok(())
 }
 
 /// Called after every training step: the signal to stop for, if one was asked for.
