@@ -63,6 +63,20 @@ fn meta(name: &str, input: [usize; 3], classes: usize) -> Meta {
     }
 }
 
+/// `lstmkd export` of `ckpt` as `format` to `out`, which must succeed.
+fn export(ckpt: &Path, format: &str, out: &Path) {
+    ok(lstmkd(&[
+        "export",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--format",
+        format,
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+    ]));
+}
+
 fn save(net: &Network, meta: Meta, path: &Path) {
     Checkpoint::new(meta, net, None)
         .unwrap()
@@ -125,16 +139,7 @@ fn onnx_export_runs_in_tract_like_lstmkd_for_every_family() {
         let ckpt = dir.path().join(format!("{name}.ckpt"));
         let onnx = dir.path().join(format!("{name}-{}.onnx", input[1]));
         save(&net, m.clone(), &ckpt);
-        ok(lstmkd(&[
-            "export",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--format",
-            "onnx",
-            "--out",
-            onnx.to_str().unwrap(),
-            "--force",
-        ]));
+        export(&ckpt, "onnx", &onnx);
         let [c, h, w] = input;
         // Three images: the batch dimension is dynamic although the export checked two.
         let images = Tensor::<4>::random(
@@ -177,15 +182,7 @@ fn safetensors_export_has_torchvisions_keys_shapes_and_dtypes() {
         let ckpt = dir.path().join(format!("{name}.ckpt"));
         let out = dir.path().join(format!("{name}.safetensors"));
         save(&net, meta(name, input, 10), &ckpt);
-        ok(lstmkd(&[
-            "export",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--format",
-            "safetensors",
-            "--out",
-            out.to_str().unwrap(),
-        ]));
+        export(&ckpt, "safetensors", &out);
         let bytes = std::fs::read(&out).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let got: BTreeMap<String, (String, String)> = st
@@ -412,15 +409,7 @@ fn safetensors_export_then_import_round_trips_exactly() {
         let back = dir.path().join(format!("{name}-back.ckpt"));
         let m = meta(name, input, 6);
         save(&net, m.clone(), &ckpt);
-        ok(lstmkd(&[
-            "export",
-            "--checkpoint",
-            ckpt.to_str().unwrap(),
-            "--format",
-            "safetensors",
-            "--out",
-            st.to_str().unwrap(),
-        ]));
+        export(&ckpt, "safetensors", &st);
         let input_arg = format!("{}x{}x{}", input[0], input[1], input[2]);
         let mean: Vec<String> = m.mean.iter().map(|v| v.to_string()).collect();
         let std: Vec<String> = m.std.iter().map(|v| v.to_string()).collect();

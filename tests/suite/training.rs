@@ -480,18 +480,22 @@ fn mobilenetv2_dropout_follows_the_step_across_a_resume() {
     stopped_mid_epoch_resumes_exactly("mobilenetv2_cifar");
 }
 
+/// Toy IDX data of `n` training images and a config training on it for `epochs` epochs:
+/// (config path, run directory).
+fn tiny_run(dir: &Path, n: usize, epochs: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data");
+    write_idx_dataset(&data, n, 8, 8, false);
+    let out = dir.join("run");
+    let cfg = dir.join("run.toml");
+    let text = toml_config(&data, &out, "").replace("epochs = 3", &format!("epochs = {epochs}"));
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, out)
+}
+
 #[test]
 fn sigterm_saves_the_step_it_reached() {
     let d = tempdir().unwrap();
-    let data = d.path().join("data");
-    write_idx_dataset(&data, 96, 16, 8, false);
-    let out = d.path().join("run");
-    let cfg = d.path().join("long.toml");
-    std::fs::write(
-        &cfg,
-        toml_config(&data, &out, "").replace("epochs = 3", "epochs = 400"),
-    )
-    .unwrap();
+    let (cfg, out) = tiny_run(d.path(), 96, 400);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
         .args(["train", "--config", cfg.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
@@ -528,15 +532,7 @@ fn sigterm_saves_the_step_it_reached() {
 #[test]
 fn resume_on_a_corrupt_last_checkpoint_fails_naming_it() {
     let d = tempdir().unwrap();
-    let data = d.path().join("data");
-    write_idx_dataset(&data, 48, 8, 8, false);
-    let out = d.path().join("run");
-    let cfg = d.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        toml_config(&data, &out, "").replace("epochs = 3", "epochs = 1"),
-    )
-    .unwrap();
+    let (cfg, out) = tiny_run(d.path(), 48, 1);
     ok(lstmkd(&["train", "--config", cfg.to_str().unwrap()]));
     let last = out.join("last.ckpt");
     let mut bytes = std::fs::read(&last).unwrap();
