@@ -35,7 +35,8 @@ pub enum Command {
         overrides: Vec<String>,
     },
     /// Distil a student from a frozen teacher (config with [teacher] and [distill] tables);
-    /// writes the run like `train` plus `deployed.ckpt`, the student backbone alone.
+    /// writes the run like `train` plus `deployed.ckpt`, the student as deployed (its backbone,
+    /// or with `fused` its backbone and extractors).
     Distill {
         #[arg(long, required_unless_present_any = ["resume", "list_losses"], conflicts_with = "resume")]
         config: Option<PathBuf>,
@@ -47,8 +48,9 @@ pub enum Command {
         #[arg(long)]
         list_losses: bool,
     },
-    /// Fit the teacher's extractors and aux heads on its frozen backbone (teacher adaptation),
-    /// for a distillation config; written to adapt/ beside the teacher checkpoint.
+    /// Fit the teacher's extractors and aux heads on its frozen backbone (teacher adaptation)
+    /// on a distillation config's data; written to teacher.extractors (default: adapt/ beside
+    /// the teacher checkpoint).
     Adapt {
         #[arg(long)]
         config: PathBuf,
@@ -94,8 +96,9 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Inspect a config's dataset (sizes, classes, normalisation) and measure the loader's
-    /// throughput alone (one training epoch of batches, no model).
+    /// Check a config's dataset (decodes every image, lists all bad files), describe it
+    /// (sizes, classes, normalisation) and measure the loader's throughput alone (one training
+    /// epoch of batches, no model).
     Data {
         #[arg(long)]
         config: PathBuf,
@@ -121,7 +124,8 @@ pub enum Command {
     /// Classify images (PNG/JPEG files or folders) with a checkpoint: top classes with their
     /// probabilities, pre-processed as the checkpoint's data were.
     Predict(crate::predict::PredictArgs),
-    /// Describe a zoo model: parameters, forward FLOPs and the shapes of its taps.
+    /// Describe a zoo model or a checkpoint: parameters, forward FLOPs and the shapes of its
+    /// taps (and a checkpoint's header).
     Info {
         #[arg(long, required_unless_present_any = ["list", "checkpoint"], conflicts_with = "checkpoint")]
         model: Option<String>,

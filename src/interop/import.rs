@@ -32,6 +32,7 @@ pub struct ImportArgs {
     /// torchvision families, CIFAR-100's for RepDistiller's).
     #[arg(long, value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
+    /// Per-channel std, comma-separated (defaults as --mean).
     #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
     /// Inference pre-processing: resize the shorter side to this many pixels, then centre-crop
