@@ -83,7 +83,7 @@ def make_model(name, in_channels, classes):
 
 
 class Extractor(nn.Module):
-    """METHOD.md section 2, as lstmkd's distill/extractor.rs."""
+    """docs/METHOD.md section 2, as lstmkd's distill/extractor.rs."""
 
     def __init__(self, channels, classes, window=3, conv_channels=256, hidden=512, layers=2):
         super().__init__()

@@ -1,4 +1,4 @@
-//! The spatio-temporal extractor (METHOD.md section 2): height windows of a tap, a Conv3d over
+//! The spatio-temporal extractor (docs/METHOD.md section 2): height windows of a tap, a Conv3d over
 //! (window, position, width), a mean over window and width, a stacked BiLSTM over window
 //! positions, a mean over time and an auxiliary linear head.
 

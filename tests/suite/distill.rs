@@ -95,7 +95,7 @@ fn row_wise_window_conv_equals_the_conv3d_over_the_stack() {
     }
 }
 
-/// The extractor written out from METHOD.md with the plain Conv3d over the (cropped) stack.
+/// The extractor written out from docs/METHOD.md with the plain Conv3d over the (cropped) stack.
 fn reference_extractor(
     ext: &lstmkd::distill::extractor::Extractor,
     f: Tensor<4>,
