@@ -461,15 +461,43 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let rows = results["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
     for row in rows {
-        assert_eq!(row["seeds"].as_array().unwrap().len(), 2);
-        let acc = row["test_top1_mean"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&acc));
+        let seeds = row["seeds"].as_array().unwrap();
+        assert_eq!(seeds.len(), 2);
+        // Each seed's figure is the test accuracy `lstmkd eval` gives its deployed student
+        // (printed to two decimals), the row's the mean and sample std of the two.
+        let label = row["label"].as_str().unwrap();
+        let kind = if label == "student alone" {
+            "best.ckpt"
+        } else {
+            "deployed.ckpt"
+        };
+        let accs: Vec<f64> = seeds
+            .iter()
+            .map(|s| s["test_top1"].as_f64().unwrap())
+            .collect();
+        for (k, acc) in accs.iter().enumerate() {
+            let ckpt = dir
+                .join(lstmkd::experiment::suites::slug(label))
+                .join(format!("seed{k}"))
+                .join(kind);
+            let report = ok(lstmkd(&["eval", "--checkpoint", ckpt.to_str().unwrap()]));
+            let top1 = format!("top-1       {:.2}%", 100.0 * acc);
+            assert!(
+                report.contains(&top1),
+                "{label} seed {k}: {top1} not in {report}"
+            );
+        }
+        let mean = (accs[0] + accs[1]) / 2.0;
+        let std = (accs[0] - accs[1]).abs() / 2f64.sqrt();
+        assert!((row["test_top1_mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+        assert!((row["test_top1_std"].as_f64().unwrap() - std).abs() < 1e-12);
+        let cell = format!("| {label} | {:.2} +- {:.2} |", 100.0 * mean, 100.0 * std);
+        assert!(md.contains(&cell), "{cell} missing from\n{md}");
     }
     // Deployed students have the plain backbone's parameters, whatever the method.
     assert!(rows.iter().all(|r| r["params"] == rows[0]["params"]));
-    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
-    assert!(md.contains("| LSTM KD |") && md.contains("76.7%"), "{md}");
     for png in ["val_acc.png", "temperature.png"] {
         let bytes = std::fs::read(dir.join(png)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{png}");
