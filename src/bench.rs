@@ -26,6 +26,7 @@ use crate::distill::teacher::Teacher;
 use crate::distill::{DistillConfig, TeacherConfig};
 use crate::models::{ModelConfig, flops};
 use crate::profile::{self, Part};
+use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, Meta, RunState};
 use crate::train::classify::Classify;
 use crate::train::trainer::{Task, optimise};
@@ -163,13 +164,6 @@ fn peak_rss_mib() -> Option<f64> {
 /// that is not possible, and then the process-wide peak would say nothing about the case.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
 }
 
 fn timing(name: &str, batch: usize, step_seconds: &[f64], peak_reset: bool) -> Timing {

@@ -132,6 +132,21 @@ impl RunConfig {
         Ok(())
     }
 
+    /// The `[teacher]` and `[distill]` tables, which distillation and adaptation need.
+    pub fn distillation(
+        &self,
+    ) -> Result<(
+        &crate::distill::TeacherConfig,
+        &crate::distill::DistillConfig,
+    )> {
+        match (&self.teacher, &self.distill) {
+            (Some(t), Some(d)) => Ok((t, d)),
+            _ => bail!(
+                "the config needs [teacher] and [distill] tables (see the README's Distillation section)"
+            ),
+        }
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a RunConfig always serialises")
     }

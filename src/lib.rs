@@ -13,4 +13,5 @@ pub mod interop;
 pub mod models;
 pub mod predict;
 pub mod profile;
+pub mod stats;
 pub mod train;

@@ -175,10 +175,7 @@ pub const DEPLOYED: &str = "deployed.ckpt";
 /// Distils the run's student from its teacher (resuming when asked), then writes the deployed
 /// student (the backbone of the best checkpoint) as `deployed.ckpt`.
 pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
-    let (teacher_cfg, dcfg) = match (&cfg.teacher, &cfg.distill) {
-        (Some(t), Some(d)) => (t.clone(), d.clone()),
-        _ => bail!("distill needs [teacher] and [distill] tables in the config"),
-    };
+    let (teacher_cfg, dcfg) = cfg.distillation().map(|(t, d)| (t.clone(), d.clone()))?;
     let device = crate::device::parse(&cfg.train.device)?;
     let teacher = Teacher::load(
         &teacher_cfg,

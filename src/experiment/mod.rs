@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::config::RunConfig;
+use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, write_atomic};
 use crate::train::metrics::read_jsonl;
 use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run};
@@ -46,18 +47,6 @@ pub struct Results {
     pub config: PathBuf,
     pub target_acc: f64,
     pub rows: Vec<RowResult>,
-}
-
-/// Mean and sample standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
 }
 
 /// The suite's base config table and its `[experiment]` table (budgets, target accuracy).
@@ -163,12 +152,9 @@ pub fn run(o: &Options) -> Result<Results> {
     // Rows share the teacher: fit its extractors once if a row needs them.
     for row in o.suite.rows.iter().filter(|r| r.kind == Kind::Distill) {
         let cfg = row_config(&base, row, &budget, &origin)?;
-        let (Some(t), Some(d)) = (&cfg.teacher, &cfg.distill) else {
-            bail!(
-                "{origin}: row '{}' distils: the suite config needs [teacher] and [distill] tables",
-                row.label
-            );
-        };
+        let (t, d) = cfg
+            .distillation()
+            .with_context(|| format!("{origin}: row '{}' distils", row.label))?;
         if d.needs().extractors && !t.extractors_path().exists() {
             println!(
                 "== adapting the teacher's extractors ({})",
