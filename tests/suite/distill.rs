@@ -646,3 +646,79 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
         crate::training::weights(&d.path().join("parts/deployed.ckpt"))
     );
 }
+
+/// Every float of a module, in visiting order.
+fn floats<M: Module>(m: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0.extend(p.val().into_data().iter::<f32>());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    m.visit(&mut c);
+    c.0
+}
+
+#[test]
+fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    let student_dir = d.path().join("student");
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 1.0, temporal = 0.5, aux_ce = 0.5 }}\nend_to_end = true\nfreeze_student_extractor = true\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let text = crate::common::toml_config(&data, &student_dir, &distill)
+        .replace("epochs = 3", "epochs = 1");
+    let path = d.path().join("lens.toml");
+    std::fs::write(&path, &text).unwrap();
+    ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
+
+    let cfg = lstmkd::config::RunConfig::parse(&text, "lens.toml", &[]).unwrap();
+    let (tcfg, dcfg) = cfg.distillation().unwrap();
+    let device = Device::flex();
+    let teacher =
+        lstmkd::distill::teacher::Teacher::load(tcfg, &dcfg.extractor, dcfg.taps, true, &device)
+            .unwrap();
+    let adapted = floats(&teacher.head.as_ref().unwrap().extractors);
+    let student =
+        lstmkd::distill::student::Student::init(&cfg.model, dcfg, &teacher, &device).unwrap();
+    assert_eq!(
+        floats(&student.head.extractors),
+        adapted,
+        "an exact copy at the start"
+    );
+
+    // Trained (DKD and the temporal loss in the step), then resumed for a second epoch: the
+    // frozen copy never moves, while the backbone and the adapters do.
+    ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+    let load = || {
+        let template =
+            lstmkd::distill::student::Student::init(&cfg.model, dcfg, &teacher, &device).unwrap();
+        lstmkd::train::checkpoint::Checkpoint::load(&student_dir.join("last.ckpt"))
+            .unwrap()
+            .apply(template)
+            .unwrap()
+    };
+    let after_one = load();
+    assert_eq!(floats(&after_one.head.extractors), adapted);
+    assert_ne!(
+        floats(&after_one.head.adapters),
+        floats(&student.head.adapters)
+    );
+    ok(lstmkd(&[
+        "distill",
+        "--resume",
+        student_dir.to_str().unwrap(),
+        "--set",
+        "train.epochs=2",
+    ]));
+    let after_two = load();
+    assert_eq!(
+        floats(&after_two.head.extractors),
+        adapted,
+        "still frozen after resume"
+    );
+    assert_ne!(floats(&after_two.net), floats(&after_one.net));
+}
