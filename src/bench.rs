@@ -41,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "resnet8x4")]
     pub student: String,
     /// Input size as CxHxW.
-    #[arg(long, default_value = "3x32x32", value_parser = crate::cli::parse_input)]
+    #[arg(long, default_value = "3x32x32", value_parser = crate::models::parse_input)]
     pub input: [usize; 3],
     #[arg(long, default_value_t = 100)]
     pub classes: usize,

@@ -147,18 +147,6 @@ pub enum Command {
     },
 }
 
-pub(crate) fn parse_input(s: &str) -> Result<[usize; 3]> {
-    let v: Vec<usize> = s
-        .split('x')
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("--input '{s}': expected CxHxW, e.g. 3x32x32"))?;
-    match v.as_slice() {
-        [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
-        _ => bail!("--input '{s}': expected three positive sizes CxHxW, e.g. 3x32x32"),
-    }
-}
-
 /// The header of a checkpoint, then its network as `info --model` describes one.
 fn checkpoint_info(path: &std::path::Path) -> Result<(ModelConfig, [usize; 3], usize)> {
     let ckpt = crate::train::checkpoint::Checkpoint::load(path)?;
@@ -224,7 +212,7 @@ fn info(
                 width,
                 ..ModelConfig::new(&model.context("give --model NAME or --checkpoint FILE")?)
             };
-            (cfg, parse_input(input)?, classes)
+            (cfg, crate::models::parse_input(input)?, classes)
         }
     };
     let device = burn::tensor::Device::flex();

@@ -109,7 +109,7 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
     };
     let imagenet = is_imagenet_family(name);
     let input = match &args.input {
-        Some(s) => crate::cli::parse_input(s)?,
+        Some(s) => crate::models::parse_input(s)?,
         None => {
             let c = dim(
                 &sd,

@@ -9,7 +9,7 @@ pub mod resnet_cifar;
 pub mod vgg;
 pub mod wrn;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,19 @@ impl ModelConfig {
             "resnet50" => Network::ResNet(resnet::resnet([3, 4, 6, 3], true, c, k, device)),
             other => unreachable!("validated above: {other}"),
         })
+    }
+}
+
+/// An input size written as CxHxW (`--input 3x32x32`).
+pub fn parse_input(s: &str) -> Result<[usize; 3]> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--input '{s}': expected CxHxW, e.g. 3x32x32"))?;
+    match v.as_slice() {
+        [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
+        _ => bail!("--input '{s}': expected three positive sizes CxHxW, e.g. 3x32x32"),
     }
 }
 
