@@ -72,10 +72,23 @@ fn attention_transfer_normalised_and_raw() {
     let want = ((5.0 / ns - 4.0 / nt).powi(2) + (9.0 / ns - 2.0 / nt).powi(2)) / 2.0;
     let got = scalar(at::at_loss(s, t, true));
     assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-    // A student map of another size is resized to the teacher's: a constant map stays constant.
-    let s4 = Tensor::<4>::ones([1, 1, 4, 4], &device);
-    let t2 = Tensor::<4>::ones([1, 3, 2, 2], &device);
-    assert!(scalar(at::at_loss(s4, t2, true)).abs() < 1e-6);
+    // A student map of another size is resized to the teacher's, bilinearly with half-pixel
+    // centres (PyTorch's align_corners=False): 4x4 -> 2x2 samples between the pixels, i.e. the
+    // mean of each 2x2 block. The student's map is 1..16 (row-major), the teacher's zero.
+    let s4 = Tensor::<4>::from_data(
+        TensorData::new(
+            (1..=16).map(|k| (k as f32).sqrt()).collect::<Vec<_>>(),
+            [1, 1, 4, 4],
+        ),
+        &device,
+    );
+    let t2 = Tensor::<4>::zeros([1, 3, 2, 2], &device);
+    // torch 2.9 F.interpolate(arange(1, 17).view(1, 1, 4, 4), (2, 2), mode="bilinear",
+    // align_corners=False) gives these.
+    let blocks = [3.5f64, 5.5, 11.5, 13.5];
+    let want = blocks.iter().map(|v| v * v).sum::<f64>() / 4.0;
+    let got = scalar(at::at_loss(s4, t2, false));
+    assert!((got - want).abs() < 1e-3 * want, "{got} vs {want}");
 }
 
 #[test]

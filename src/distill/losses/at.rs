@@ -1,7 +1,7 @@
 //! Attention transfer (Zagoruyko & Komodakis): A(f) = sum over channels of f^2.
 //! Normalised (default): flatten, L2-normalise per sample, mean squared difference. Raw (the
 //! seed's reading): mean squared difference of the unnormalised maps. A student map of another
-//! size is resized (bilinear) to the teacher's.
+//! size is resized (bilinear, half-pixel centres as PyTorch's default) to the teacher's.
 
 use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
@@ -20,7 +20,11 @@ pub fn at_loss(student: Tensor<4>, teacher: Tensor<4>, normalize: bool) -> Tenso
     if (hs, ws) != (ht, wt) {
         a_s = interpolate(
             a_s.reshape([b, 1, hs, ws]),
-            InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([ht, wt]),
+            // Half-pixel centres, PyTorch's default: burn's default (corner-aligned) would
+            // shrink a map by sampling its corner pixels only.
+            InterpolateOptions::new(InterpolateMode::Bilinear)
+                .with_align_corners(false)
+                .with_output_size([ht, wt]),
         )
         .reshape([b, ht, wt]);
     }
