@@ -95,7 +95,57 @@ fn row_wise_window_conv_equals_the_conv3d_over_the_stack() {
     }
 }
 
-/// The extractor written out from docs/METHOD.md with the plain Conv3d over the (cropped) stack.
+/// x W + b with burn's [in, out] weight layout.
+fn affine(l: &burn::nn::Linear, x: Tensor<2>) -> Tensor<2> {
+    let y = x.matmul(l.weight.val());
+    match &l.bias {
+        Some(b) => y + b.val().unsqueeze_dim(0),
+        None => y,
+    }
+}
+
+/// One direction of an LSTM, its equations written out (i, f, o sigmoid gates, tanh candidate,
+/// c = f c + i g, h = o tanh(c), zero initial state): the outputs [B, N, H] at their positions
+/// and the final (h, c).
+fn lstm_direction(
+    l: &burn::nn::Lstm,
+    x: &Tensor<3>,
+    reverse: bool,
+) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+    use burn::tensor::activation::{sigmoid, tanh};
+    let [b, n, d_in] = x.dims();
+    let device = x.device();
+    let mut h = Tensor::<2>::zeros([b, l.d_hidden], &device);
+    let mut c = Tensor::<2>::zeros([b, l.d_hidden], &device);
+    let mut outs: Vec<Option<Tensor<2>>> = vec![None; n];
+    let order: Vec<usize> = if reverse {
+        (0..n).rev().collect()
+    } else {
+        (0..n).collect()
+    };
+    for t in order {
+        let xt = x
+            .clone()
+            .slice([0..b, t..t + 1, 0..d_in])
+            .reshape([b, d_in]);
+        let gate = |g: &burn::nn::GateController, h: &Tensor<2>| {
+            affine(&g.input_transform, xt.clone()) + affine(&g.hidden_transform, h.clone())
+        };
+        let i = sigmoid(gate(&l.input_gate, &h));
+        let f = sigmoid(gate(l.forget_gate.as_ref().unwrap(), &h));
+        let o = sigmoid(gate(&l.output_gate, &h));
+        let g = tanh(gate(&l.cell_gate, &h));
+        c = f * c + i * g;
+        h = o * tanh(c.clone());
+        outs[t] = Some(h.clone());
+    }
+    let outs: Vec<Tensor<2>> = outs.into_iter().map(|o| o.unwrap()).collect();
+    (Tensor::stack(outs, 1), h, c)
+}
+
+/// The extractor written out from docs/METHOD.md: the plain Conv3d over the (cropped) window
+/// stack, the means, the bidirectional LSTM layers from their equations, the mean over time
+/// and the head as a product.
 fn reference_extractor(
     ext: &lstmkd::distill::extractor::Extractor,
     f: Tensor<4>,
@@ -112,14 +162,15 @@ fn reference_extractor(
     let mut x = y.mean_dim(4).mean_dim(2).reshape([b, d, n]).swap_dims(1, 2);
     let (mut hs, mut cs) = (Vec::new(), Vec::new());
     for layer in &ext.lstm {
-        let (out, state) = layer.forward(x, None);
-        hs.push(state.hidden);
-        cs.push(state.cell);
-        x = out;
+        let (out_f, h_f, c_f) = lstm_direction(&layer.forward, &x, false);
+        let (out_r, h_r, c_r) = lstm_direction(&layer.reverse, &x, true);
+        hs.push(Tensor::stack(vec![h_f, h_r], 0));
+        cs.push(Tensor::stack(vec![c_f, c_r], 0));
+        x = Tensor::cat(vec![out_f, out_r], 2);
     }
     let [_, _, o] = x.dims();
     let z = x.mean_dim(1).reshape([b, o]);
-    (ext.head.forward(z), Tensor::cat(hs, 0), Tensor::cat(cs, 0))
+    (affine(&ext.head, z), Tensor::cat(hs, 0), Tensor::cat(cs, 0))
 }
 
 #[test]
