@@ -773,3 +773,34 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     );
     assert_ne!(floats(&after_two.net), floats(&after_one.net));
 }
+
+#[test]
+fn default_phases_switch_at_a_fifth_and_half_of_a_real_run() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 48, 16);
+    let student = d.path().join("phased");
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, temporal = 0.1, aux_ce = 0.5, fitnet = 1.0 }}\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg =
+        crate::common::toml_config(&data, &student, &distill).replace("epochs = 3", "epochs = 5");
+    let path = d.path().join("phased.toml");
+    std::fs::write(&path, cfg).unwrap();
+    ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
+    ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+    let m = lstmkd::train::metrics::read_jsonl(&student.join("metrics.jsonl")).unwrap();
+    let losses: Vec<Vec<&str>> = m
+        .iter()
+        .map(|r| r.losses.keys().map(|k| k.as_str()).collect())
+        .collect();
+    // 5 epochs: phase 1 until 0.2 x 5 = 1 epoch, phase 2 until 2.5, then everything.
+    let phase2 = vec!["at", "aux_ce", "temporal"];
+    let all = vec!["at", "aux_ce", "ce", "fitnet", "kd", "temporal"];
+    assert_eq!(
+        losses,
+        vec![vec!["at"], phase2.clone(), phase2, all.clone(), all]
+    );
+    let phases: Vec<f64> = m.iter().map(|r| r.extra["phase"]).collect();
+    assert_eq!(phases, [1.0, 2.0, 2.0, 3.0, 3.0]);
+}
