@@ -646,8 +646,14 @@ fn adapt_reads_the_distillation_data_and_writes_where_teacher_extractors_says() 
     ]);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("/no/such/data"), "{e}");
+    let teacher_before = std::fs::read(teacher_dir.join("best.ckpt")).unwrap();
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
     assert!(custom.is_file() && !teacher_dir.join("adapt").exists());
+    // Adaptation trains the extractors only: the teacher's checkpoint is the file it was.
+    assert_eq!(
+        std::fs::read(teacher_dir.join("best.ckpt")).unwrap(),
+        teacher_before
+    );
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
 }
 

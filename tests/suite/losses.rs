@@ -197,3 +197,48 @@ fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
         "{got} {want} {with_hard}"
     );
 }
+
+#[test]
+fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
+    use burn::module::Module;
+    use lstmkd::distill::losses::fitnet::{Regressor, hint_loss};
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let reg = Regressor::new(2, 3, &device);
+    // A 4x4 student tap and a 2x2 teacher tap: the student is resized by 2x2 block means
+    // (bilinear with half-pixel centres at scale 1/2), then projected to 3 channels.
+    let x = Tensor::<4>::from_data(
+        TensorData::new((0..32).map(|v| v as f32).collect::<Vec<_>>(), [1, 2, 4, 4]),
+        &device,
+    );
+    let means: Vec<f32> = (0..2)
+        .flat_map(|c| {
+            [(0, 0), (0, 2), (2, 0), (2, 2)].map(|(y, x)| {
+                let at = |dy: usize, dx: usize| (c * 16 + (y + dy) * 4 + x + dx) as f32;
+                (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4.0
+            })
+        })
+        .collect();
+    let pooled = Tensor::<4>::from_data(TensorData::new(means, [1, 2, 2, 2]), &device);
+    let valid = reg.valid();
+    let got: Vec<f32> = valid
+        .forward(x.clone().without_autodiff(), [2, 2])
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let want: Vec<f32> = valid
+        .proj
+        .forward(pooled.without_autodiff())
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(got.len(), 12);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");
+    }
+    // The hint loss trains the regressor: its projection gets a gradient.
+    let teacher = Tensor::<4>::ones([1, 3, 2, 2], &device);
+    let grads = hint_loss(reg.forward(x, [2, 2]), teacher).backward();
+    let g = reg.proj.conv.weight.val().grad(&grads).expect("a gradient");
+    assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+}

@@ -27,7 +27,10 @@ impl Regressor {
         let student = if [h, w] != size {
             interpolate(
                 student,
-                InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size(size),
+                // Half-pixel centres as PyTorch's default (see the attention maps in `at`).
+                InterpolateOptions::new(InterpolateMode::Bilinear)
+                    .with_align_corners(false)
+                    .with_output_size(size),
             )
         } else {
             student
