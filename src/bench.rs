@@ -435,15 +435,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     let teacher = Teacher::load(&tcfg, &dcfg.extractor, dcfg.taps, true, &device)?;
     let student = Student::init(&cfg.model, &dcfg, &teacher, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
-    let mut task = Distill {
-        phases: dcfg.phases(),
-        epochs: 1,
-        classes: args.classes,
-        seed: 0,
-        temperature: dcfg.temperature.next(None),
-        teacher,
-        cfg: dcfg,
-    };
+    let mut task = Distill::new(teacher, dcfg, 1, args.classes, 0, None);
     let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;
     let distill_step = timing("distillation step", args.batch, &seconds, reset);
 

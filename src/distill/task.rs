@@ -32,6 +32,29 @@ pub struct Distill {
     pub temperature: f64,
 }
 
+impl Distill {
+    /// The task for a run of `epochs` over `classes`, its temperature set from the last
+    /// finished epoch's validation accuracy (None before the first).
+    pub fn new(
+        teacher: Teacher,
+        cfg: DistillConfig,
+        epochs: usize,
+        classes: usize,
+        seed: u64,
+        last_val_acc: Option<f64>,
+    ) -> Self {
+        Self {
+            temperature: cfg.temperature.next(last_val_acc),
+            phases: cfg.phases(),
+            epochs,
+            classes,
+            seed,
+            teacher,
+            cfg,
+        }
+    }
+}
+
 impl Task for Distill {
     type Model = Student;
 
@@ -205,15 +228,14 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
     // The dynamic temperature follows the last epoch's validation accuracy, which the
     // checkpoint itself carries (metrics.jsonl may be missing or behind it).
-    let mut task = Distill {
-        temperature: dcfg.temperature.next(start.val_acc),
-        phases: dcfg.phases(),
-        epochs: run.cfg.train.epochs,
-        classes: run.dataset.num_classes(),
-        seed: run.cfg.train.seed,
+    let mut task = Distill::new(
         teacher,
-        cfg: dcfg,
-    };
+        dcfg,
+        run.cfg.train.epochs,
+        run.dataset.num_classes(),
+        run.cfg.train.seed,
+        start.val_acc,
+    );
     fit(&run, &mut task, student, optim, start)?;
     export_deployed(&run, &task)?;
     Ok(run)
