@@ -131,14 +131,12 @@ pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
             .as_ref()
             .map_or(64, |s| s.config.train.eval_batch_size())
     });
-    let loader = Loader {
-        split: Split::all(dataset.test.clone()),
+    let loader = Loader::evaluation(
+        Split::all(dataset.test.clone()),
         batch_size,
-        normalize: Normalize::new(&meta.mean, &meta.std),
-        augment: None,
-        seed: 0,
-        prefetch: data.prefetch,
-    };
+        Normalize::new(&meta.mean, &meta.std),
+        data.prefetch,
+    );
     let params = net.params();
     // Evaluated and timed as deployed: batch norm folded into the convolutions.
     let deployed = net.fold_bn();

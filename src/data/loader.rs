@@ -67,6 +67,23 @@ fn mix(mut z: u64) -> u64 {
 }
 
 impl Loader {
+    /// Batches of `split` in order, without augmentation (validation, evaluation).
+    pub fn evaluation(
+        split: Split,
+        batch_size: usize,
+        normalize: Normalize,
+        prefetch: usize,
+    ) -> Self {
+        Self {
+            split,
+            batch_size,
+            normalize,
+            augment: None,
+            seed: 0,
+            prefetch,
+        }
+    }
+
     pub fn num_batches(&self) -> usize {
         self.split.len().div_ceil(self.batch_size)
     }

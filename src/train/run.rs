@@ -9,7 +9,7 @@ use super::checkpoint::{Meta, PartialEpoch, RunState, write_atomic};
 use crate::config::RunConfig;
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
-use crate::data::{Dataset, Split, channel_stats, train_val_split};
+use crate::data::{Dataset, channel_stats, train_val_split};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -110,16 +110,20 @@ impl Run {
             );
         }
         let normalize = Normalize::new(&mean, &std);
-        let loader = |split: Split, batch_size, augment| Loader {
-            split,
-            batch_size,
-            normalize: normalize.clone(),
-            augment,
+        let val = Loader::evaluation(
+            val,
+            cfg.train.eval_batch_size(),
+            normalize.clone(),
+            cfg.data.prefetch,
+        );
+        let train = Loader {
+            split: train,
+            batch_size: cfg.train.batch_size,
+            normalize,
+            augment: Some(cfg.data.augment),
             seed: cfg.train.seed,
             prefetch: cfg.data.prefetch,
         };
-        let train = loader(train, cfg.train.batch_size, Some(cfg.data.augment));
-        let val = loader(val, cfg.train.eval_batch_size(), None);
         Ok(Self {
             train_device: device.clone().autodiff(),
             device,
@@ -130,14 +134,6 @@ impl Run {
             val,
             resume: false,
         })
-    }
-
-    pub fn test_loader(&self) -> Loader {
-        Loader {
-            split: Split::all(self.dataset.test.clone()),
-            augment: None,
-            ..self.val.clone()
-        }
     }
 
     pub fn meta(
