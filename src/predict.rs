@@ -13,7 +13,8 @@ use image::imageops::FilterType;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::data::image_folder::{center_crop, is_image, resize_shorter};
+use crate::data::augment::{Normalize, Placement, render};
+use crate::data::image_folder::{center_crop, is_image, resize_shorter, sorted_entries, write_chw};
 use crate::train::checkpoint::{Checkpoint, Meta};
 
 #[derive(Args, Debug, Clone)]
@@ -53,13 +54,7 @@ pub struct Prediction {
 /// The image files named by `inputs`, folders expanded recursively, in sorted order.
 fn collect(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("{}: cannot list folder", dir.display()))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("{}: cannot list folder", dir.display()))?;
-        entries.sort();
-        for p in entries {
+        for p in sorted_entries(dir)? {
             if p.is_dir() {
                 walk(&p, out)?;
             } else if is_image(&p) {
@@ -108,24 +103,17 @@ pub fn load_image(path: &Path, meta: &Meta) -> Result<Vec<f32>> {
     let bytes = match c {
         1 => grey(img),
         3 => {
-            let rgb = img.to_rgb8();
-            let plane = h * w;
-            let mut chw = vec![0u8; 3 * plane];
-            for (p, px) in rgb.pixels().enumerate() {
-                for k in 0..3 {
-                    chw[k * plane + p] = px.0[k];
-                }
-            }
+            let mut chw = vec![0u8; 3 * h * w];
+            write_chw(&img.to_rgb8(), &mut chw);
             chw
         }
         other => bail!("predict reads 1- or 3-channel images, the checkpoint takes {other}"),
     };
-    let plane = h * w;
-    Ok(bytes
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| (b as f32 / 255.0 - meta.mean[i / plane]) / meta.std[i / plane])
-        .collect())
+    // The same normalisation the loader applies to training and evaluation batches.
+    let mut out = vec![0f32; bytes.len()];
+    let norm = Normalize::new(&meta.mean, &meta.std);
+    render(&bytes, meta.input, Placement::IDENTITY, &norm, &mut out);
+    Ok(out)
 }
 
 /// Grey levels as PIL's and torchvision's `Grayscale` compute them (ITU-R 601-2 luma);

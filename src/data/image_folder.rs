@@ -28,7 +28,7 @@ pub fn is_image(p: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot list folder", dir.display()))?
         .map(|e| e.map(|e| e.path()))
@@ -203,7 +203,7 @@ pub fn random_resized_box(width: u32, height: u32, rng: &mut StdRng) -> (u32, u3
 }
 
 /// CHW bytes of an RGB image.
-fn write_chw(img: &image::RgbImage, out: &mut [u8]) {
+pub fn write_chw(img: &image::RgbImage, out: &mut [u8]) {
     let plane = (img.width() * img.height()) as usize;
     for (p, px) in img.pixels().enumerate() {
         for c in 0..3 {

@@ -66,14 +66,14 @@ fn metadata(meta: &Meta) -> Vec<(String, String)> {
     ]
 }
 
-/// The ONNX model of a checkpoint's deployed network.
-pub fn onnx_model(ckpt: &Checkpoint, device: &Device) -> Result<tract_onnx::pb::ModelProto> {
-    let meta = &ckpt.meta;
+/// The ONNX model of `net`, the deployed network (batch norm folded) of a checkpoint with
+/// header `meta`.
+pub fn onnx_model(meta: &Meta, net: &Deployed, device: &Device) -> tract_onnx::pb::ModelProto {
     let mut g = Graph::default();
     let x = g.normalize("input", &meta.mean, &meta.std);
-    match Deployed::load(ckpt, device)?.fold_bn() {
+    match net {
         Deployed::Plain(net) => {
-            network(&mut g, &net, &x, meta.input[1]);
+            network(&mut g, net, &x, meta.input[1]);
         }
         Deployed::Fused(f) => {
             let (logits, taps) = network(&mut g, &f.net, &x, meta.input[1]);
@@ -97,11 +97,11 @@ pub fn onnx_model(ckpt: &Checkpoint, device: &Device) -> Result<tract_onnx::pb::
     }
     // The prediction is the last node: its output is the graph's.
     g.rename_last("logits");
-    Ok(g.model(
+    g.model(
         ("input", meta.input),
         ("logits", meta.classes.len()),
         metadata(meta),
-    ))
+    )
 }
 
 /// Runs an ONNX model in tract on `images` ([N, C, H, W], pixels in [0, 1]); the logits.
@@ -128,16 +128,19 @@ pub fn run_tract(model_bytes: &[u8], images: &TensorData) -> Result<Vec<f32>> {
     Ok(logits.iter().copied().collect())
 }
 
-/// lstmkd's logits for `images` (pixels in [0, 1]), normalised as the checkpoint says.
-pub fn lstmkd_logits(ckpt: &Checkpoint, images: &TensorData, device: &Device) -> Result<Vec<f32>> {
-    let meta = &ckpt.meta;
-    let net = Deployed::load(ckpt, device)?.fold_bn();
+/// `net`'s logits for `images` (pixels in [0, 1]), normalised as `meta` says.
+pub fn lstmkd_logits(
+    meta: &Meta,
+    net: &Deployed,
+    images: &TensorData,
+    device: &Device,
+) -> Vec<f32> {
     let c = meta.input[0];
     let x = Tensor::<4>::from_data(images.clone(), device);
     let mean = Tensor::<1>::from_floats(meta.mean.as_slice(), device).reshape([1, c, 1, 1]);
     let std = Tensor::<1>::from_floats(meta.std.as_slice(), device).reshape([1, c, 1, 1]);
     let logits = net.forward((x - mean) / std);
-    Ok(super::onnx::values(logits).0)
+    super::onnx::values(logits).0
 }
 
 /// Largest absolute difference and the reference's largest magnitude.
@@ -162,12 +165,13 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
     let device = Device::flex();
     let (bytes, check) = match args.format {
         ExportFormat::Onnx => {
-            let bytes = onnx_model(&ckpt, &device)?.encode_to_vec();
+            let net = Deployed::load(&ckpt, &device)?.fold_bn();
+            let bytes = onnx_model(&ckpt.meta, &net, &device).encode_to_vec();
             let [c, h, w] = ckpt.meta.input;
             let images =
                 Tensor::<4>::random([2, c, h, w], Distribution::Uniform(0.0, 1.0), &device)
                     .into_data();
-            let ours = lstmkd_logits(&ckpt, &images, &device)?;
+            let ours = lstmkd_logits(&ckpt.meta, &net, &images, &device);
             let theirs = run_tract(&bytes, &images).context("checking the exported model")?;
             let (diff, scale) = max_diff(&theirs, &ours);
             if !(diff <= 1e-3 * scale.max(1.0)) {

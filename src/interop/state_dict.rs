@@ -134,8 +134,9 @@ fn transpose(data: TensorData) -> Result<TensorData> {
     Ok(TensorData::new(t, [c, r]))
 }
 
-fn is_linear_weight(name: &str, data: &TensorData) -> bool {
-    name.ends_with(".weight") && data.shape().len() == 2
+/// A linear layer's weight (the zoo's only 2-D `weight`s), which PyTorch keeps transposed.
+fn is_linear_weight(name: &str, ndim: usize) -> bool {
+    ndim == 2 && name.ends_with(".weight")
 }
 
 /// lstmkd's tensor names and shapes in `net`.
@@ -176,7 +177,7 @@ pub fn load(mut net: Network, sd: &StateDict, origin: &str) -> Result<Network> {
             continue;
         };
         // Compared in PyTorch's terms: linear weights are [out, in] in the file.
-        let linear = shape.len() == 2 && torch.ends_with(".weight");
+        let linear = is_linear_weight(&torch, shape.len());
         let expected: Vec<usize> = if linear {
             shape.iter().rev().copied().collect()
         } else {
@@ -243,7 +244,7 @@ pub fn of(net: &Network) -> Result<StateDict> {
     for t in own {
         let torch = names.torch(&t.name);
         let data = bridge::into_data(t).map_err(|e| anyhow::anyhow!("{torch}: {e}"))?;
-        let data = if is_linear_weight(&torch, &data) {
+        let data = if is_linear_weight(&torch, data.shape().len()) {
             transpose(data)?
         } else {
             data
