@@ -18,17 +18,15 @@ use crate::data::augment::{AugmentConfig, Normalize};
 use crate::data::loader::Loader;
 use crate::data::{InMemory, Split};
 use crate::deploy::Deployed;
-use crate::distill::adapt::TeacherHead;
 use crate::distill::extractor::ExtractorConfig;
-use crate::distill::student::Student;
-use crate::distill::task::Distill;
-use crate::distill::teacher::Teacher;
+use crate::distill::teacher::TeacherHead;
 use crate::distill::{DistillConfig, TeacherConfig};
 use crate::models::{ModelConfig, flops};
 use crate::profile::{self, Part};
 use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, Meta, RunState};
 use crate::train::classify::Classify;
+use crate::train::distill::{Distill, load_teacher, new_student};
 use crate::train::trainer::{Task, optimise};
 
 /// What `lstmkd bench` measures (its command-line options).
@@ -327,7 +325,7 @@ weights = { ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5 }
 end_to_end = true
 "#;
 
-/// Random-weight teacher and adapted extractors written where `Teacher::load` reads them, so
+/// Random-weight teacher and adapted extractors written where `load_teacher` reads them, so
 /// the bench goes through the same loading and student construction as `lstmkd distill`.
 fn write_teacher(
     args: &BenchArgs,
@@ -359,7 +357,14 @@ fn write_teacher(
         checkpoint: dir.join("teacher.ckpt"),
         extractors: Some(dir.join("extractors.ckpt")),
     };
-    let head = TeacherHead::init(&net, &ckpt, &dcfg.extractor, dcfg.taps, device);
+    let head = TeacherHead::init(
+        &net,
+        args.input,
+        args.classes,
+        &dcfg.extractor,
+        dcfg.taps,
+        device,
+    );
     Checkpoint::new(ckpt.meta.clone(), &head, None)?.save(&teacher.extractors_path())?;
     ckpt.save(&teacher.checkpoint)?;
     Ok(teacher)
@@ -432,8 +437,10 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
     let tcfg = write_teacher(args, &cfg, &dcfg, &scratch.0, &device)?;
     let reset = reset_peak_rss();
-    let teacher = Teacher::load(&tcfg, &dcfg.extractor, dcfg.taps, true, &device)?;
-    let student = Student::init(&cfg.model, &dcfg, &teacher, &train_device)?;
+    let mut cfg = cfg;
+    cfg.teacher = Some(tcfg);
+    let (teacher, _) = load_teacher(cfg.teacher.as_ref().expect("set above"), &dcfg, &device)?;
+    let student = new_student(&cfg, &teacher, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
     let mut task = Distill::new(teacher, dcfg, 1, args.classes, 0, None);
     let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;

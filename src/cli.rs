@@ -363,11 +363,11 @@ pub fn main() -> Result<()> {
                 return Ok(());
             }
             let (cfg, resuming) = run_config(config, resume, &overrides)?;
-            let run = crate::distill::task::distill(cfg, resuming)?;
+            let run = crate::train::distill::distill(cfg, resuming)?;
             println!(
                 "done: checkpoints in {}, deployed student {}",
                 run.dir.display(),
-                run.dir.join(crate::distill::task::DEPLOYED).display()
+                run.dir.join(crate::train::distill::DEPLOYED).display()
             );
             Ok(())
         }
@@ -408,7 +408,7 @@ pub fn main() -> Result<()> {
         }
         Command::Adapt { config, overrides } => {
             let cfg = RunConfig::load(&config, &overrides)?;
-            let dir = crate::distill::adapt::adapt(&cfg)?;
+            let dir = crate::train::adapt::adapt(&cfg)?;
             println!("done: adapted teacher extractors in {}", dir.display());
             Ok(())
         }

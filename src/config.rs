@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DataConfig;
 use crate::models::ModelConfig;
-use crate::train::optim::{OptimConfig, ScheduleConfig};
+use crate::optim::{OptimConfig, ScheduleConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

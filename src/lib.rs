@@ -11,6 +11,7 @@ pub mod eval;
 pub mod experiment;
 pub mod interop;
 pub mod models;
+pub mod optim;
 pub mod predict;
 pub mod profile;
 pub mod stats;

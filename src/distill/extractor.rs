@@ -112,6 +112,17 @@ pub struct ExtractorOut {
     pub cell: Tensor<3>,
 }
 
+/// The mean of several heads' logits (aux heads, or a backbone with its aux heads).
+pub fn mean_logits(logits: impl IntoIterator<Item = Tensor<2>>) -> Tensor<2> {
+    let mut n = 0usize;
+    let sum = logits
+        .into_iter()
+        .inspect(|_| n += 1)
+        .reduce(|a, b| a + b)
+        .expect("at least one head");
+    sum.div_scalar(n as f64)
+}
+
 /// A contiguous run of window positions (random temporal crop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crop {

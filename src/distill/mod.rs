@@ -1,18 +1,16 @@
 //! Distillation: the spatio-temporal extractor, the losses, the temperature policy, the
 //! progressive schedule, the temporal augmentations, and the student/teacher wiring.
 
-pub mod adapt;
 pub mod extractor;
 pub mod losses;
 pub mod mix;
 pub mod phases;
 pub mod student;
-pub mod task;
 pub mod teacher;
 pub mod temperature;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use burn::tensor::Tensor;
@@ -56,8 +54,16 @@ impl TeacherConfig {
     pub fn extractors_path(&self) -> PathBuf {
         self.extractors
             .clone()
-            .unwrap_or_else(|| adapt::run_dir(&self.checkpoint).join("best.ckpt"))
+            .unwrap_or_else(|| adapt_dir(&self.checkpoint).join("best.ckpt"))
     }
+}
+
+/// Where `lstmkd adapt` writes for a teacher checkpoint by default.
+pub fn adapt_dir(teacher_checkpoint: &Path) -> PathBuf {
+    teacher_checkpoint
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("adapt")
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -2,18 +2,16 @@
 //! it (extractors, shared-lens adapters, FitNet regressors). Deployment keeps the backbone only
 //! (or, `fused`, the extractors too).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::adapt::{TeacherHead, tap_shapes};
-use super::extractor::{Extractor, ExtractorOut};
+use super::extractor::{Extractor, ExtractorOut, mean_logits};
 use super::losses::fitnet::Regressor;
-use super::teacher::Teacher;
+use super::teacher::{Teacher, TeacherHead, tap_shapes};
 use super::{DistillConfig, FusedSpec, TemporalInit};
 use crate::models::layers::ConvBn;
 use crate::models::{ModelConfig, Network};
-use crate::train::checkpoint::Checkpoint;
 
 /// What the student's extractors read its taps through: the shared-lens adapters (none with
 /// `temporal_init = "random"`) and the extractors. In `fused` mode it is deployed with the
@@ -49,13 +47,8 @@ impl StudentHead {
     /// deepest taps.
     pub fn fuse(&self, out: crate::models::Output) -> Tensor<2> {
         let taps = super::deepest(out.taps, self.extractors.len());
-        let aux: Vec<Tensor<2>> = self
-            .extract(&taps, None)
-            .into_iter()
-            .map(|o| o.aux_logits)
-            .collect();
-        let n = 1.0 + aux.len() as f64;
-        aux.into_iter().fold(out.logits, |a, b| a + b).div_scalar(n)
+        let aux = self.extract(&taps, None).into_iter().map(|o| o.aux_logits);
+        mean_logits(std::iter::once(out.logits).chain(aux))
     }
 
     pub fn fold_bn(&mut self) {
@@ -145,17 +138,18 @@ impl FusedStudent {
 }
 
 impl Student {
+    /// An untrained student for `teacher`. With a shared lens its extractors have the
+    /// teacher's shapes; `share_lens` then gives them the teacher's adapted weights.
     pub fn init(
         model: &ModelConfig,
         cfg: &DistillConfig,
         teacher: &Teacher,
         device: &Device,
     ) -> Result<Self> {
-        let meta = &teacher.checkpoint.meta;
-        let classes = meta.classes.len();
-        let net = model.init(meta.input[0], classes, device)?;
-        let s_shapes = tap_shapes(&net, meta.input, cfg.taps, device);
-        let t_shapes = tap_shapes(&teacher.net, meta.input, cfg.taps, device);
+        let (input, classes) = (teacher.input, teacher.classes);
+        let net = model.init(input[0], classes, device)?;
+        let s_shapes = tap_shapes(&net, input, cfg.taps, device);
+        let t_shapes = tap_shapes(&teacher.net, input, cfg.taps, device);
         if s_shapes.len() != cfg.taps || t_shapes.len() != cfg.taps {
             anyhow::bail!(
                 "distill.taps = {}: the student has {} taps and the teacher {}",
@@ -174,24 +168,15 @@ impl Student {
                         .zip(&t_shapes)
                         .map(|(s, t)| ConvBn::new(s[1], t[1], 1, 1, 1, device))
                         .collect();
-                    let path = teacher.extractors_path.as_ref().context(
-                        "the shared-lens student extractor copies the teacher's adapted extractors",
-                    )?;
-                    let adapted = Checkpoint::load(path)?;
-                    let head = TeacherHead::init(
+                    extractors = TeacherHead::init(
                         &teacher.net,
-                        &teacher.checkpoint,
+                        input,
+                        classes,
                         &cfg.extractor,
                         cfg.taps,
                         device,
-                    );
-                    extractors = adapted
-                        .apply(head)
-                        .context("teacher.extractors")?
-                        .extractors;
-                    if cfg.freeze_student_extractor {
-                        extractors = extractors.into_iter().map(|e| e.no_grad()).collect();
-                    }
+                    )
+                    .extractors;
                 }
                 TemporalInit::Random => {
                     extractors = s_shapes
@@ -218,6 +203,21 @@ impl Student {
             },
             regressors,
         })
+    }
+
+    /// The shared lens: the extractors become the teacher's adapted ones (`adapted`, loaded on
+    /// the training device), kept frozen with `freeze`.
+    pub fn share_lens(mut self, adapted: TeacherHead, freeze: bool) -> Self {
+        self.head.extractors = if freeze {
+            adapted
+                .extractors
+                .into_iter()
+                .map(|e| e.no_grad())
+                .collect()
+        } else {
+            adapted.extractors
+        };
+        self
     }
 
     /// Inference logits: the backbone's, or with `fused` averaged with the aux heads'.

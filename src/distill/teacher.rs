@@ -1,66 +1,63 @@
 //! The frozen teacher: backbone and adapted extractors on the plain (non-autodiff) device in
 //! inference mode, so batch norm uses running statistics and nothing records a graph.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
-use super::TeacherConfig;
-use super::adapt::TeacherHead;
-use super::extractor::ExtractorConfig;
-use crate::models::Network;
-use crate::train::checkpoint::Checkpoint;
+use super::extractor::{Extractor, ExtractorConfig, mean_logits};
+use crate::models::{Network, summarize};
 
 pub struct Teacher {
+    /// Batch norms folded: it only ever runs in inference mode.
     pub net: Network,
+    /// The adapted extractors, when the losses read them.
     pub head: Option<TeacherHead>,
-    pub checkpoint: Checkpoint,
-    /// Where the adapted extractors came from (when loaded).
-    pub extractors_path: Option<PathBuf>,
+    /// [C, H, W] of its inputs.
+    pub input: [usize; 3],
+    pub classes: usize,
 }
 
-impl Teacher {
-    /// Loads the teacher backbone, and its adapted extractors when `with_extractors`.
-    pub fn load(
-        cfg: &TeacherConfig,
-        extractor: &ExtractorConfig,
+/// The extractors (with their aux heads) on the teacher's distilled taps.
+#[derive(Module, Debug)]
+pub struct TeacherHead {
+    pub extractors: Vec<Extractor>,
+}
+
+/// Shapes of the last `taps` taps of `net` for inputs of shape `input`.
+pub fn tap_shapes(
+    net: &Network,
+    input: [usize; 3],
+    taps: usize,
+    device: &Device,
+) -> Vec<[usize; 4]> {
+    let all = summarize(net, [1, input[0], input[1], input[2]], device).taps;
+    all[all.len().saturating_sub(taps)..].to_vec()
+}
+
+impl TeacherHead {
+    /// Untrained extractors for the deepest `taps` taps of `net`.
+    pub fn init(
+        net: &Network,
+        input: [usize; 3],
+        classes: usize,
+        cfg: &ExtractorConfig,
         taps: usize,
-        with_extractors: bool,
         device: &Device,
-    ) -> Result<Self> {
-        let checkpoint = Checkpoint::load(&cfg.checkpoint).context("teacher.checkpoint")?;
-        // Frozen and only ever run in inference mode: its batch norms fold away.
-        let net = checkpoint
-            .network(device)
-            .context("teacher.checkpoint")?
-            .valid()
-            .fold_bn();
-        let path = cfg.extractors_path();
-        let head = if with_extractors {
-            if !path.exists() {
-                anyhow::bail!(
-                    "teacher.extractors: {} does not exist; fit the teacher's extractors first with `lstmkd adapt --config <this config>`",
-                    path.display()
-                );
-            }
-            let adapted = Checkpoint::load(&path).context("teacher.extractors")?;
-            let head = TeacherHead::init(&net, &checkpoint, extractor, taps, device);
-            Some(
-                adapted
-                    .apply(head)
-                    .context("teacher.extractors (does distill.extractor match the adaptation's?)")?
-                    .valid(),
-            )
-        } else {
-            None
-        };
-        Ok(Self {
-            net,
-            head,
-            checkpoint,
-            extractors_path: with_extractors.then_some(path),
-        })
+    ) -> Self {
+        let extractors = tap_shapes(net, input, taps, device)
+            .iter()
+            .map(|s| cfg.init(s[1], classes, device))
+            .collect();
+        Self { extractors }
+    }
+
+    /// Mean of the aux heads' logits over the taps.
+    pub fn logits(&self, taps: &[Tensor<4>]) -> Tensor<2> {
+        mean_logits(
+            self.extractors
+                .iter()
+                .zip(taps)
+                .map(|(e, t)| e.forward(t.clone(), None).aux_logits),
+        )
     }
 }

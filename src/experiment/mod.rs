@@ -125,7 +125,7 @@ fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
             crate::train::classify::train(&run)?;
         }
         Kind::Distill => {
-            crate::distill::task::distill(cfg, resume)?;
+            crate::train::distill::distill(cfg, resume)?;
         }
     }
     Ok(dir)
@@ -160,7 +160,7 @@ pub fn run(o: &Options) -> Result<Results> {
                 "== adapting the teacher's extractors ({})",
                 t.extractors_path().display()
             );
-            crate::distill::adapt::adapt(&cfg)?;
+            crate::train::adapt::adapt(&cfg)?;
         }
     }
 
@@ -188,7 +188,7 @@ pub fn run(o: &Options) -> Result<Results> {
             let dir = train_one(cfg, row.kind)?;
             let ckpt = match row.kind {
                 Kind::Alone => dir.join(BEST),
-                Kind::Distill => dir.join(crate::distill::task::DEPLOYED),
+                Kind::Distill => dir.join(crate::train::distill::DEPLOYED),
             };
             let (report, _) = crate::eval::run(&ckpt, &Default::default())?;
             let metrics = read_jsonl(&dir.join(METRICS_FILE))?;

@@ -13,7 +13,7 @@ use prost::Message;
 use super::onnx::{Graph, network};
 use super::state_dict;
 use crate::deploy::Deployed;
-use crate::distill::adapt::tap_shapes;
+use crate::distill::teacher::tap_shapes;
 use crate::train::checkpoint::{Checkpoint, Meta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

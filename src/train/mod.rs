@@ -1,10 +1,12 @@
-//! Training: the shared loop, optimisers and schedules, checkpoints, metrics, progress.
+//! Training runs: the shared loop, run directories, checkpoints, metrics, progress, and the
+//! tasks that use them (plain training, teacher adaptation, distillation).
 
+pub mod adapt;
 pub mod checkpoint;
 pub mod classify;
+pub mod distill;
 pub mod interrupt;
 pub mod metrics;
-pub mod optim;
 pub mod progress;
 pub mod run;
 pub mod trainer;

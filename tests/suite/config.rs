@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use lstmkd::config::RunConfig;
-use lstmkd::train::optim::{ScheduleConfig, ScheduleName};
+use lstmkd::optim::{ScheduleConfig, ScheduleName};
 
 use crate::common::toml_config;
 

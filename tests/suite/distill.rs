@@ -349,7 +349,7 @@ fn a_distillation_step_moves_the_student_and_never_the_teacher() {
     let student_grads = GradientsParams::from_grads(grads, &student);
     let trainable = student.num_params();
     assert!(!student_grads.is_empty() && student_grads.len() <= trainable);
-    let optim: lstmkd::train::optim::OptimConfig =
+    let optim: lstmkd::optim::OptimConfig =
         toml::from_str("name = \"sgd\"\nlr = 0.5\nmomentum = 0.0").unwrap();
     let moved = optim.init().step(0.5, student.clone(), student_grads);
     let w0: Vec<f32> = student.conv.weight.val().into_data().try_to_vec().unwrap();
@@ -735,12 +735,9 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     let cfg = lstmkd::config::RunConfig::parse(&text, "lens.toml", &[]).unwrap();
     let (tcfg, dcfg) = cfg.distillation().unwrap();
     let device = Device::flex();
-    let teacher =
-        lstmkd::distill::teacher::Teacher::load(tcfg, &dcfg.extractor, dcfg.taps, true, &device)
-            .unwrap();
+    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
     let adapted = floats(&teacher.head.as_ref().unwrap().extractors);
-    let student =
-        lstmkd::distill::student::Student::init(&cfg.model, dcfg, &teacher, &device).unwrap();
+    let student = lstmkd::train::distill::new_student(&cfg, &teacher, &device).unwrap();
     assert_eq!(
         floats(&student.head.extractors),
         adapted,

@@ -7,6 +7,7 @@ mod data_readers;
 mod distill;
 mod fuzz;
 mod interop;
+mod layout;
 mod loader;
 mod losses;
 mod models;

@@ -8,18 +8,21 @@ use burn::tensor::{Int, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::extractor::ExtractorOut;
-use super::losses::{self, Inputs};
-use super::mix::{random_crops, tmix};
-use super::phases::{self, Phase};
-use super::student::{FusedStudent, Student};
-use super::teacher::Teacher;
-use super::{DistillConfig, deepest};
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::checkpoint::{Checkpoint, Meta};
+use super::run::{BEST, Run};
+use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
+use crate::distill::extractor::ExtractorOut;
+use crate::distill::losses::{self, Inputs};
+use crate::distill::mix::{random_crops, tmix};
+use crate::distill::phases::{self, Phase};
+use crate::distill::student::{FusedStudent, Student};
+use crate::distill::teacher::{Teacher, TeacherHead};
+use crate::distill::{DistillConfig, TeacherConfig, TemporalInit, deepest};
 use crate::profile;
-use crate::train::checkpoint::Checkpoint;
-use crate::train::run::{BEST, Run};
-use crate::train::trainer::{StepLoss, Task, fit, start_or_resume};
 
 pub struct Distill {
     pub teacher: Teacher,
@@ -195,25 +198,84 @@ impl Task for Distill {
 
 pub const DEPLOYED: &str = "deployed.ckpt";
 
+/// Loads the teacher backbone, with its adapted extractors when the losses of `dcfg` read
+/// them, and the header of its checkpoint.
+pub fn load_teacher(
+    cfg: &TeacherConfig,
+    dcfg: &DistillConfig,
+    device: &Device,
+) -> Result<(Teacher, Meta)> {
+    let checkpoint = Checkpoint::load(&cfg.checkpoint).context("teacher.checkpoint")?;
+    // Frozen and only ever run in inference mode: its batch norms fold away.
+    let net = checkpoint
+        .network(device)
+        .context("teacher.checkpoint")?
+        .valid()
+        .fold_bn();
+    let meta = checkpoint.meta;
+    let mut teacher = Teacher {
+        net,
+        head: None,
+        input: meta.input,
+        classes: meta.classes.len(),
+    };
+    if dcfg.needs().extractors {
+        teacher.head = Some(adapted_extractors(cfg, dcfg, &teacher, device)?.valid());
+    }
+    Ok((teacher, meta))
+}
+
+/// The teacher's extractors as `lstmkd adapt` fitted them.
+fn adapted_extractors(
+    cfg: &TeacherConfig,
+    dcfg: &DistillConfig,
+    teacher: &Teacher,
+    device: &Device,
+) -> Result<TeacherHead> {
+    let path = cfg.extractors_path();
+    if !path.exists() {
+        bail!(
+            "teacher.extractors: {} does not exist; fit the teacher's extractors first with `lstmkd adapt --config <this config>`",
+            path.display()
+        );
+    }
+    let adapted = Checkpoint::load(&path).context("teacher.extractors")?;
+    let template = TeacherHead::init(
+        &teacher.net,
+        teacher.input,
+        teacher.classes,
+        &dcfg.extractor,
+        dcfg.taps,
+        device,
+    );
+    adapted
+        .apply(template)
+        .context("teacher.extractors (does distill.extractor match the adaptation's?)")
+}
+
+/// A fresh student for `teacher`; with a shared lens its extractors start as copies of the
+/// teacher's adapted ones.
+pub fn new_student(cfg: &RunConfig, teacher: &Teacher, device: &Device) -> Result<Student> {
+    let (teacher_cfg, dcfg) = cfg.distillation()?;
+    let student = Student::init(&cfg.model, dcfg, teacher, device)?;
+    if dcfg.needs().extractors && dcfg.temporal_init == TemporalInit::SharedLens {
+        let adapted = adapted_extractors(teacher_cfg, dcfg, teacher, device)?;
+        return Ok(student.share_lens(adapted, dcfg.freeze_student_extractor));
+    }
+    Ok(student)
+}
+
 /// Distils the run's student from its teacher (resuming when asked), then writes the deployed
 /// student (the backbone of the best checkpoint) as `deployed.ckpt`.
 pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     let (teacher_cfg, dcfg) = cfg.distillation().map(|(t, d)| (t.clone(), d.clone()))?;
     let device = crate::device::parse(&cfg.train.device)?;
-    let teacher = Teacher::load(
-        &teacher_cfg,
-        &dcfg.extractor,
-        dcfg.taps,
-        dcfg.needs().extractors,
-        &device,
-    )?;
+    let (teacher, meta) = load_teacher(&teacher_cfg, &dcfg, &device)?;
     let mut cfg = cfg;
     // The student sees the teacher's normalisation, so both read the same inputs.
-    let tmeta = &teacher.checkpoint.meta;
-    cfg.data.mean = cfg.data.mean.or_else(|| Some(tmeta.mean.clone()));
-    cfg.data.std = cfg.data.std.or_else(|| Some(tmeta.std.clone()));
+    cfg.data.mean = cfg.data.mean.or_else(|| Some(meta.mean.clone()));
+    cfg.data.std = cfg.data.std.or_else(|| Some(meta.std.clone()));
     let run = Run::new(cfg, resume)?;
-    let meta = &teacher.checkpoint.meta;
     if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
         bail!(
             "data: images {:?} with {} classes do not fit the teacher's {:?} with {} classes",
@@ -224,7 +286,7 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
         );
     }
     run.train_device.seed(run.cfg.train.seed);
-    let student = Student::init(&run.cfg.model, &dcfg, &teacher, &run.train_device)?;
+    let student = new_student(&run.cfg, &teacher, &run.train_device)?;
     let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
     // The dynamic temperature follows the last epoch's validation accuracy, which the
     // checkpoint itself carries (metrics.jsonl may be missing or behind it).

@@ -1,78 +1,24 @@
 //! Teacher adaptation: the teacher's extractors and aux heads fitted with cross-entropy on its
 //! frozen backbone, before distillation. The result is saved beside the teacher checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 
-use super::extractor::{Extractor, ExtractorConfig};
-use super::losses::ce::soft_cross_entropy;
+use super::checkpoint::{Checkpoint, write_atomic};
+use super::run::{BEST, CONFIG_FILE, Run};
+use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
-use crate::models::{Network, summarize};
-use crate::train::checkpoint::Checkpoint;
-use crate::train::checkpoint::write_atomic;
-use crate::train::optim::{OptimConfig, OptimName, ScheduleConfig};
-use crate::train::run::{BEST, CONFIG_FILE, Run};
-use crate::train::trainer::{StepLoss, Task, fit, start_or_resume};
-
-/// The extractors (with their aux heads) on the teacher's distilled taps.
-#[derive(Module, Debug)]
-pub struct TeacherHead {
-    pub extractors: Vec<Extractor>,
-}
-
-/// Shapes of the last `taps` taps of `net` for inputs of `ckpt`'s size.
-pub fn tap_shapes(
-    net: &Network,
-    input: [usize; 3],
-    taps: usize,
-    device: &Device,
-) -> Vec<[usize; 4]> {
-    let all = summarize(net, [1, input[0], input[1], input[2]], device).taps;
-    all[all.len().saturating_sub(taps)..].to_vec()
-}
-
-impl TeacherHead {
-    pub fn init(
-        net: &Network,
-        ckpt: &Checkpoint,
-        cfg: &ExtractorConfig,
-        taps: usize,
-        device: &Device,
-    ) -> Self {
-        let classes = ckpt.meta.classes.len();
-        let extractors = tap_shapes(net, ckpt.meta.input, taps, device)
-            .iter()
-            .map(|s| cfg.init(s[1], classes, device))
-            .collect();
-        Self { extractors }
-    }
-
-    /// Mean of the aux heads' logits over the taps.
-    pub fn logits(&self, taps: &[Tensor<4>]) -> Tensor<2> {
-        let n = self.extractors.len() as f64;
-        self.extractors
-            .iter()
-            .zip(taps)
-            .map(|(e, t)| e.forward(t.clone(), None).aux_logits)
-            .reduce(|a, b| a + b)
-            .expect("at least one extractor")
-            .div_scalar(n)
-    }
-}
-
-/// Where `lstmkd adapt` writes for a teacher checkpoint.
-pub fn run_dir(teacher_checkpoint: &Path) -> PathBuf {
-    teacher_checkpoint
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("adapt")
-}
+use crate::distill::extractor::mean_logits;
+use crate::distill::losses::ce::soft_cross_entropy;
+use crate::distill::teacher::TeacherHead;
+use crate::models::Network;
+use crate::optim::{OptimConfig, OptimName, ScheduleConfig};
 
 fn last_taps(net: &Network, images: Tensor<4>, n: usize) -> Vec<Tensor<4>> {
-    super::deepest(net.forward(images).taps, n)
+    crate::distill::deepest(net.forward(images).taps, n)
 }
 
 struct Adapt {
@@ -104,18 +50,13 @@ impl Task for Adapt {
             ));
             logits.push(out.aux_logits);
         }
-        let n = logits.len() as f64;
         StepLoss {
             total: parts
                 .iter()
                 .map(|(_, l)| l.clone())
                 .reduce(|a, b| a + b)
                 .expect("extractors"),
-            logits: logits
-                .into_iter()
-                .reduce(|a, b| a + b)
-                .expect("extractors")
-                .div_scalar(n),
+            logits: mean_logits(logits),
             parts,
         }
     }
@@ -168,7 +109,8 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     run.train_device.seed(cfg.train.seed);
     let head = TeacherHead::init(
         &backbone,
-        &teacher,
+        teacher.meta.input,
+        teacher.meta.classes.len(),
         &distill.extractor,
         distill.taps,
         &run.train_device,
