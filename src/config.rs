@@ -23,6 +23,14 @@ pub struct TrainConfig {
     pub out_dir: PathBuf,
     #[serde(default = "default_device")]
     pub device: String,
+    /// Steps between mid-epoch checkpoints (`last.ckpt`, resumable at that step) for long
+    /// epochs; 0: at epoch ends only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub checkpoint_every: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_device() -> String {

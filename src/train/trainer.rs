@@ -239,23 +239,28 @@ pub fn fit<T: Task>(
             for (name, v) in host.parts {
                 *part_sums.entry(name).or_default() += v as f64 * b as f64;
             }
-            if let Some(signal) = super::interrupt::after_step() {
+            let signal = super::interrupt::after_step();
+            let every = cfg.train.checkpoint_every;
+            let periodic = every > 0 && (step + 1) % every == 0 && step + 1 < steps;
+            let path = run.dir.join(LAST);
+            if signal.is_some() || periodic {
                 let partial = PartialEpoch {
                     steps: step + 1,
                     loss_sum,
                     correct,
                     seen,
-                    parts: part_sums,
+                    parts: part_sums.clone(),
                     lr,
                     seconds: sofar.seconds + t0.elapsed().as_secs_f64(),
                 };
-                let path = run.dir.join(LAST);
                 Checkpoint::new(
                     run.meta(epoch, last_val, best, Some(partial)),
                     &model,
                     Some(&optim),
                 )?
                 .save(&path)?;
+            }
+            if let Some(signal) = signal {
                 progress.finish(format!(
                     "epoch {}/{epochs} interrupted after step {}/{steps}",
                     epoch + 1,

@@ -358,6 +358,51 @@ fn a_run_that_failed_before_its_first_checkpoint_restarts_with_resume() {
 }
 
 #[test]
+fn periodic_checkpoints_let_a_crashed_epoch_resume_at_the_last_one() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let (straight, crashed) = (d.path().join("straight"), d.path().join("crashed"));
+    let cfg = |out: &Path| {
+        image_folder_run(&data, out)
+            .replace("batch_size = 16", "batch_size = 2\ncheckpoint_every = 3")
+    };
+    std::fs::write(d.path().join("a.toml"), cfg(&straight)).unwrap();
+    std::fs::write(d.path().join("b.toml"), cfg(&crashed)).unwrap();
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("a.toml").to_str().unwrap(),
+    ]));
+
+    // A crash mid-epoch (here a broken image, which no signal handler sees) loses only the
+    // steps since the last periodic checkpoint.
+    let broken = data.join("train/a/3.png");
+    let good = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let o = lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("b.toml").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let state = Checkpoint::load(&crashed.join("last.ckpt"))
+        .expect("a periodic checkpoint before the broken image")
+        .meta
+        .run
+        .unwrap();
+    let steps = state.partial.expect("saved mid-epoch").steps;
+    assert_eq!((state.epoch, steps % 3), (0, 0), "every 3 steps: {steps}");
+    assert!(steps > 0);
+
+    std::fs::write(&broken, good).unwrap();
+    ok(lstmkd(&["train", "--resume", crashed.to_str().unwrap()]));
+    assert_eq!(
+        weights(&straight.join("last.ckpt")),
+        weights(&crashed.join("last.ckpt"))
+    );
+}
+
+#[test]
 fn metrics_are_rewritten_whole_and_a_resumed_epoch_replaces_its_stale_record() {
     use lstmkd::train::metrics::{EpochRecord, append_jsonl};
     let d = tempfile::tempdir().unwrap();
