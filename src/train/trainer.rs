@@ -285,8 +285,9 @@ pub fn fit<T: Task>(
             });
         }
         let train_seconds = sofar.seconds + t0.elapsed().as_secs_f64();
+        let tv = Instant::now();
         let val = evaluate(task, &model, &run.val, &run.device, num_classes)?;
-        let val_seconds = t0.elapsed().as_secs_f64() - train_seconds;
+        let val_seconds = tv.elapsed().as_secs_f64();
         let extra = task.end_epoch(epoch, val.top1());
         let record = EpochRecord {
             epoch: epoch + 1,

@@ -6,6 +6,7 @@ use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
 use lstmkd::distill::mix::{random_crops, tmix};
 use lstmkd::distill::phases::{Phase, active, seed_phases};
 use lstmkd::distill::temperature::TemperatureConfig;
+use lstmkd::train::checkpoint::Checkpoint;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -329,41 +330,164 @@ fn seed_phases_switch_at_a_fifth_and_a_half() {
     );
 }
 
+/// The DKD loss written out (Zhao et al. 2022): T^2 x batch mean of KL on the (target,
+/// rest) split plus beta x KL among the non-target classes.
+fn dkd_reference(s: &[f32], t: &[f32], y: &[usize], k: usize, temp: f64, beta: f64) -> f64 {
+    let softmax = |row: &[f32]| -> Vec<f64> {
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let e: Vec<f64> = row.iter().map(|&v| ((v as f64 - m) / temp).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.iter().map(|v| v / z).collect()
+    };
+    let kl = |p: &[f64], q: &[f64]| -> f64 { p.iter().zip(q).map(|(a, b)| a * (a / b).ln()).sum() };
+    let mut total = 0.0;
+    for (r, &c) in y.iter().enumerate() {
+        let (ps, pt) = (softmax(&s[r * k..][..k]), softmax(&t[r * k..][..k]));
+        let tckd = kl(&[pt[c], 1.0 - pt[c]], &[ps[c], 1.0 - ps[c]]);
+        let rest = |p: &[f64]| -> Vec<f64> {
+            let z = 1.0 - p[c];
+            (0..k).filter(|&j| j != c).map(|j| p[j] / z).collect()
+        };
+        total += tckd + beta * kl(&rest(&pt), &rest(&ps));
+    }
+    temp * temp * total / y.len() as f64
+}
+
 #[test]
-fn a_distillation_step_moves_the_student_and_never_the_teacher() {
+fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
+    use burn::module::{ModuleVisitor, Param};
     use burn::optim::GradientsParams;
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 48, 16);
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }}\nend_to_end = true\nadapt_epochs = 1\ndkd_temperature = 3.0\ndkd_beta = 6.0\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let text = crate::common::toml_config(&data, &d.path().join("student"), &distill)
+        .replace("momentum = 0.9", "momentum = 0.0");
+    let path = d.path().join("step.toml");
+    std::fs::write(&path, &text).unwrap();
+    ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
+
+    let cfg = lstmkd::config::RunConfig::parse(&text, "step.toml", &[]).unwrap();
+    let (tcfg, dcfg) = cfg.distillation().unwrap();
     let plain = Device::flex();
     let ad = plain.clone().autodiff();
-    plain.seed(1);
-    let teacher = small().init(4, 3, &plain).valid();
-    ad.seed(2);
-    let student = small().init(4, 3, &ad);
-    let x = Tensor::<4>::random([2, 4, 5, 3], burn::tensor::Distribution::Default, &ad);
-    let t = teacher.forward(x.clone().without_autodiff(), None);
-    let before: Vec<f32> = t.hidden.clone().into_data().try_to_vec().unwrap();
-    let s = student.forward(x.clone(), None);
-    let loss = lstmkd::distill::losses::temporal::temporal_loss(s.hidden, s.cell, t.hidden, t.cell);
-    let mut grads = loss.backward();
-    // The teacher's parameters are not in the graph at all; every student parameter is.
-    assert!(GradientsParams::from_module(&mut grads, &teacher).is_empty());
-    let student_grads = GradientsParams::from_grads(grads, &student);
-    let trainable = student.num_params();
-    assert!(!student_grads.is_empty() && student_grads.len() <= trainable);
-    let optim: lstmkd::optim::OptimConfig =
-        toml::from_str("name = \"sgd\"\nlr = 0.5\nmomentum = 0.0").unwrap();
-    let moved = optim.init().step(0.5, student.clone(), student_grads);
-    let w0: Vec<f32> = student.conv.weight.val().into_data().try_to_vec().unwrap();
-    let w1: Vec<f32> = moved.conv.weight.val().into_data().try_to_vec().unwrap();
-    assert_ne!(w0, w1, "the step moved the student");
-    let after: Vec<f32> = teacher
-        .forward(x.without_autodiff(), None)
-        .hidden
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &plain).unwrap();
+    ad.seed(5);
+    let student = lstmkd::train::distill::new_student(&cfg, &teacher, &ad).unwrap();
+    let [c, h, w] = teacher.input;
+    let k = teacher.classes;
+    let images = Tensor::<4>::random([8, c, h, w], Distribution::Default, &ad);
+    let labels: Vec<usize> = (0..8).map(|i| i % k).collect();
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(labels.iter().map(|&l| l as i64).collect(), [8]),
+        &ad,
+    );
+    let teacher_before = (
+        floats(&teacher.net),
+        floats(teacher.head.as_ref().unwrap()),
+        teacher
+            .net
+            .forward(images.clone().without_autodiff())
+            .logits
+            .into_data(),
+    );
+    let host = |t: Tensor<2>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+    let s_logits = host(student.net.forward(images.clone()).logits);
+    let t_logits = host(
+        teacher
+            .net
+            .forward(images.clone().without_autodiff())
+            .logits,
+    );
+    let mut task = lstmkd::train::distill::Distill::new(teacher, dcfg.clone(), 1, k, 0, None);
+
+    // DKD inside the step: weight 2 x the formula at dkd_temperature on this step's logits.
+    use lstmkd::train::trainer::Task;
+    let out = task.train_step(&student, images.clone(), targets.clone(), 0, 0);
+    let part = |name: &str| {
+        let (_, v) = out.parts.iter().find(|(n, _)| n == name).expect(name);
+        v.clone().into_scalar::<f32>() as f64
+    };
+    let expected = 2.0 * dkd_reference(&s_logits, &t_logits, &labels, k, 3.0, 6.0);
+    assert!(
+        (part("dkd") - expected).abs() < 1e-4 * (1.0 + expected),
+        "dkd {} vs {expected}",
+        part("dkd")
+    );
+    assert!(part("temporal") > 0.0 && part("aux_ce") > 0.0);
+
+    // The optimiser's step is w - lr * g for every parameter (plain SGD).
+    let grads = GradientsParams::from_grads(out.total.backward(), &student);
+    struct Expect<'a>(&'a GradientsParams, f64, Vec<f32>, usize);
+    impl ModuleVisitor for Expect<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let w = p.val().into_data().iter::<f32>().collect::<Vec<_>>();
+            // Batch-norm running statistics are visited too; no optimiser target, they move
+            // with every forward pass (NaN: not compared).
+            if !p.val().is_require_grad() {
+                self.2.extend(w.iter().map(|_| f32::NAN));
+                return;
+            }
+            match self.0.get::<D>(p.id) {
+                Some(g) => {
+                    let g: Vec<f32> = g.into_data().iter::<f32>().collect();
+                    self.3 += g.iter().filter(|v| **v != 0.0).count();
+                    self.2
+                        .extend(w.iter().zip(g).map(|(w, g)| w - self.1 as f32 * g));
+                }
+                None => self.2.extend(w),
+            }
+        }
+    }
+    let lr = 0.05;
+    let mut expect = Expect(&grads, lr, Vec::new(), 0);
+    student.visit(&mut expect);
+    assert!(expect.3 > 1000, "gradients reach the student: {}", expect.3);
+    let mut optim = cfg.optim.init();
+    let (moved, _) = lstmkd::train::trainer::optimise(
+        &mut task,
+        student,
+        &mut optim,
+        images.clone(),
+        targets,
+        lr,
+        0,
+        0,
+    )
+    .unwrap();
+    let after = floats(&moved);
+    assert_eq!(after.len(), expect.2.len());
+    let trainable = expect.2.iter().filter(|e| !e.is_nan()).count();
+    assert!(
+        trainable > after.len() * 9 / 10,
+        "{trainable} of {}",
+        after.len()
+    );
+    for (i, (a, e)) in after
+        .iter()
+        .zip(&expect.2)
+        .enumerate()
+        .filter(|(_, (_, e))| !e.is_nan())
+    {
+        assert!(
+            (a - e).abs() <= 1e-6 * (1.0 + e.abs()),
+            "parameter {i}: {a} vs {e}"
+        );
+    }
+
+    // The frozen teacher is what it was, weights and outputs.
+    let teacher = &task.teacher;
+    assert_eq!(floats(&teacher.net), teacher_before.0);
+    assert_eq!(floats(teacher.head.as_ref().unwrap()), teacher_before.1);
     assert_eq!(
-        before, after,
-        "the teacher computes what it did before the step"
+        teacher
+            .net
+            .forward(images.without_autodiff())
+            .logits
+            .into_data(),
+        teacher_before.2
     );
 }
 
@@ -464,7 +588,21 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
         losses[2],
         vec!["at", "aux_ce", "ce", "fitnet", "kd", "temporal"]
     );
-    assert!(m.iter().all(|r| r.extra.contains_key("temperature")));
+    // The default table: T = 1 under 70% validation accuracy, 3 under 90%, else 5; each
+    // epoch reads the one before it (the first reads 0).
+    let default_t = |acc: f64| {
+        if acc < 0.7 {
+            1.0
+        } else if acc < 0.9 {
+            3.0
+        } else {
+            5.0
+        }
+    };
+    assert_eq!(m[0].extra["temperature"], 1.0);
+    for e in 1..3 {
+        assert_eq!(m[e].extra["temperature"], default_t(m[e - 1].val_acc));
+    }
 
     // The deployed student is the plain backbone: same parameters as the zoo model alone.
     let out = ok(lstmkd(&[
@@ -585,9 +723,34 @@ fn rtc_crops_fit_a_student_whose_taps_are_shorter_than_the_teachers() {
         .replace("name = \"resnet8\"", "name = \"vgg8\"")
         .replace("epochs = 3", "epochs = 1");
     let path = d.path().join("rtc.toml");
-    std::fs::write(&path, cfg).unwrap();
+    std::fs::write(&path, &cfg).unwrap();
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+    let m = lstmkd::train::metrics::read_jsonl(&d.path().join("student/metrics.jsonl")).unwrap();
+    for loss in ["ce", "temporal", "aux_ce"] {
+        let v = m[0].losses[loss];
+        assert!(v.is_finite() && v > 0.0, "{loss} = {v}");
+    }
+
+    // `temporal_init = "random"`: no adapters, extractors on the student's own channels,
+    // trained from a fresh start rather than from the teacher's.
+    let run = lstmkd::config::RunConfig::parse(&cfg, "rtc.toml", &[]).unwrap();
+    let (tcfg, dcfg) = run.distillation().unwrap();
+    let device = Device::flex();
+    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
+    let template = lstmkd::train::distill::new_student(&run, &teacher, &device).unwrap();
+    let fresh = floats(&template.head.extractors);
+    let student = Checkpoint::load(&d.path().join("student/last.ckpt"))
+        .unwrap()
+        .apply(template)
+        .unwrap();
+    assert!(student.head.adapters.is_empty());
+    let vgg8_taps = [512, 512];
+    for (e, c) in student.head.extractors.iter().zip(vgg8_taps) {
+        assert_eq!(e.conv.weight.dims()[1], c);
+    }
+    let trained = floats(&student.head.extractors);
+    assert_ne!(trained, fresh, "trained");
 }
 
 #[test]
@@ -595,11 +758,22 @@ fn resume_restores_the_dynamic_temperature_from_the_checkpoint() {
     let d = tempfile::tempdir().unwrap();
     let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
     let student = d.path().join("student");
-    // T = 1 before any validation, 4 once an epoch reached any accuracy.
+    // A fine table, so that reading another epoch's accuracy (or none) gives another T.
     let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0 }}\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0 }}\ntemperature = {{ policy = \"dynamic\", table = [[0.2, 1.0], [0.3, 2.0], [0.4, 3.0], [0.5, 4.0], [0.6, 5.0], [0.7, 6.0], [0.8, 7.0], [0.9, 8.0]], top = 9.0 }}\n",
         teacher_dir.join("best.ckpt").display()
     );
+    let expected = |acc: f64| match acc {
+        a if a < 0.2 => 1.0,
+        a if a < 0.3 => 2.0,
+        a if a < 0.4 => 3.0,
+        a if a < 0.5 => 4.0,
+        a if a < 0.6 => 5.0,
+        a if a < 0.7 => 6.0,
+        a if a < 0.8 => 7.0,
+        a if a < 0.9 => 8.0,
+        _ => 9.0,
+    };
     let cfg =
         crate::common::toml_config(&data, &student, &distill).replace("epochs = 3", "epochs = 1");
     let path = d.path().join("kd.toml");
@@ -608,19 +782,26 @@ fn resume_restores_the_dynamic_temperature_from_the_checkpoint() {
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
     let metrics = student.join("metrics.jsonl");
     let first = lstmkd::train::metrics::read_jsonl(&metrics).unwrap();
-    assert_eq!(first[0].extra["temperature"], 1.0);
-    assert!(first[0].val_acc > 0.0001);
+    assert_eq!(first[0].extra["temperature"], 1.0, "no accuracy yet");
+    // Without metrics.jsonl the resumed epochs still follow the last accuracy, which only
+    // the checkpoint holds now, and then each epoch the one before it.
     std::fs::remove_file(&metrics).unwrap();
     ok(lstmkd(&[
         "distill",
         "--resume",
         student.to_str().unwrap(),
         "--set",
-        "train.epochs=2",
+        "train.epochs=4",
     ]));
     let m = lstmkd::train::metrics::read_jsonl(&metrics).unwrap();
-    assert_eq!(m.len(), 1);
-    assert_eq!((m[0].epoch, m[0].extra["temperature"]), (2, 4.0));
+    assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![2, 3, 4]);
+    let previous: Vec<f64> = [first[0].val_acc]
+        .into_iter()
+        .chain(m.iter().map(|r| r.val_acc))
+        .collect();
+    for (r, acc) in m.iter().zip(previous) {
+        assert_eq!(r.extra["temperature"], expected(acc), "epoch {}", r.epoch);
+    }
 }
 
 #[test]
@@ -691,6 +872,10 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // 51 training images in batches of 16: 4 steps an epoch, so step 2 of epoch 2.
+    let mid = Checkpoint::load(&d.path().join("parts/last.ckpt")).unwrap();
+    let state = mid.meta.run.unwrap();
+    assert_eq!((state.epoch, state.partial.unwrap().steps), (1, 1));
     ok(lstmkd(&[
         "distill",
         "--resume",
@@ -698,9 +883,31 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
     ]));
     let m = lstmkd::train::metrics::read_jsonl(&d.path().join("parts/metrics.jsonl")).unwrap();
     assert_eq!(m[1].extra["temperature"], 4.0);
+    // The whole student (backbone, regressor-free head), not only the deployed backbone of
+    // the best epoch, which may be the first.
+    let text = std::fs::read_to_string(d.path().join("a.toml")).unwrap();
+    let run = lstmkd::config::RunConfig::parse(&text, "a.toml", &[]).unwrap();
+    let device = Device::flex();
+    let (tcfg, dcfg) = run.distillation().unwrap();
+    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
+    let student = |dir: &str| {
+        let template = lstmkd::train::distill::new_student(&run, &teacher, &device).unwrap();
+        let ckpt = Checkpoint::load(&d.path().join(dir).join("last.ckpt")).unwrap();
+        floats(&ckpt.apply(template).unwrap())
+    };
+    assert_eq!(student("straight"), student("parts"));
     assert_eq!(
-        crate::training::weights(&d.path().join("straight/deployed.ckpt")),
-        crate::training::weights(&d.path().join("parts/deployed.ckpt"))
+        m,
+        lstmkd::train::metrics::read_jsonl(&d.path().join("straight/metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .zip(&m)
+            .map(|(mut s, p)| {
+                // Timings are the only fields allowed to differ.
+                (s.img_per_s, s.val_seconds, s.seconds) = (p.img_per_s, p.val_seconds, p.seconds);
+                s
+            })
+            .collect::<Vec<_>>()
     );
 }
 
@@ -750,12 +957,16 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     let load = || {
         let template =
             lstmkd::distill::student::Student::init(&cfg.model, dcfg, &teacher, &device).unwrap();
-        lstmkd::train::checkpoint::Checkpoint::load(&student_dir.join("last.ckpt"))
+        Checkpoint::load(&student_dir.join("last.ckpt"))
             .unwrap()
             .apply(template)
             .unwrap()
     };
     let after_one = load();
+    let m = lstmkd::train::metrics::read_jsonl(&student_dir.join("metrics.jsonl")).unwrap();
+    for loss in ["ce", "dkd", "temporal", "aux_ce"] {
+        assert!(m[0].losses[loss] > 0.0, "{loss} in the step");
+    }
     assert_eq!(floats(&after_one.head.extractors), adapted);
     assert_ne!(
         floats(&after_one.head.adapters),
