@@ -563,6 +563,8 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
         out.contains("epoch 1/2") && out.contains("temperature"),
         "{out}"
     );
+    let after_two = d.path().join("after_two.ckpt");
+    std::fs::copy(student_dir.join("last.ckpt"), &after_two).unwrap();
     let out = ok(lstmkd(&[
         "distill",
         "--resume",
@@ -616,6 +618,24 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
             .unwrap(),
     );
     assert!(out.contains(&format!("({params} parameters)")), "{out}");
+
+    // The FitNet regressors: shaped from the student's taps to the teacher's, and moved by
+    // the joint phase (epoch 3), the only one with FitNet.
+    let run = lstmkd::config::RunConfig::load(&cfg_path, &[]).unwrap();
+    let (tcfg, dcfg) = run.distillation().unwrap();
+    let device = Device::flex();
+    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
+    let load = |path: &std::path::Path| {
+        let template = lstmkd::train::distill::new_student(&run, &teacher, &device).unwrap();
+        Checkpoint::load(path).unwrap().apply(template).unwrap()
+    };
+    let (before, end) = (load(&after_two), load(&student_dir.join("last.ckpt")));
+    assert_eq!(end.regressors.len(), 2);
+    for (r, (s, t)) in end.regressors.iter().zip([(32, 32), (64, 64)]) {
+        assert_eq!(r.proj.conv.weight.dims(), [t, s, 1, 1]);
+    }
+    assert_ne!(floats(&end.regressors), floats(&before.regressors));
+    assert_ne!(floats(&end.net), floats(&before.net));
 }
 
 #[test]

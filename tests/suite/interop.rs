@@ -631,13 +631,6 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
     assert_eq!(spec.extractors, [32, 64]);
     assert!(spec.adapters);
 
-    let out = ok(lstmkd(&[
-        "eval",
-        "--checkpoint",
-        deployed.to_str().unwrap(),
-    ]));
-    assert!(out.contains("top-1"), "{out}");
-
     let onnx = d.path().join("fused.onnx");
     ok(lstmkd(&[
         "export",
@@ -695,6 +688,41 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
         .try_to_vec::<f32>()
         .unwrap();
     assert_close(&run_tract(&bytes, &images).unwrap(), &want, "fused ONNX");
+
+    // `lstmkd eval` of the fused checkpoint scores what the graph (tract, another runtime)
+    // computes on the test set the data helper generated.
+    let (pixels, labels) = crate::common::toy_images(16, 8, 8, 4, 2);
+    let test = TensorData::new(
+        pixels.iter().map(|&p| p as f32 / 255.0).collect::<Vec<_>>(),
+        [16, 1, 8, 8],
+    );
+    let logits = run_tract(&bytes, &test).unwrap();
+    let k = m.classes.len();
+    let (mut hits, mut ce) = (0, 0.0);
+    for (n, &y) in labels.iter().enumerate() {
+        let row: Vec<f64> = logits[n * k..][..k].iter().map(|&v| v as f64).collect();
+        let top = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        hits += (top == y as usize) as usize;
+        let mx = row[top];
+        ce += mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln() - row[y as usize];
+    }
+    let eval_dir = d.path().join("eval");
+    ok(lstmkd(&[
+        "eval",
+        "--checkpoint",
+        deployed.to_str().unwrap(),
+        "--out",
+        eval_dir.to_str().unwrap(),
+    ]));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval_dir.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["top1"].as_f64().unwrap(), hits as f64 / 16.0, "{json}");
+    let loss = json["loss"].as_f64().unwrap();
+    assert!(
+        (loss - ce / 16.0).abs() < 1e-4,
+        "loss {loss} vs {}",
+        ce / 16.0
+    );
 }
 
 #[test]
@@ -732,21 +760,40 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
     assert_eq!(e.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&e.stderr).contains("--data"));
 
-    // An ImageFolder of 20x18 images, resized straight to the 16x16 input as the header says.
+    // An ImageFolder of 16x16 images (no resizing, so pixels are exactly what the reference
+    // reads); the same images in both splits, whichever one eval reads.
     let data = dir.path().join("folder");
-    for split in ["train", "val"] {
-        for class in ["a", "b"] {
-            let d = data.join(split).join(class);
-            std::fs::create_dir_all(&d).unwrap();
-            for i in 0..3u32 {
-                image::RgbImage::from_fn(20, 18, |x, y| {
-                    image::Rgb([(x * 9 + i) as u8, (y * 7) as u8, 99])
-                })
-                .save(d.join(format!("{i}.png")))
-                .unwrap();
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (k, class) in ["a", "b"].iter().enumerate() {
+        for i in 0..8u32 {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                let v =
+                    |s: u32| ((x * (3 + s + i) + y * (5 + 2 * s + k as u32) + i * 17) % 251) as u8;
+                image::Rgb([v(0), v(1), v(2)])
+            });
+            for split in ["train", "val"] {
+                let d = data.join(split).join(class);
+                std::fs::create_dir_all(&d).unwrap();
+                img.save(d.join(format!("{i}.png"))).unwrap();
             }
+            // CHW in [0, 1], as the loader converts.
+            for c in 0..3 {
+                pixels.extend(img.pixels().map(|p| p[c] as f32 / 255.0));
+            }
+            labels.push(k);
         }
     }
+    let header = Checkpoint::load(&ckpt).unwrap().meta;
+    let logits = reference_logits(&source, &header, &TensorData::new(pixels, [16, 3, 16, 16]));
+    let hits = labels
+        .iter()
+        .enumerate()
+        .filter(|(n, k)| {
+            let row = &logits[n * 2..n * 2 + 2];
+            (row[1] > row[0]) as usize == **k
+        })
+        .count();
     let out = dir.path().join("eval");
     let report = ok(lstmkd(&[
         "eval",
@@ -757,7 +804,24 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
         "--out",
         out.to_str().unwrap(),
     ]));
-    assert!(report.contains("test images 6"), "{report}");
+    assert!(report.contains("test images 16"), "{report}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["top1"].as_f64().unwrap(), hits as f64 / 16.0, "{json}");
+    // The mean cross-entropy pins the logits themselves, not only their argmax.
+    let ce = labels
+        .iter()
+        .enumerate()
+        .map(|(n, &k)| {
+            let row = &logits[n * 2..n * 2 + 2];
+            let m = row[0].max(row[1]) as f64;
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            lse - row[k] as f64
+        })
+        .sum::<f64>()
+        / 16.0;
+    let loss = json["loss"].as_f64().unwrap();
+    assert!((loss - ce).abs() < 1e-5, "loss {loss} vs {ce}");
     let written = std::fs::read(out.join("eval.json")).unwrap();
     // A zero batch size is refused before anything is evaluated or written.
     let zero = lstmkd(&[

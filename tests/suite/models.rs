@@ -144,12 +144,15 @@ fn flops_are_counted_from_the_layers() {
 #[test]
 fn width_multiplier_scales_mobilenet_and_is_rejected_elsewhere() {
     let device = Device::flex();
-    let half = ModelConfig {
-        width: 0.5,
-        ..ModelConfig::new("mobilenetv2")
-    };
-    let p = count_params(&half.init(3, 1000, &device).unwrap());
-    assert!(p < 3_504_872 && p > 1_000_000, "{p}");
+    // torchvision 0.24: sum(p.numel() for p in mobilenet_v2(width_mult=w).parameters()).
+    for (width, torchvision) in [(0.5, 1_968_680), (0.75, 2_636_424), (1.0, 3_504_872)] {
+        let net = ModelConfig {
+            width,
+            ..ModelConfig::new("mobilenetv2")
+        };
+        let p = count_params(&net.init(3, 1000, &device).unwrap());
+        assert_eq!(p, torchvision, "width {width}");
+    }
     let bad = ModelConfig {
         width: 0.5,
         ..ModelConfig::new("resnet20")

@@ -83,18 +83,24 @@ fn tiny_run_learns_and_writes_metrics_and_checkpoints() {
         serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["images"], 80);
     assert!(report["top1"].as_f64().unwrap() > 0.5);
-    assert_eq!(
-        report["top5"].as_f64().unwrap(),
-        1.0,
-        "4 classes: top-5 always hits"
-    );
+    // The confusion matrix (rows: true class) holds every test image once, its diagonal
+    // the top-1 hits, its rows the per-class accuracies.
     let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
-    let total: u64 = csv
+    let rows: Vec<Vec<u64>> = csv
         .lines()
         .skip(1)
-        .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<u64>().unwrap()))
-        .sum();
-    assert_eq!(total, 80);
+        .map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.iter().flatten().sum::<u64>(), 80);
+    let diagonal: u64 = (0..rows.len()).map(|k| rows[k][k]).sum();
+    assert_eq!(report["top1"].as_f64().unwrap(), diagonal as f64 / 80.0);
+    // IDX data has 10 classes; the toy set uses 4, and a class without test images has no
+    // accuracy (null).
+    for (k, entry) in report["per_class"].as_array().unwrap().iter().enumerate() {
+        let n: u64 = rows[k].iter().sum();
+        let want = (n > 0).then(|| rows[k][k] as f64 / n as f64);
+        assert_eq!(entry[1].as_f64(), want, "class {k}");
+    }
 }
 
 #[test]
