@@ -393,6 +393,78 @@ fn weights(net: &Network) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
+/// Inputs the fixture's logits were computed on (scripts/torch/make_fixtures.py).
+fn fixture_input(n: usize) -> TensorData {
+    let v: Vec<f32> = (0..n * 3 * 32 * 32)
+        .map(|i| {
+            let (b, c, h, w) = (i / 3072, (i / 1024) % 3, (i / 32) % 32, i % 32);
+            ((b * 7 + c * 5 + h * 3 + w) % 17) as f32 / 8.0 - 1.0
+        })
+        .collect();
+    TensorData::new(v, [n, 3, 32, 32])
+}
+
+#[test]
+fn weights_pytorch_saved_give_pytorchs_logits_and_export_back_to_its_file() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let weights = fixtures.join("resnet8_torch.safetensors");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("resnet8_torch_logits.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<f32> = reference["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let dir = tempdir().unwrap();
+    let ckpt = dir.path().join("t.ckpt");
+    ok(import(&[
+        "--model",
+        "resnet8",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]));
+    let net = Checkpoint::load(&ckpt)
+        .unwrap()
+        .network(&Device::flex())
+        .unwrap()
+        .valid();
+    let x = Tensor::<4>::from_data(fixture_input(2), &Device::flex());
+    let got: Vec<f32> = net.forward(x).logits.into_data().try_to_vec().unwrap();
+    assert_close(&got, &want, "PyTorch's logits");
+
+    // Exported again, every tensor is PyTorch's own: names, dtypes, shapes and bytes.
+    let back = dir.path().join("back.safetensors");
+    export(&ckpt, "safetensors", &back);
+    let (a, b) = (
+        std::fs::read(&weights).unwrap(),
+        std::fs::read(&back).unwrap(),
+    );
+    let (theirs, ours) = (
+        safetensors::SafeTensors::deserialize(&a).unwrap(),
+        safetensors::SafeTensors::deserialize(&b).unwrap(),
+    );
+    let mut names = theirs.names();
+    names.sort();
+    let mut exported = ours.names();
+    exported.sort();
+    assert_eq!(names, exported);
+    for name in names {
+        let (t, o) = (theirs.tensor(name).unwrap(), ours.tensor(name).unwrap());
+        assert_eq!((t.dtype(), t.shape()), (o.dtype(), o.shape()), "{name}");
+        // lstmkd does not count batches: written as 0 (docs/INTEROP.md).
+        if name.ends_with("num_batches_tracked") {
+            assert_eq!(o.data(), 0i64.to_le_bytes(), "{name}");
+        } else {
+            assert!(t.data() == o.data(), "{name}: values differ");
+        }
+    }
+}
+
 #[test]
 fn safetensors_export_then_import_round_trips_exactly() {
     let dir = tempdir().unwrap();
