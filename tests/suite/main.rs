@@ -3,6 +3,7 @@
 mod bench;
 mod common;
 mod config;
+mod conv_ops;
 mod data_readers;
 mod distill;
 mod fuzz;
