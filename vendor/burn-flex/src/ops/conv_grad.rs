@@ -1,11 +1,13 @@
-//! The weight gradient of a 2-D convolution as products over the batch (lstmkd's patch).
+//! The gradients of a 2-D convolution as products over the batch (lstmkd's patch).
 //!
 //! burn-backend's generic weight gradient is another convolution with batch and channels
 //! swapped, whose output is the small kernel: every input channel becomes a product with
-//! `kh * kw` output rows, and flex lowers it image by image. Here it is what PyTorch does:
-//! `dW_g = dY_g x im2col(X_g)^T`, one GEMM per group over a chunk of images whose columns fit
-//! a fixed budget. The chunking depends only on the shapes, so the summation order (and the
-//! result, bit for bit) does not depend on the thread count.
+//! `kh * kw` output rows, and flex lowers it image by image; its input gradient is a
+//! transposed convolution, also image by image. Here both are what PyTorch does, one GEMM per
+//! group over a chunk of images whose columns fit a fixed budget:
+//! `dW_g = dY_g x im2col(X_g)^T` and `dX = col2im(W_g^T x dY_g)`. Depthwise kernels are direct
+//! sums. The chunking depends only on the shapes, so the summation order (and the result, bit
+//! for bit) does not depend on the thread count.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -106,6 +108,127 @@ where
         }
     }
     tensor(dw, weight_shape, dtype)
+}
+
+/// `dX` [B, C, H, W] for a weight [O, C / groups, kh, kw] and `dy` [B, O, Ho, Wo] (any
+/// padding: only the leading one places the taps).
+pub fn conv2d_x_backward<T>(
+    x_shape: [usize; 4],
+    weight: FlexTensor,
+    dy: FlexTensor,
+    options: &ConvOptions<2>,
+    dtype: DType,
+) -> FlexTensor
+where
+    T: burn_backend::Element + bytemuck::Pod + num_traits::Zero + num_traits::One,
+{
+    let weight = weight.to_contiguous();
+    let dy = dy.to_contiguous();
+    let ws = weight.layout().shape().to_vec();
+    let ys = dy.layout().shape().to_vec();
+    let [b, c, h, w] = x_shape;
+    let (o, cg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    let groups = options.groups;
+    let og = o / groups;
+    let (ho, wo) = (ys[2], ys[3]);
+    let l = ho * wo;
+    let ck = cg * kh * kw;
+    let plane = h * w;
+    let wd: &[T] = weight.storage();
+    let yd: &[T] = dy.storage();
+    let mut dx = vec![T::zero(); b * c * plane];
+    if l == 0 || b == 0 || plane == 0 {
+        return tensor(dx, x_shape, dtype);
+    }
+    let geom = Geometry {
+        c,
+        h,
+        w,
+        cg,
+        kh,
+        kw,
+        wo,
+        stride: options.stride,
+        pad: options.padding_begin(),
+        dilation: options.dilation,
+    };
+    if cg == 1 && og == 1 {
+        // One kernel per channel: each input plane gathers from its own output plane.
+        for_each_chunk(&mut dx, plane, |r, out| {
+            let ch = r % c;
+            let y = &yd[r * l..][..l];
+            let k = &wd[ch * kh * kw..][..kh * kw];
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let wv = k[ki * kw + kj];
+                    for (p, &dy) in y.iter().enumerate() {
+                        if let Some(at) = geom.tap(p, ki, kj) {
+                            out[at] = out[at] + dy * wv;
+                        }
+                    }
+                }
+            }
+        });
+        return tensor(dx, x_shape, dtype);
+    }
+    let chunk = (COLS_BUDGET / (l * ck)).clamp(1, b);
+    let mut dcols = vec![T::zero(); ck * chunk * l];
+    let mut dyt = vec![T::zero(); og * chunk * l];
+    for start in (0..b).step_by(chunk) {
+        let n = chunk.min(b - start);
+        let k = n * l;
+        for g in 0..groups {
+            for_each_chunk(&mut dyt[..og * k], k, |oo, row| {
+                for i in 0..n {
+                    let src = ((start + i) * o + g * og + oo) * l;
+                    row[i * l..(i + 1) * l].copy_from_slice(&yd[src..src + l]);
+                }
+            });
+            // dcols [ck, n * l] = W_g^T [ck, og] x dY_g [og, n * l].
+            // SAFETY: the slices hold the m x k, k x n and m x n elements the strides address.
+            unsafe {
+                gemm::gemm(
+                    ck,
+                    k,
+                    og,
+                    dcols.as_mut_ptr(),
+                    1,
+                    k as isize,
+                    false,
+                    wd[g * og * ck..].as_ptr(),
+                    ck as isize,
+                    1,
+                    dyt.as_ptr(),
+                    1,
+                    k as isize,
+                    T::zero(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    parallelism(og * ck * k),
+                );
+            }
+            let dcols = &dcols[..ck * k];
+            let images = &mut dx[start * c * plane..(start + n) * c * plane];
+            for_each_chunk(images, c * plane, |i, image| {
+                let group = &mut image[g * cg * plane..(g + 1) * cg * plane];
+                for_each_chunk(group, plane, |ci, out| {
+                    for ki in 0..kh {
+                        for kj in 0..kw {
+                            let row = &dcols[((ci * kh + ki) * kw + kj) * k + i * l..][..l];
+                            for (p, &v) in row.iter().enumerate() {
+                                if let Some(at) = geom.tap(p, ki, kj) {
+                                    out[at] = out[at] + v;
+                                }
+                            }
+                        }
+                    }
+                });
+            });
+        }
+    }
+    tensor(dx, x_shape, dtype)
 }
 
 struct Geometry {

@@ -75,6 +75,46 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        use burn_std::{bf16, f16};
+        // Only the leading padding places the taps; the trailing one is in dY's size.
+        let shape: [usize; 4] = x.shape().dims();
+        match x.dtype() {
+            DType::F32 => {
+                conv_grad::conv2d_x_backward::<f32>(shape, weight, output_grad, &options, DType::F32)
+            }
+            DType::F64 => {
+                conv_grad::conv2d_x_backward::<f64>(shape, weight, output_grad, &options, DType::F64)
+            }
+            DType::F16 => cast_from_f32(
+                conv_grad::conv2d_x_backward::<f32>(
+                    shape,
+                    cast_to_f32(weight, f16::to_f32),
+                    cast_to_f32(output_grad, f16::to_f32),
+                    &options,
+                    DType::F32,
+                ),
+                f16::from_f32,
+            ),
+            DType::BF16 => cast_from_f32(
+                conv_grad::conv2d_x_backward::<f32>(
+                    shape,
+                    cast_to_f32(weight, bf16::to_f32),
+                    cast_to_f32(output_grad, bf16::to_f32),
+                    &options,
+                    DType::F32,
+                ),
+                bf16::from_f32,
+            ),
+            dtype => panic!("conv2d_x_backward: unsupported dtype {:?}", dtype),
+        }
+    }
+
     fn conv2d_weight_backward(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
