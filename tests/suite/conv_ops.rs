@@ -1,5 +1,6 @@
-//! flex's 2-D convolution (forward, input and weight gradients; the weight gradient is
-//! lstmkd's patch in vendor/burn-flex) against the convolution written out on the host in f64.
+//! flex's 2-D convolution (forward, input and weight gradients, through burn's autodiff)
+//! against the convolution written out on the host in f64: the check any replacement of these
+//! kernels (bench/upstream/) must pass.
 
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
