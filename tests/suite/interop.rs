@@ -795,6 +795,42 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
         "loss {loss} vs {}",
         ce / 16.0
     );
+
+    // Validation during the run scored the fused logits too: the graph on the run's
+    // validation images (its split of the generated training set) gives that epoch's metrics.
+    let run = lstmkd::config::RunConfig::load(&cfg_path, &[]).unwrap();
+    let dataset = run.data.open().unwrap();
+    let (_, val) =
+        lstmkd::data::train_val_split(dataset.train.clone(), run.data.val_fraction, run.train.seed);
+    let (pixels, labels) = crate::common::toy_images(64, 8, 8, 4, 1);
+    let images: Vec<f32> = val
+        .indices
+        .iter()
+        .flat_map(|&i| {
+            pixels[i * 64..(i + 1) * 64]
+                .iter()
+                .map(|&p| p as f32 / 255.0)
+        })
+        .collect();
+    let n = val.indices.len();
+    let logits = run_tract(&bytes, &TensorData::new(images, [n, 1, 8, 8])).unwrap();
+    let (mut hits, mut ce) = (0, 0.0);
+    for (r, &i) in val.indices.iter().enumerate() {
+        let row: Vec<f64> = logits[r * k..][..k].iter().map(|&v| v as f64).collect();
+        let y = labels[i] as usize;
+        let top = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        hits += (top == y) as usize;
+        let mx = row[top];
+        ce += mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln() - row[y];
+    }
+    let m = lstmkd::train::metrics::read_jsonl(&student_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(m[0].val_acc, hits as f64 / n as f64);
+    assert!(
+        (m[0].val_loss - ce / n as f64).abs() < 1e-4,
+        "{} vs {}",
+        m[0].val_loss,
+        ce / n as f64
+    );
 }
 
 #[test]
