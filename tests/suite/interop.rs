@@ -106,6 +106,19 @@ fn reference_logits(net: &Network, meta: &Meta, images: &TensorData) -> Vec<f32>
         .unwrap()
 }
 
+/// Top-1 hits and summed cross-entropy of row-major `logits` ([N, k]) against `labels`.
+fn top1_hits_and_ce(logits: &[f32], k: usize, labels: &[usize]) -> (usize, f64) {
+    let (mut hits, mut ce) = (0, 0.0);
+    for (n, &y) in labels.iter().enumerate() {
+        let row: Vec<f64> = logits[n * k..][..k].iter().map(|&v| v as f64).collect();
+        let top = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        hits += (top == y) as usize;
+        let mx = row[top];
+        ce += mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln() - row[y];
+    }
+    (hits, ce)
+}
+
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     let scale = want.iter().fold(1f32, |m, x| m.max(x.abs()));
@@ -770,14 +783,8 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
     );
     let logits = run_tract(&bytes, &test).unwrap();
     let k = m.classes.len();
-    let (mut hits, mut ce) = (0, 0.0);
-    for (n, &y) in labels.iter().enumerate() {
-        let row: Vec<f64> = logits[n * k..][..k].iter().map(|&v| v as f64).collect();
-        let top = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-        hits += (top == y as usize) as usize;
-        let mx = row[top];
-        ce += mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln() - row[y as usize];
-    }
+    let labels: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
+    let (hits, ce) = top1_hits_and_ce(&logits, k, &labels);
     let eval_dir = d.path().join("eval");
     ok(lstmkd(&[
         "eval",
@@ -814,15 +821,8 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
         .collect();
     let n = val.indices.len();
     let logits = run_tract(&bytes, &TensorData::new(images, [n, 1, 8, 8])).unwrap();
-    let (mut hits, mut ce) = (0, 0.0);
-    for (r, &i) in val.indices.iter().enumerate() {
-        let row: Vec<f64> = logits[r * k..][..k].iter().map(|&v| v as f64).collect();
-        let y = labels[i] as usize;
-        let top = (0..k).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-        hits += (top == y) as usize;
-        let mx = row[top];
-        ce += mx + row.iter().map(|v| (v - mx).exp()).sum::<f64>().ln() - row[y];
-    }
+    let val_labels: Vec<usize> = val.indices.iter().map(|&i| labels[i] as usize).collect();
+    let (hits, ce) = top1_hits_and_ce(&logits, k, &val_labels);
     let m = lstmkd::train::metrics::read_jsonl(&student_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(m[0].val_acc, hits as f64 / n as f64);
     assert!(
@@ -894,14 +894,7 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
     }
     let header = Checkpoint::load(&ckpt).unwrap().meta;
     let logits = reference_logits(&source, &header, &TensorData::new(pixels, [16, 3, 16, 16]));
-    let hits = labels
-        .iter()
-        .enumerate()
-        .filter(|(n, k)| {
-            let row = &logits[n * 2..n * 2 + 2];
-            (row[1] > row[0]) as usize == **k
-        })
-        .count();
+    let (hits, ce) = top1_hits_and_ce(&logits, 2, &labels);
     let out = dir.path().join("eval");
     let report = ok(lstmkd(&[
         "eval",
@@ -917,17 +910,7 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
         serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(json["top1"].as_f64().unwrap(), hits as f64 / 16.0, "{json}");
     // The mean cross-entropy pins the logits themselves, not only their argmax.
-    let ce = labels
-        .iter()
-        .enumerate()
-        .map(|(n, &k)| {
-            let row = &logits[n * 2..n * 2 + 2];
-            let m = row[0].max(row[1]) as f64;
-            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-            lse - row[k] as f64
-        })
-        .sum::<f64>()
-        / 16.0;
+    let ce = ce / 16.0;
     let loss = json["loss"].as_f64().unwrap();
     assert!((loss - ce).abs() < 1e-5, "loss {loss} vs {ce}");
     let written = std::fs::read(out.join("eval.json")).unwrap();
