@@ -437,9 +437,11 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
     let tcfg = write_teacher(args, &cfg, &dcfg, &scratch.0, &device)?;
     let reset = reset_peak_rss();
-    let mut cfg = cfg;
-    cfg.teacher = Some(tcfg);
-    let (teacher, _) = load_teacher(cfg.teacher.as_ref().expect("set above"), &dcfg, &device)?;
+    let (teacher, _) = load_teacher(&tcfg, &dcfg, &device)?;
+    let cfg = RunConfig {
+        teacher: Some(tcfg),
+        ..cfg
+    };
     let student = new_student(&cfg, &teacher, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
     let mut task = Distill::new(teacher, dcfg, 1, args.classes, 0, None);

@@ -4,12 +4,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Int, Tensor};
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-use burn::module::Module;
-use burn::tensor::Device;
 
 use super::checkpoint::{Checkpoint, Meta};
 use super::run::{BEST, Run};

@@ -242,7 +242,6 @@ pub fn fit<T: Task>(
             let signal = super::interrupt::after_step();
             let every = cfg.train.checkpoint_every;
             let periodic = every > 0 && (step + 1) % every == 0 && step + 1 < steps;
-            let path = run.dir.join(LAST);
             if signal.is_some() || periodic {
                 let partial = PartialEpoch {
                     steps: step + 1,
@@ -258,7 +257,7 @@ pub fn fit<T: Task>(
                     &model,
                     Some(&optim),
                 )?
-                .save(&path)?;
+                .save(&run.dir.join(LAST))?;
             }
             if let Some(signal) = signal {
                 progress.finish(format!(
@@ -268,7 +267,7 @@ pub fn fit<T: Task>(
                 ));
                 return Err(super::interrupt::Interrupted {
                     signal,
-                    checkpoint: path,
+                    checkpoint: run.dir.join(LAST),
                     epoch,
                     step: step + 1,
                 }

@@ -622,14 +622,11 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
     // The FitNet regressors: shaped from the student's taps to the teacher's, and moved by
     // the joint phase (epoch 3), the only one with FitNet.
     let run = lstmkd::config::RunConfig::load(&cfg_path, &[]).unwrap();
-    let (tcfg, dcfg) = run.distillation().unwrap();
-    let device = Device::flex();
-    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
-    let load = |path: &std::path::Path| {
-        let template = lstmkd::train::distill::new_student(&run, &teacher, &device).unwrap();
-        Checkpoint::load(path).unwrap().apply(template).unwrap()
-    };
-    let (before, end) = (load(&after_two), load(&student_dir.join("last.ckpt")));
+    let teacher = teacher_of(&run);
+    let (before, end) = (
+        student_at(&run, &teacher, &after_two),
+        student_at(&run, &teacher, &student_dir.join("last.ckpt")),
+    );
     assert_eq!(end.regressors.len(), 2);
     for (r, (s, t)) in end.regressors.iter().zip([(32, 32), (64, 64)]) {
         assert_eq!(r.proj.conv.weight.dims(), [t, s, 1, 1]);
@@ -755,15 +752,10 @@ fn rtc_crops_fit_a_student_whose_taps_are_shorter_than_the_teachers() {
     // `temporal_init = "random"`: no adapters, extractors on the student's own channels,
     // trained from a fresh start rather than from the teacher's.
     let run = lstmkd::config::RunConfig::parse(&cfg, "rtc.toml", &[]).unwrap();
-    let (tcfg, dcfg) = run.distillation().unwrap();
-    let device = Device::flex();
-    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
-    let template = lstmkd::train::distill::new_student(&run, &teacher, &device).unwrap();
-    let fresh = floats(&template.head.extractors);
-    let student = Checkpoint::load(&d.path().join("student/last.ckpt"))
-        .unwrap()
-        .apply(template)
-        .unwrap();
+    let teacher = teacher_of(&run);
+    let fresh = lstmkd::train::distill::new_student(&run, &teacher, &Device::flex()).unwrap();
+    let fresh = floats(&fresh.head.extractors);
+    let student = student_at(&run, &teacher, &d.path().join("student/last.ckpt"));
     assert!(student.head.adapters.is_empty());
     let vgg8_taps = [512, 512];
     for (e, c) in student.head.extractors.iter().zip(vgg8_taps) {
@@ -907,13 +899,13 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
     // the best epoch, which may be the first.
     let text = std::fs::read_to_string(d.path().join("a.toml")).unwrap();
     let run = lstmkd::config::RunConfig::parse(&text, "a.toml", &[]).unwrap();
-    let device = Device::flex();
-    let (tcfg, dcfg) = run.distillation().unwrap();
-    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
+    let teacher = teacher_of(&run);
     let student = |dir: &str| {
-        let template = lstmkd::train::distill::new_student(&run, &teacher, &device).unwrap();
-        let ckpt = Checkpoint::load(&d.path().join(dir).join("last.ckpt")).unwrap();
-        floats(&ckpt.apply(template).unwrap())
+        floats(&student_at(
+            &run,
+            &teacher,
+            &d.path().join(dir).join("last.ckpt"),
+        ))
     };
     assert_eq!(student("straight"), student("parts"));
     assert_eq!(
@@ -929,6 +921,27 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
             })
             .collect::<Vec<_>>()
     );
+}
+
+/// A run config's teacher, loaded on flex as distillation loads it.
+fn teacher_of(run: &lstmkd::config::RunConfig) -> lstmkd::distill::teacher::Teacher {
+    let (tcfg, dcfg) = run.distillation().unwrap();
+    lstmkd::train::distill::load_teacher(tcfg, dcfg, &Device::flex())
+        .unwrap()
+        .0
+}
+
+/// The student a distillation checkpoint of `run` holds.
+fn student_at(
+    run: &lstmkd::config::RunConfig,
+    teacher: &lstmkd::distill::teacher::Teacher,
+    path: &std::path::Path,
+) -> lstmkd::distill::student::Student {
+    let dcfg = run.distillation().unwrap().1;
+    let template =
+        lstmkd::distill::student::Student::init(&run.model, dcfg, teacher, &Device::flex())
+            .unwrap();
+    Checkpoint::load(path).unwrap().apply(template).unwrap()
 }
 
 /// Every float of a module, in visiting order.
@@ -960,9 +973,8 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
 
     let cfg = lstmkd::config::RunConfig::parse(&text, "lens.toml", &[]).unwrap();
-    let (tcfg, dcfg) = cfg.distillation().unwrap();
+    let teacher = teacher_of(&cfg);
     let device = Device::flex();
-    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &device).unwrap();
     let adapted = floats(&teacher.head.as_ref().unwrap().extractors);
     let student = lstmkd::train::distill::new_student(&cfg, &teacher, &device).unwrap();
     assert_eq!(
@@ -974,14 +986,7 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     // Trained (DKD and the temporal loss in the step), then resumed for a second epoch: the
     // frozen copy never moves, while the backbone and the adapters do.
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
-    let load = || {
-        let template =
-            lstmkd::distill::student::Student::init(&cfg.model, dcfg, &teacher, &device).unwrap();
-        Checkpoint::load(&student_dir.join("last.ckpt"))
-            .unwrap()
-            .apply(template)
-            .unwrap()
-    };
+    let load = || student_at(&cfg, &teacher, &student_dir.join("last.ckpt"));
     let after_one = load();
     let m = lstmkd::train::metrics::read_jsonl(&student_dir.join("metrics.jsonl")).unwrap();
     for loss in ["ce", "dkd", "temporal", "aux_ce"] {
