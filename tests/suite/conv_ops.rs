@@ -136,6 +136,10 @@ fn convolutions_and_their_gradients_match_the_written_out_sums() {
     check(case([2, 4, 10, 7], 5, [3, 2], [2, 1], [0, 1], [2, 2], 1));
     // 1x1 (downsample shortcuts), stride 2.
     check(case([2, 8, 5, 5], 16, [1, 1], [2, 2], [0, 0], [1, 1], 1));
+    // Small maps: a tile of output pixels spans several images, its rows cut mid-image.
+    check(case([23, 5, 7, 7], 8, [3, 3], [1, 1], [1, 1], [1, 1], 1));
+    // The same with 64 channels per group (the product with the channels as its rows).
+    check(case([11, 8, 9, 9], 128, [3, 3], [1, 1], [1, 1], [1, 1], 2));
     // Columns over the per-call budget: the batch is split into chunks that accumulate.
     check(case([3, 64, 90, 90], 2, [3, 3], [1, 1], [1, 1], [1, 1], 1));
 }

@@ -6,6 +6,7 @@ mod config;
 mod conv_ops;
 mod data_readers;
 mod distill;
+mod elementwise_ops;
 mod fuzz;
 mod interop;
 mod layout;

@@ -302,6 +302,44 @@ where
     }
 }
 
+/// [`zip_apply_inplace`] split over the outermost dim on the thread pool for large tensors
+/// (lstmkd's patch). Each element is still computed once by the same `op`.
+pub(crate) fn par_zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
+where
+    D: Copy + Send,
+    S: Copy + Sync,
+    F: Fn(D, S) -> D + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        let numel: usize = nest.shape[..nest.ndim].iter().product();
+        if nest.ndim >= 2
+            && nest.shape[0] >= 2
+            && numel >= crate::ops::ELEMENTWISE_PARALLEL
+            && nest.lhs_offset == 0
+        {
+            let outer = nest.lhs_strides[0] as usize;
+            let mut inner = *nest;
+            inner.ndim -= 1;
+            inner.shape.copy_within(1.., 0);
+            inner.lhs_strides.copy_within(1.., 0);
+            inner.rhs_strides.copy_within(1.., 0);
+            dst[..numel]
+                .par_chunks_mut(outer)
+                .enumerate()
+                .for_each(|(i, d)| {
+                    let mut sub = inner;
+                    sub.rhs_offset =
+                        (nest.rhs_offset as isize + i as isize * nest.rhs_strides[0]) as usize;
+                    zip_apply_inplace(&sub, d, src, &op);
+                });
+            return;
+        }
+    }
+    zip_apply_inplace(nest, dst, src, op)
+}
+
 // ============================================================================
 // 3-way zip support (for mask_where and ternary operations)
 // ============================================================================

@@ -83,10 +83,10 @@ where
         let l_slice = &mut lhs_storage[..l_end];
 
         match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
-            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
-            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
+            BinaryOp::Add => super::zip_chunks(l_slice, r_slice, simd::add_inplace_f32),
+            BinaryOp::Sub => super::zip_chunks(l_slice, r_slice, simd::sub_inplace_f32),
+            BinaryOp::Mul => super::zip_chunks(l_slice, r_slice, simd::mul_inplace_f32),
+            BinaryOp::Div => super::zip_chunks(l_slice, r_slice, simd::div_inplace_f32),
         }
         return lhs;
     }
@@ -108,12 +108,43 @@ where
         let r_slice = &mut rhs_storage[..r_end];
 
         match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(r_slice, l_slice),
-            BinaryOp::Sub => simd::rsub_inplace_f32(r_slice, l_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(r_slice, l_slice),
-            BinaryOp::Div => simd::rdiv_inplace_f32(r_slice, l_slice),
+            BinaryOp::Add => super::zip_chunks(r_slice, l_slice, simd::add_inplace_f32),
+            BinaryOp::Sub => super::zip_chunks(r_slice, l_slice, simd::rsub_inplace_f32),
+            BinaryOp::Mul => super::zip_chunks(r_slice, l_slice, simd::mul_inplace_f32),
+            BinaryOp::Div => super::zip_chunks(r_slice, l_slice, simd::rdiv_inplace_f32),
         }
         return rhs;
+    }
+
+    // Broadcast operands of the four arithmetic ops, written into a uniquely owned dense
+    // operand, on the thread pool (lstmkd's patch; same nest as `binary_op_typed`).
+    if let Some(simd_op) = simd_hint {
+        let f = move |a: f32, b: f32| match simd_op {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        };
+        if lhs.is_unique()
+            && let Some(nest) = crate::zip::collapse_for_zip(lhs.layout(), rhs.layout())
+            && nest.lhs_is_dense_from_zero()
+        {
+            let rhs_storage: &[f32] = rhs.storage();
+            let lhs_storage: &mut [f32] = lhs.storage_mut();
+            crate::zip::par_zip_apply_inplace(&nest, lhs_storage, rhs_storage, f);
+            return lhs;
+        }
+        if rhs.is_unique()
+            && let Some(nest) = crate::zip::collapse_for_zip(rhs.layout(), lhs.layout())
+            && nest.lhs_is_dense_from_zero()
+        {
+            let lhs_storage: &[f32] = lhs.storage();
+            let rhs_storage: &mut [f32] = rhs.storage_mut();
+            crate::zip::par_zip_apply_inplace(&nest, rhs_storage, lhs_storage, move |r, l| {
+                f(l, r)
+            });
+            return rhs;
+        }
     }
 
     // Broadcast operands fall through to `binary_op_typed`, whose

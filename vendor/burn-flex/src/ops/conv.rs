@@ -244,7 +244,7 @@ fn conv3d_impl<
     options: &ConvOptions<3>,
     dtype: DType,
     zero: T,
-    gemm_fn: fn(&[T], &[T], usize, usize, usize) -> Vec<T>,
+    gemm_fn: fn(&[T], &[T], usize, usize, usize, bool, bool) -> Vec<T>,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
@@ -294,7 +294,6 @@ fn conv3d_impl<
     // Tile size for processing output pixels. Larger = better GEMM utilization,
     // smaller = more parallelism and better cache usage. 512 is a good balance.
     const TILE_SIZE: usize = 512;
-    let num_tiles = spatial_out.div_ceil(TILE_SIZE);
 
     // Flatten kernel [c_out, c_in, kd, kh, kw] -> [c_out, kd, kh, kw, c_in]
     // for GEMM. Expressed as a 2D transpose of (c_in, k_spatial) per c_out
@@ -314,206 +313,157 @@ fn conv3d_impl<
         }
     }
 
-    // Convert input to NHWC layout for cache-friendly access in im2col.
-    // Loop order (c innermost, spatial outer) is intentional: on aarch64
+    // Convert input to NHWC layout for cache-friendly access in im2col, image by image in
+    // parallel. Loop order (c innermost, spatial outer) is intentional: on aarch64
     // M3 Max, strided loads + contiguous stores beat the inverse by
     // 10-35% per layer. Load prefetchers outrun the store write buffer.
+    let spatial_in = in_d * in_h * in_w;
     let nhwc_stride = (
-        in_d * in_h * in_w * channels_in,
+        spatial_in * channels_in,
         in_h * in_w * channels_in,
         in_w * channels_in,
         channels_in,
         1,
     );
-    let mut x_nhwc = vec![zero; batch_size * in_d * in_h * in_w * channels_in];
-    for b in 0..batch_size {
-        for d in 0..in_d {
-            for h in 0..in_h {
-                for w in 0..in_w {
-                    for c in 0..channels_in {
-                        let src_idx = b * channels_in * in_d * in_h * in_w
-                            + c * in_d * in_h * in_w
-                            + d * in_h * in_w
-                            + h * in_w
-                            + w;
-                        let dst_idx = b * nhwc_stride.0
-                            + d * nhwc_stride.1
-                            + h * nhwc_stride.2
-                            + w * nhwc_stride.3
-                            + c;
-                        x_nhwc[dst_idx] = x_data[src_idx];
-                    }
-                }
+    let mut x_nhwc = vec![zero; batch_size * spatial_in * channels_in];
+    let to_nhwc = |b: usize, dst: &mut [T]| {
+        let src = &x_data[b * nhwc_stride.0..(b + 1) * nhwc_stride.0];
+        for s in 0..spatial_in {
+            for c in 0..channels_in {
+                dst[s * channels_in + c] = src[c * spatial_in + s];
             }
         }
-    }
-
-    // Use tiled parallel execution
-    let output = {
+    };
+    if nhwc_stride.0 > 0 {
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-
-            let mut dst = vec![zero; batch_size * channels_out * spatial_out];
-            let dst_ptr = crate::ops::SendMutPtr::new(dst.as_mut_ptr());
-
-            // Process batches and tiles in parallel (nested parallelism)
-            (0..batch_size).into_par_iter().for_each(|b| {
-                (0..num_tiles).into_par_iter().for_each(|tile_idx| {
-                    let tile_start = tile_idx * TILE_SIZE;
-                    let tile_end = (tile_start + TILE_SIZE).min(spatial_out);
-                    let tile_size = tile_end - tile_start;
-
-                    // Process each group separately
-                    for g in 0..groups {
-                        let in_c_start = g * channels_per_group;
-                        let out_c_start = g * out_channels_per_group;
-
-                        // Build im2col for this tile and group
-                        let mut col_tile = vec![zero; col_len * tile_size];
-
-                        im2col_3d_tile(
-                            &mut col_tile,
-                            &x_nhwc,
-                            tile_start,
-                            tile_end,
-                            out_h,
-                            out_w,
-                            kernel_d,
-                            kernel_h,
-                            kernel_w,
-                            stride_d,
-                            stride_h,
-                            stride_w,
-                            dilation_d,
-                            dilation_h,
-                            dilation_w,
-                            pad_d,
-                            pad_h,
-                            pad_w,
-                            in_d,
-                            in_h,
-                            in_w,
-                            channels_per_group,
-                            col_len,
-                            b,
-                            in_c_start,
-                            nhwc_stride,
-                        );
-
-                        // Get weight slice for this group
-                        let w_start = out_c_start * col_len;
-                        let w_end = w_start + out_channels_per_group * col_len;
-                        let w_group = &w_flat[w_start..w_end];
-
-                        // GEMM: w_group[out_c_per_group, col_len] @ col_tile[tile_size, col_len]^T
-                        let result = gemm_fn(
-                            w_group,
-                            &col_tile,
-                            out_channels_per_group,
-                            col_len,
-                            tile_size,
-                        );
-
-                        // Write results to output for this group's output channels
-                        for (local_idx, global_idx) in (tile_start..tile_end).enumerate() {
-                            for c_out in 0..out_channels_per_group {
-                                let dst_idx = b * channels_out * spatial_out
-                                    + (out_c_start + c_out) * spatial_out
-                                    + global_idx;
-                                let res_idx = c_out * tile_size + local_idx;
-                                unsafe {
-                                    debug_assert!(
-                                        dst_idx < batch_size * channels_out * spatial_out
-                                    );
-                                    dst_ptr.write(dst_idx, result[res_idx]);
-                                }
-                            }
-                        }
-                    }
-                });
-            });
-            dst
+            x_nhwc
+                .par_chunks_mut(nhwc_stride.0)
+                .enumerate()
+                .for_each(|(b, dst)| to_nhwc(b, dst));
         }
         #[cfg(not(feature = "rayon"))]
-        {
-            // Sequential path with tiling
-            let mut output = vec![zero; batch_size * channels_out * spatial_out];
+        x_nhwc
+            .chunks_mut(nhwc_stride.0)
+            .enumerate()
+            .for_each(|(b, dst)| to_nhwc(b, dst));
+    }
 
-            for b in 0..batch_size {
-                for tile_idx in 0..num_tiles {
-                    let tile_start = tile_idx * TILE_SIZE;
-                    let tile_end = (tile_start + TILE_SIZE).min(spatial_out);
-                    let tile_size = tile_end - tile_start;
-
-                    // Process each group separately
-                    for g in 0..groups {
-                        let in_c_start = g * channels_per_group;
-                        let out_c_start = g * out_channels_per_group;
-
-                        let mut col_tile = vec![zero; col_len * tile_size];
-
-                        im2col_3d_tile(
-                            &mut col_tile,
-                            &x_nhwc,
-                            tile_start,
-                            tile_end,
-                            out_h,
-                            out_w,
-                            kernel_d,
-                            kernel_h,
-                            kernel_w,
-                            stride_d,
-                            stride_h,
-                            stride_w,
-                            dilation_d,
-                            dilation_h,
-                            dilation_w,
-                            pad_d,
-                            pad_h,
-                            pad_w,
-                            in_d,
-                            in_h,
-                            in_w,
-                            channels_per_group,
-                            col_len,
-                            b,
-                            in_c_start,
-                            nhwc_stride,
-                        );
-
-                        // Get weight slice for this group
-                        let w_start = out_c_start * col_len;
-                        let w_end = w_start + out_channels_per_group * col_len;
-                        let w_group = &w_flat[w_start..w_end];
-
-                        // GEMM for this group
-                        let result = gemm_fn(
-                            w_group,
-                            &col_tile,
-                            out_channels_per_group,
-                            col_len,
-                            tile_size,
-                        );
-
-                        // Write results to output for this group's output channels
-                        for (local_idx, global_idx) in (tile_start..tile_end).enumerate() {
-                            for c_out in 0..out_channels_per_group {
-                                let dst_idx = b * channels_out * spatial_out
-                                    + (out_c_start + c_out) * spatial_out
-                                    + global_idx;
-                                let res_idx = c_out * tile_size + local_idx;
-                                output[dst_idx] = result[res_idx];
-                            }
+    // Tiles run over the output pixels of the whole batch (image after image), so a small
+    // map shares its tile, and the packed kernel, with the next images instead of being a
+    // product of its own.
+    let total_out = batch_size * spatial_out;
+    let num_tiles = total_out.div_ceil(TILE_SIZE);
+    let mut output = vec![zero; total_out * channels_out];
+    let dst_ptr = crate::ops::SendMutPtr::new(output.as_mut_ptr());
+    #[cfg(feature = "rayon")]
+    let tiles_per_thread = num_tiles / rayon::current_num_threads().max(1);
+    let process_tile = |tile_idx: usize| {
+        let tile_start = tile_idx * TILE_SIZE;
+        let tile_end = (tile_start + TILE_SIZE).min(total_out);
+        let tile_size = tile_end - tile_start;
+        // (image, first pixel, pixels, offset in the tile) of each image's share of the tile.
+        let segments = || {
+            let mut at = tile_start;
+            core::iter::from_fn(move || {
+                (at < tile_end).then(|| {
+                    let (b, p) = (at / spatial_out, at % spatial_out);
+                    let len = (spatial_out - p).min(tile_end - at);
+                    let seg = (b, p, len, at - tile_start);
+                    at += len;
+                    seg
+                })
+            })
+        };
+        let mut col_tile = vec![zero; col_len * tile_size];
+        for g in 0..groups {
+            let in_c_start = g * channels_per_group;
+            let out_c_start = g * out_channels_per_group;
+            if g > 0 {
+                col_tile.fill(zero);
+            }
+            for (b, p, len, offset) in segments() {
+                im2col_3d_tile(
+                    &mut col_tile[offset * col_len..],
+                    &x_nhwc,
+                    p,
+                    p + len,
+                    out_h,
+                    out_w,
+                    kernel_d,
+                    kernel_h,
+                    kernel_w,
+                    stride_d,
+                    stride_h,
+                    stride_w,
+                    dilation_d,
+                    dilation_h,
+                    dilation_w,
+                    pad_d,
+                    pad_h,
+                    pad_w,
+                    in_d,
+                    in_h,
+                    in_w,
+                    channels_per_group,
+                    col_len,
+                    b,
+                    in_c_start,
+                    nhwc_stride,
+                );
+            }
+            let w_start = out_c_start * col_len;
+            let w_group = &w_flat[w_start..w_start + out_channels_per_group * col_len];
+            // With a tile per thread or more, the tiles are the parallelism; splitting each
+            // product again only adds synchronisation.
+            #[cfg(feature = "rayon")]
+            let split = tiles_per_thread < 2;
+            #[cfg(not(feature = "rayon"))]
+            let split = false;
+            // GEMM: w_group[out_c_per_group, col_len] @ col_tile[tile_size, col_len]^T, as
+            // [tile_size, out_c_per_group] when the channels are too few to fill gemm's rows.
+            let transposed = out_channels_per_group < 64;
+            let result = gemm_fn(
+                w_group,
+                &col_tile,
+                out_channels_per_group,
+                col_len,
+                tile_size,
+                split,
+                transposed,
+            );
+            for (b, p, len, offset) in segments() {
+                for c_out in 0..out_channels_per_group {
+                    let dst_idx =
+                        (b * channels_out + out_c_start + c_out) * spatial_out + p;
+                    // SAFETY: tiles cover disjoint pixels, so no two write the same element,
+                    // and dst_idx + len stays inside the output.
+                    let dst = unsafe {
+                        core::slice::from_raw_parts_mut(dst_ptr.ptr_add(dst_idx), len)
+                    };
+                    if transposed {
+                        let src = result[offset * out_channels_per_group + c_out..]
+                            .iter()
+                            .step_by(out_channels_per_group);
+                        for (d, v) in dst.iter_mut().zip(src) {
+                            *d = *v;
                         }
+                    } else {
+                        dst.copy_from_slice(&result[c_out * tile_size + offset..][..len]);
                     }
                 }
             }
-            output
         }
     };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        (0..num_tiles).into_par_iter().for_each(process_tile);
+    }
+    #[cfg(not(feature = "rayon"))]
+    (0..num_tiles).for_each(process_tile);
 
-    let mut output = output;
     if let Some(bias) = bias {
         let bias = bias.to_contiguous();
         let bias_data: &[T] = bias.storage();
@@ -1770,30 +1720,50 @@ fn conv3d_direct_impl<
 
 macro_rules! gemm_typed {
     ($fn_name:ident, $T:ty, $zero:expr, $one:expr) => {
-        fn $fn_name(a: &[$T], b: &[$T], m: usize, k: usize, n: usize) -> Vec<$T> {
+        /// `a [m, k] x b [n, k]^T` as [m, n], or as its transpose [n, m] when `transposed`:
+        /// gemm's micro-kernels are 64 rows tall, so a product with few output channels
+        /// runs far faster with the pixels as its rows.
+        fn $fn_name(
+            a: &[$T],
+            b: &[$T],
+            m: usize,
+            k: usize,
+            n: usize,
+            split: bool,
+            transposed: bool,
+        ) -> Vec<$T> {
             let mut c = vec![$zero; m * n];
             #[cfg(feature = "rayon")]
-            let parallelism = if m * n * k >= 192 * 192 * 192 {
+            let parallelism = if split && m * n * k >= 192 * 192 * 192 {
                 gemm::Parallelism::Rayon(0)
             } else {
                 gemm::Parallelism::None
             };
             #[cfg(not(feature = "rayon"))]
-            let parallelism = gemm::Parallelism::None;
+            let parallelism = {
+                let _ = split;
+                gemm::Parallelism::None
+            };
+            let (rows, cols, lhs, lhs_rs, rhs, rhs_cs) = if transposed {
+                (n, m, b, k, a, k)
+            } else {
+                (m, n, a, k, b, k)
+            };
+            // SAFETY: lhs is rows x k and rhs k x cols at the given strides, c rows x cols.
             unsafe {
                 gemm::gemm(
-                    m,
-                    n,
+                    rows,
+                    cols,
                     k,
                     c.as_mut_ptr(),
                     1,
-                    n as isize,
+                    cols as isize,
                     false,
-                    a.as_ptr(),
+                    lhs.as_ptr(),
                     1,
-                    k as isize,
-                    b.as_ptr(),
-                    k as isize,
+                    lhs_rs as isize,
+                    rhs.as_ptr(),
+                    rhs_cs as isize,
                     1,
                     $zero,
                     $one,

@@ -18,8 +18,9 @@ use burn_std::{Bytes, Shape};
 
 use crate::{FlexTensor, Layout};
 
-/// Floats of im2col columns built at once (32 MiB of f32).
-const COLS_BUDGET: usize = 8 << 20;
+/// Floats of im2col columns built at once (4 MiB of f32: the columns are packed for the
+/// product while still in cache, and the buffer is small enough to clear cheaply).
+const COLS_BUDGET: usize = 1 << 20;
 
 /// `dW` for `x` [B, C, H, W], `dy` [B, O, Ho, Wo] and a weight of shape
 /// [O, C / groups, kh, kw]; symmetric padding (the caller pads asymmetric inputs).
@@ -148,13 +149,15 @@ fn im2col<T: Copy + Send + Sync + num_traits::Zero>(
     for_each_chunk(cols, ck, |r, row| {
         let (i, p) = (r / l, r % l);
         let base = ((start + i) * geom.c + g * geom.cg) * plane;
-        for ci in 0..geom.cg {
+        // The taps' input offsets depend on the position only, not on the channel.
+        let taps = geom.kh * geom.kw;
+        let offsets: Vec<Option<usize>> = (0..taps)
+            .map(|t| geom.tap(p, t / geom.kw, t % geom.kw))
+            .collect();
+        for (ci, out) in row.chunks_mut(taps).enumerate() {
             let x = &xd[base + ci * plane..base + (ci + 1) * plane];
-            for ki in 0..geom.kh {
-                for kj in 0..geom.kw {
-                    row[(ci * geom.kh + ki) * geom.kw + kj] =
-                        geom.tap(p, ki, kj).map_or(T::zero(), |at| x[at]);
-                }
+            for (o, at) in out.iter_mut().zip(offsets.iter()) {
+                *o = at.map_or(T::zero(), |at| x[at]);
             }
         }
     });

@@ -18,6 +18,30 @@ pub(crate) const INDEX_DTYPE: DType = DType::I32;
 #[cfg(feature = "rayon")]
 pub(crate) const PARALLEL_THRESHOLD: usize = 256 * 1024;
 
+/// Elements from which an element-wise pass runs on the thread pool (lstmkd's patch: these
+/// passes were serial, and in a small network's training step they kept one core idle).
+#[cfg(feature = "rayon")]
+pub(crate) const ELEMENTWISE_PARALLEL: usize = 1 << 17;
+
+/// `f` over matching chunks of `dst` and `src` (same length): on the thread pool from
+/// [`ELEMENTWISE_PARALLEL`] elements. Element-wise, so the result does not depend on the split.
+pub(crate) fn zip_chunks<D: Send, S: Sync>(
+    dst: &mut [D],
+    src: &[S],
+    f: impl Fn(&mut [D], &[S]) + Send + Sync,
+) {
+    #[cfg(feature = "rayon")]
+    if dst.len() >= ELEMENTWISE_PARALLEL {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1 << 15;
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| f(d, s));
+        return;
+    }
+    f(dst, src)
+}
+
 /// Wrapper for raw mutable pointers that can be sent across rayon threads.
 ///
 /// # Safety
@@ -26,15 +50,11 @@ pub(crate) const PARALLEL_THRESHOLD: usize = 256 * 1024;
 /// - The pointer remains valid for the lifetime of all uses
 /// - No two threads write to the same offset
 /// - No references to the underlying data exist during writes
-#[cfg(feature = "rayon")]
 pub(crate) struct SendMutPtr<T>(*mut T);
 
-#[cfg(feature = "rayon")]
 unsafe impl<T> Send for SendMutPtr<T> {}
-#[cfg(feature = "rayon")]
 unsafe impl<T> Sync for SendMutPtr<T> {}
 
-#[cfg(feature = "rayon")]
 impl<T> SendMutPtr<T> {
     pub(crate) fn new(ptr: *mut T) -> Self {
         Self(ptr)

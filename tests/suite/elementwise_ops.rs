@@ -1,0 +1,77 @@
+//! flex's element-wise arithmetic on tensors large enough to run on the thread pool
+//! (vendor/burn-flex: dense and broadcast operands, each side written in place), against the
+//! same f32 operation done element by element on the host: exact equality.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+const SHAPE: [usize; 4] = [64, 16, 28, 28];
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 23) as f32 + 0.5
+        })
+        .collect()
+}
+
+fn tensor(v: &[f32], shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
+}
+
+/// Host result of `op` over `x` (dense, SHAPE) and `b` broadcast from `bshape`.
+fn host(x: &[f32], b: &[f32], bshape: [usize; 4], op: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let [n, c, h, w] = SHAPE;
+    let mut out = Vec::with_capacity(x.len());
+    for i in 0..n {
+        for j in 0..c {
+            for k in 0..h * w {
+                let bi = (if bshape[0] == 1 { 0 } else { i }) * bshape[1]
+                    + if bshape[1] == 1 { 0 } else { j };
+                let bv = if bshape[2] == 1 { b[bi] } else { b[bi * h * w + k] };
+                out.push(op(x[(i * c + j) * h * w + k], bv));
+            }
+        }
+    }
+    out
+}
+
+fn assert_same(got: Tensor<4>, want: &[f32], what: &str) {
+    let got: Vec<f32> = got.into_data().iter::<f32>().collect();
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let bad = got.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(bad.is_none(), "{what}: element {:?} differs", bad.map(|i| (i, got[i], want[i])));
+}
+
+#[test]
+fn large_elementwise_arithmetic_equals_the_host_element_by_element() {
+    let device = Device::flex();
+    let numel: usize = SHAPE.iter().product();
+    let xv = values(numel, 1);
+    let yv = values(numel, 2);
+    for bshape in [[1, 16, 1, 1], [64, 1, 1, 1], [64, 16, 1, 1]] {
+        let bv = values(bshape.iter().product(), 3);
+        let what = format!("broadcast {bshape:?}");
+        // The dense operand is unique: written in place as the left operand ...
+        let got = tensor(&xv, SHAPE, &device) / tensor(&bv, bshape, &device);
+        assert_same(got, &host(&xv, &bv, bshape, |a, b| a / b), &format!("x / b, {what}"));
+        // ... and as the right one (the operation flipped back).
+        let got = tensor(&bv, bshape, &device) - tensor(&xv, SHAPE, &device);
+        assert_same(got, &host(&xv, &bv, bshape, |a, b| b - a), &format!("b - x, {what}"));
+        let got = tensor(&xv, SHAPE, &device) * tensor(&bv, bshape, &device);
+        assert_same(got, &host(&xv, &bv, bshape, |a, b| a * b), &format!("x * b, {what}"));
+    }
+    // Dense and dense: in place on the left, then on the right while the left is shared.
+    let x = tensor(&xv, SHAPE, &device);
+    let y = tensor(&yv, SHAPE, &device);
+    let want = |op: fn(f32, f32) -> f32| -> Vec<f32> {
+        xv.iter().zip(&yv).map(|(&a, &b)| op(a, b)).collect()
+    };
+    assert_same(x.clone() - y.clone(), &want(|a, b| a - b), "x - y, x shared");
+    assert_same(x.clone() / y.clone(), &want(|a, b| a / b), "x / y, x shared");
+    assert_same(x.clone() + y.clone(), &want(|a, b| a + b), "x + y");
+    assert_same(x * y, &want(|a, b| a * b), "x * y, both unique");
+}
