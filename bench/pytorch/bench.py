@@ -153,20 +153,23 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--conv-channels", type=int, default=256)
     p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json")
     a = p.parse_args()
+    dev = torch.device(a.device)
     c, h, w = (int(v) for v in a.input.split("x"))
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
 
     def batch(n):
-        return torch.randn(n, c, h, w, generator=gen), torch.randint(0, a.classes, (n,), generator=gen)
+        x, y = torch.randn(n, c, h, w, generator=gen), torch.randint(0, a.classes, (n,), generator=gen)
+        return x.to(dev), y.to(dev)
 
     def sgd(params):
         return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
 
     # (c) deployed student inference
-    student = make_model(a.student, c, a.classes).eval()
+    student = make_model(a.student, c, a.classes).to(dev).eval()
     infer = {}
     for b in (1, a.batch):
         x, _ = batch(b)
@@ -179,7 +182,7 @@ def main():
         infer[b] = timing(f"inference b{b}", b, timed(fwd, a.warmup, reps))
 
     # (a) student training step
-    student = make_model(a.student, c, a.classes).train()
+    student = make_model(a.student, c, a.classes).to(dev).train()
     opt = sgd(student.parameters())
     data = [batch(a.batch) for _ in range(4)]
     it = iter(range(10**9))
@@ -195,16 +198,16 @@ def main():
     student_t = timing("student step", a.batch, timed(student_step, a.warmup, a.steps))
 
     # (b) LSTM-KD step: frozen teacher and its extractors, shared-lens student extractors
-    teacher = make_model(a.teacher, c, a.classes).eval()
-    student = make_model(a.student, c, a.classes).train()
+    teacher = make_model(a.teacher, c, a.classes).to(dev).eval()
+    student = make_model(a.student, c, a.classes).to(dev).train()
     with torch.no_grad():
-        t_ch = [t.shape[1] for t in teacher(torch.zeros(1, c, h, w))[1][-2:]]
-        s_ch = [t.shape[1] for t in student.eval()(torch.zeros(1, c, h, w))[1][-2:]]
+        t_ch = [t.shape[1] for t in teacher(torch.zeros(1, c, h, w, device=dev))[1][-2:]]
+        s_ch = [t.shape[1] for t in student.eval()(torch.zeros(1, c, h, w, device=dev))[1][-2:]]
     student.train()
     t_ext = nn.ModuleList(
         Extractor(ch, a.classes, conv_channels=a.conv_channels, hidden=a.hidden) for ch in t_ch
-    ).eval()
-    adapters = nn.ModuleList(ConvBn(s, t, 1, 1) for s, t in zip(s_ch, t_ch))
+    ).to(dev).eval()
+    adapters = nn.ModuleList(ConvBn(s, t, 1, 1) for s, t in zip(s_ch, t_ch)).to(dev)
     s_ext = copy.deepcopy(t_ext).train()
     trained = nn.ModuleList([student, adapters, s_ext])
     opt = sgd(trained.parameters())
@@ -240,6 +243,7 @@ def main():
 
     report = {
         "torch": torch.__version__,
+        "device": str(dev),
         "threads": torch.get_num_threads(),
         "student_step": student_t,
         "distill_step": distill_t,

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The GPU check of BENCHMARKS.md ("GPU"), in two halves for a GPU machine that has no Rust
+# toolchain and no network:
+#
+#   bash scripts/gpu_check.sh prepare   # here: builds the `cuda` binary and a data subset into .gpu/
+#   bash scripts/gpu_check.sh run OUT   # there (python3 with a CUDA PyTorch): the measurements
+#
+# `run` benches both pairs against PyTorch on the GPU (bench/compare.py) and runs one short
+# teacher -> adapt -> LSTM-KD distillation on 2,000 Fashion-MNIST images, with cubecl's
+# autotuning at its minimal level so that tuning does not eat the time. Everything it prints
+# also goes to OUT (default runs/gpu-check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GPU_DIR=.gpu
+BIN=$GPU_DIR/lstmkd
+DATA=$GPU_DIR/fmnist-2k
+# cudarc reads the CUDA version from nvcc when it can; without a toolkit here it must be told.
+# 13.0 is what the lent H200 machines carry (driver 580); the library is loaded at run time.
+CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
+# Overridable to rehearse `run` without a GPU (DEVICE=flex PYTHON=<a venv with torch>).
+DEVICE=${DEVICE:-cuda:0}
+PYTHON=${PYTHON:-python3}
+
+prepare() {
+    CUDARC_CUDA_VERSION=$CUDA_VERSION cargo build --release --features cuda --target-dir target/cuda
+    mkdir -p "$GPU_DIR"
+    cp target/cuda/release/lstmkd "$BIN"
+    strip "$BIN"
+    # The first 2,000 training and 1,000 test images of Fashion-MNIST, as IDX files.
+    python3 - "$DATA" <<'EOF'
+import gzip, os, struct, sys
+out = sys.argv[1]
+src = "/usr/share/datasets/fashion-mnist"
+os.makedirs(out, exist_ok=True)
+for prefix, n in (("train", 2000), ("t10k", 1000)):
+    for kind, ndims in (("images-idx3", 3), ("labels-idx1", 1)):
+        with gzip.open(f"{src}/{prefix}-{kind}-ubyte.gz") as f:
+            raw = f.read()
+        dims = list(struct.unpack(f">{ndims}I", raw[4:4 + 4 * ndims]))
+        item = 1
+        for d in dims[1:]:
+            item *= d
+        dims[0] = n
+        body = raw[4 + 4 * ndims:][: n * item]
+        with open(f"{out}/{prefix}-{kind}-ubyte", "wb") as f:
+            f.write(raw[:4] + struct.pack(f">{ndims}I", *dims) + body)
+EOF
+    grep -qxF "/$GPU_DIR/" .git/info/exclude 2>/dev/null || echo "/$GPU_DIR/" >> .git/info/exclude
+    du -sh "$GPU_DIR"
+    echo "prepared $GPU_DIR; on the GPU machine (carry $GPU_DIR): bash scripts/gpu_check.sh run \$OUT"
+}
+
+run() {
+    local out=${1:-runs/gpu-check}
+    mkdir -p "$out"
+    exec > >(tee "$out/gpu_check.log") 2>&1
+    export CUBECL_AUTOTUNE_LEVEL=minimal
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
+    "$BIN" --version
+
+    echo "== resnet32x4 -> resnet8x4, 3x32x32 (the seed's extractor)"
+    python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- --steps 10
+    echo "== resnet14 -> resnet8, 1x28x28 (the quickstart's pair and extractor)"
+    python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- \
+        --steps 20 --teacher resnet14 --student resnet8 --input 1x28x28 --classes 10 \
+        --conv-channels 32 --hidden 64
+
+    echo "== one short distillation on 2,000 images (teacher 2 epochs, adapt, LSTM KD 2 epochs)"
+    local runs=$out/runs
+    local common=(--set "data.root=\"$DATA\"" --set train.device=\"$DEVICE\" --set train.epochs=2)
+    local t0=$SECONDS
+    "$BIN" train --config configs/fmnist-teacher.toml "${common[@]}" \
+        --set "train.out_dir=\"$runs/teacher\""
+    local teacher=(--set "teacher.checkpoint=\"$runs/teacher/best.ckpt\"" --set "train.out_dir=\"$runs/lstmkd\"")
+    "$BIN" adapt --config configs/fmnist-lstmkd.toml "${common[@]}" "${teacher[@]}"
+    "$BIN" distill --config configs/fmnist-lstmkd.toml "${common[@]}" "${teacher[@]}"
+    "$BIN" eval --checkpoint "$runs/lstmkd/deployed.ckpt" --device "$DEVICE"
+    echo "distillation check: $((SECONDS - t0)) s in all"
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) run "${2:-}" ;;
+    *) echo "usage: bash scripts/gpu_check.sh prepare | run [OUT]" >&2; exit 2 ;;
+esac
