@@ -63,6 +63,13 @@ fn large_elementwise_arithmetic_equals_the_host_element_by_element() {
         assert_same(got, &host(&xv, &bv, bshape, |a, b| b - a), &format!("b - x, {what}"));
         let got = tensor(&xv, SHAPE, &device) * tensor(&bv, bshape, &device);
         assert_same(got, &host(&xv, &bv, bshape, |a, b| a * b), &format!("x * b, {what}"));
+        // Both operands shared (kept for later use): the result goes to a new buffer.
+        let (x, b) = (tensor(&xv, SHAPE, &device), tensor(&bv, bshape, &device));
+        let got = x.clone() - b.clone();
+        assert_same(got, &host(&xv, &bv, bshape, |a, b| a - b), &format!("x - b, {what}, shared"));
+        let got = b.clone() / x.clone();
+        assert_same(got, &host(&xv, &bv, bshape, |a, b| b / a), &format!("b / x, {what}, shared"));
+        drop((x, b));
     }
     // Dense and dense: in place on the left, then on the right while the left is shared.
     let x = tensor(&xv, SHAPE, &device);

@@ -340,6 +340,87 @@ where
     zip_apply_inplace(nest, dst, src, op)
 }
 
+/// [`zip_map`] into a new buffer, split over the outermost dim on the thread pool (lstmkd's
+/// patch). `None` where [`zip_map`] alone should run: small tensors, one collapsed dim, or
+/// layouts the nest cannot describe.
+pub(crate) fn par_zip_map<T, F>(
+    lhs: &[T],
+    lhs_layout: &Layout,
+    rhs: &[T],
+    rhs_layout: &Layout,
+    op: F,
+) -> Option<Vec<T>>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> T + Send + Sync,
+{
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        let numel = lhs_layout.num_elements();
+        if numel < crate::ops::ELEMENTWISE_PARALLEL {
+            return None;
+        }
+        let nest = collapse_for_zip(lhs_layout, rhs_layout)?;
+        if nest.ndim < 2 || nest.shape[0] < 2 {
+            return None;
+        }
+        let outer: usize = nest.shape[1..nest.ndim].iter().product();
+        let mut inner = nest;
+        inner.ndim -= 1;
+        inner.shape.copy_within(1.., 0);
+        inner.lhs_strides.copy_within(1.., 0);
+        inner.rhs_strides.copy_within(1.., 0);
+        let mut out: Vec<T> = Vec::with_capacity(numel);
+        let dst = crate::ops::SendMutPtr::new(out.as_mut_ptr());
+        (0..nest.shape[0]).into_par_iter().for_each(|i| {
+            let mut sub = inner;
+            sub.lhs_offset = (nest.lhs_offset as isize + i as isize * nest.lhs_strides[0]) as usize;
+            sub.rhs_offset = (nest.rhs_offset as isize + i as isize * nest.rhs_strides[0]) as usize;
+            let (len, l_st, r_st) = sub.inner();
+            let mut at = i * outer;
+            // SAFETY: chunk i writes elements i * outer .. (i + 1) * outer of the capacity,
+            // each once; no chunk overlaps another.
+            sub.for_each_run(|lb, rb| unsafe {
+                match (l_st, r_st) {
+                    (1, 1) => {
+                        for (k, (&a, &b)) in lhs[lb..lb + len].iter().zip(&rhs[rb..rb + len]).enumerate() {
+                            dst.write(at + k, op(a, b));
+                        }
+                    }
+                    (1, 0) => {
+                        let b = rhs[rb];
+                        for (k, &a) in lhs[lb..lb + len].iter().enumerate() {
+                            dst.write(at + k, op(a, b));
+                        }
+                    }
+                    (0, 1) => {
+                        let a = lhs[lb];
+                        for (k, &b) in rhs[rb..rb + len].iter().enumerate() {
+                            dst.write(at + k, op(a, b));
+                        }
+                    }
+                    _ => {
+                        for k in 0..len {
+                            let (a, b) = (lhs[lb + k * l_st as usize], rhs[rb + k * r_st as usize]);
+                            dst.write(at + k, op(a, b));
+                        }
+                    }
+                }
+                at += len;
+            });
+        });
+        // SAFETY: the chunks wrote all numel elements.
+        unsafe { out.set_len(numel) };
+        Some(out)
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = (lhs, lhs_layout, rhs, rhs_layout, op);
+        None
+    }
+}
+
 // ============================================================================
 // 3-way zip support (for mask_where and ternary operations)
 // ============================================================================

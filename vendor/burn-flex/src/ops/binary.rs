@@ -145,6 +145,12 @@ where
             });
             return rhs;
         }
+        // Neither operand can take the result: a new buffer, filled on the pool.
+        if let Some(out) =
+            crate::zip::par_zip_map(lhs.storage(), lhs.layout(), rhs.storage(), rhs.layout(), f)
+        {
+            return make_tensor(out, lhs.layout().shape().clone(), DType::F32);
+        }
     }
 
     // Broadcast operands fall through to `binary_op_typed`, whose

@@ -325,7 +325,7 @@ fn conv3d_impl<
         channels_in,
         1,
     );
-    let mut x_nhwc = vec![zero; batch_size * spatial_in * channels_in];
+    let mut x_nhwc = super::filled_vec(batch_size * spatial_in * channels_in, zero);
     let to_nhwc = |b: usize, dst: &mut [T]| {
         let src = &x_data[b * nhwc_stride.0..(b + 1) * nhwc_stride.0];
         for s in 0..spatial_in {
@@ -355,7 +355,10 @@ fn conv3d_impl<
     // product of its own.
     let total_out = batch_size * spatial_out;
     let num_tiles = total_out.div_ceil(TILE_SIZE);
-    let mut output = vec![zero; total_out * channels_out];
+    // Every element is written below (each tile covers its pixels in every group's
+    // channels), so the buffer is not zeroed first: at these sizes that memset was a serial
+    // pass of its own.
+    let mut output: Vec<T> = Vec::with_capacity(total_out * channels_out);
     let dst_ptr = crate::ops::SendMutPtr::new(output.as_mut_ptr());
     #[cfg(feature = "rayon")]
     let tiles_per_thread = num_tiles / rayon::current_num_threads().max(1);
@@ -438,19 +441,22 @@ fn conv3d_impl<
                     let dst_idx =
                         (b * channels_out + out_c_start + c_out) * spatial_out + p;
                     // SAFETY: tiles cover disjoint pixels, so no two write the same element,
-                    // and dst_idx + len stays inside the output.
-                    let dst = unsafe {
-                        core::slice::from_raw_parts_mut(dst_ptr.ptr_add(dst_idx), len)
-                    };
-                    if transposed {
-                        let src = result[offset * out_channels_per_group + c_out..]
-                            .iter()
-                            .step_by(out_channels_per_group);
-                        for (d, v) in dst.iter_mut().zip(src) {
-                            *d = *v;
+                    // and dst_idx + len stays inside the output's capacity.
+                    unsafe {
+                        if transposed {
+                            let src = result[offset * out_channels_per_group + c_out..]
+                                .iter()
+                                .step_by(out_channels_per_group);
+                            for (j, v) in src.take(len).enumerate() {
+                                dst_ptr.write(dst_idx + j, *v);
+                            }
+                        } else {
+                            core::ptr::copy_nonoverlapping(
+                                result[c_out * tile_size + offset..][..len].as_ptr(),
+                                dst_ptr.ptr_add(dst_idx),
+                                len,
+                            );
                         }
-                    } else {
-                        dst.copy_from_slice(&result[c_out * tile_size + offset..][..len]);
                     }
                 }
             }
@@ -463,6 +469,8 @@ fn conv3d_impl<
     }
     #[cfg(not(feature = "rayon"))]
     (0..num_tiles).for_each(process_tile);
+    // SAFETY: the tiles wrote all total_out * channels_out elements.
+    unsafe { output.set_len(total_out * channels_out) };
 
     if let Some(bias) = bias {
         let bias = bias.to_contiguous();

@@ -68,7 +68,7 @@ where
         return tensor(dw, weight_shape, dtype);
     }
     let chunk = (COLS_BUDGET / (l * ck)).clamp(1, b);
-    let mut cols = vec![T::zero(); chunk * l * ck];
+    let mut cols = super::filled_vec(chunk * l * ck, T::zero());
     let mut dyt = vec![T::zero(); og * chunk * l];
     for start in (0..b).step_by(chunk) {
         let n = chunk.min(b - start);

@@ -23,6 +23,23 @@ pub(crate) const PARALLEL_THRESHOLD: usize = 256 * 1024;
 #[cfg(feature = "rayon")]
 pub(crate) const ELEMENTWISE_PARALLEL: usize = 1 << 17;
 
+/// `vec![value; n]`, filled on the thread pool from [`ELEMENTWISE_PARALLEL`] elements (lstmkd's
+/// patch: a zeroed buffer of several MiB is otherwise one serial memset).
+pub(crate) fn filled_vec<T: Copy + Send + Sync>(n: usize, value: T) -> Vec<T> {
+    #[cfg(feature = "rayon")]
+    if n >= ELEMENTWISE_PARALLEL {
+        use rayon::prelude::*;
+        let mut v: Vec<T> = Vec::with_capacity(n);
+        v.spare_capacity_mut()[..n]
+            .par_chunks_mut(1 << 15)
+            .for_each(|c| c.fill(core::mem::MaybeUninit::new(value)));
+        // SAFETY: all n elements were initialised above.
+        unsafe { v.set_len(n) };
+        return v;
+    }
+    alloc::vec![value; n]
+}
+
 /// `f` over matching chunks of `dst` and `src` (same length): on the thread pool from
 /// [`ELEMENTWISE_PARALLEL`] elements. Element-wise, so the result does not depend on the split.
 pub(crate) fn zip_chunks<D: Send, S: Sync>(
