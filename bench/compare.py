@@ -47,7 +47,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--lstmkd", default=os.path.join(ROOT, "target/release/lstmkd"), help="the lstmkd binary")
-    p.add_argument("--device", default="flex", help="lstmkd's device (flex, tch, cuda:N, tch:cuda:N; PyTorch then runs on CUDA)")
+    p.add_argument("--device", default="flex", help="lstmkd's device (flex, tch, cuda:N, tch:cuda:N, vulkan:N; on a GPU PyTorch runs on CUDA)")
     p.add_argument("--python", default=os.path.join(ROOT, "bench/pytorch/.venv/bin/python"))
     p.add_argument("args", nargs="*", help="passed to both benches (after --)")
     a = p.parse_args()
@@ -56,8 +56,10 @@ def main():
     for path, what in ((a.lstmkd, "cargo build --release"), (a.python, "the setup in this script's --help")):
         if not os.path.exists(path):
             sys.exit(f"{path} does not exist: run {what} first")
-    # The reference runs where lstmkd runs: a CUDA device of either build means PyTorch on CUDA.
-    torch_device = ["--device", "cuda"] if a.device.split(":")[0] in ("cuda", "tch") and "cuda" in a.device else []
+    # The reference runs where lstmkd runs: on a GPU device (cuda:N, tch:cuda:N, vulkan:N)
+    # PyTorch uses CUDA, the only GPU runtime of its pip builds.
+    on_gpu = a.device.startswith(("cuda", "vulkan")) or a.device.startswith("tch:cuda")
+    torch_device = ["--device", "cuda"] if on_gpu else []
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):

@@ -2,31 +2,38 @@
 # The GPU check of BENCHMARKS.md ("GPU"), in two halves for a GPU machine that has no Rust
 # toolchain and no network:
 #
-#   bash scripts/gpu_check.sh prepare   # here: builds the `cuda` binary and a data subset into .gpu/
-#   bash scripts/gpu_check.sh run OUT   # there (python3 with a CUDA PyTorch): the measurements
+#   bash scripts/gpu_check.sh prepare   # here: the `vulkan` binary, Vulkan's loader and a data
+#                                       # subset, into .gpu/ (ignored by git; carry it)
+#   bash scripts/gpu_check.sh run OUT   # there, as root, with a python3 that has CUDA PyTorch
 #
-# `run` benches both pairs against PyTorch on the GPU (bench/compare.py) and runs one short
-# teacher -> adapt -> LSTM-KD distillation on 2,000 Fashion-MNIST images, with cubecl's
-# autotuning at its minimal level so that tuning does not eat the time. Everything it prints
-# also goes to OUT (default runs/gpu-check).
+# `run` benches both pairs against PyTorch on the same GPU (bench/compare.py) and runs one
+# short teacher -> adapt -> LSTM-KD distillation on 2,000 Fashion-MNIST images, with cubecl's
+# autotuning at its minimal level so that tuning does not eat the time. It prints everything
+# and keeps a copy in OUT/gpu_check.log (OUT defaults to runs/gpu-check).
+#
+# The `vulkan` build, not `cuda`: burn 0.22's cuda backend (cubecl-cuda 0.11) needs an LLVM
+# bundle that its build script downloads from GitHub, which this machine cannot reach.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GPU_DIR=.gpu
 BIN=$GPU_DIR/lstmkd
 DATA=$GPU_DIR/fmnist-2k
-# cudarc reads the CUDA version from nvcc when it can; without a toolkit here it must be told.
-# 13.0 is what the lent H200 machines carry (driver 580); the library is loaded at run time.
-CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
 # Overridable to rehearse `run` without a GPU (DEVICE=flex PYTHON=<a venv with torch>).
-DEVICE=${DEVICE:-cuda:0}
+DEVICE=${DEVICE:-vulkan:0}
 PYTHON=${PYTHON:-python3}
 
 prepare() {
-    CUDARC_CUDA_VERSION=$CUDA_VERSION cargo build --release --features cuda --target-dir target/cuda
-    mkdir -p "$GPU_DIR"
-    cp target/cuda/release/lstmkd "$BIN"
+    cargo build --release --features vulkan --target-dir target/vulkan
+    mkdir -p "$GPU_DIR/gl"
+    cp target/vulkan/release/lstmkd "$BIN"
     strip "$BIN"
+    # Vulkan's loader (the NVIDIA driver there brings the rest), as Debian packages.
+    local lists=/tmp/gpu-check-apt-lists
+    mkdir -p "$lists/partial"
+    local apt=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 "-oDir::State::Lists=$lists")
+    apt-get "${apt[@]}" update -qq
+    (cd "$GPU_DIR/gl" && apt-get "${apt[@]}" download libvulkan1)
     # The first 2,000 training and 1,000 test images of Fashion-MNIST, as IDX files.
     python3 - "$DATA" <<'EOF'
 import gzip, os, struct, sys
@@ -55,10 +62,15 @@ run() {
     local out=${1:-runs/gpu-check}
     mkdir -p "$out"
     exec > >(tee "$out/gpu_check.log") 2>&1
+    if [ "${DEVICE%%:*}" = vulkan ]; then
+        for f in "$GPU_DIR"/gl/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+        local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+        [ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+    fi
     export CUBECL_AUTOTUNE_LEVEL=minimal
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
     "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
-    "$BIN" --version
 
     echo "== resnet32x4 -> resnet8x4, 3x32x32 (the seed's extractor)"
     python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- --steps 10
@@ -69,7 +81,7 @@ run() {
 
     echo "== one short distillation on 2,000 images (teacher 2 epochs, adapt, LSTM KD 2 epochs)"
     local runs=$out/runs
-    local common=(--set "data.root=\"$DATA\"" --set train.device=\"$DEVICE\" --set train.epochs=2)
+    local common=(--set "data.root=\"$DATA\"" --set "train.device=\"$DEVICE\"" --set train.epochs=2)
     local t0=$SECONDS
     "$BIN" train --config configs/fmnist-teacher.toml "${common[@]}" \
         --set "train.out_dir=\"$runs/teacher\""

@@ -38,10 +38,14 @@ pub enum Command {
     /// writes the run like `train` plus `deployed.ckpt`, the student as deployed (its backbone,
     /// or with `fused` its backbone and extractors).
     Distill {
+        /// Distillation config (TOML): [data], [model], [optim], [schedule], [train],
+        /// [teacher], [distill].
         #[arg(long, required_unless_present_any = ["resume", "list_losses"], conflicts_with = "resume")]
         config: Option<PathBuf>,
+        /// Continue the run in this directory from its last checkpoint.
         #[arg(long, value_name = "RUN_DIR")]
         resume: Option<PathBuf>,
+        /// Override a config key, e.g. --set train.epochs=8 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
         /// List the registered losses usable in distill.weights.
@@ -52,8 +56,10 @@ pub enum Command {
     /// on a distillation config's data; written to teacher.extractors (default: adapt/ beside
     /// the teacher checkpoint).
     Adapt {
+        /// The distillation config (TOML) whose [teacher] and [distill] extractors to fit.
         #[arg(long)]
         config: PathBuf,
+        /// Override a config key, e.g. --set distill.adapt_epochs=2 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
