@@ -36,7 +36,7 @@ pub fn parse(spec: &str) -> Result<Device> {
         "cuda" => {
             let i = index(spec, rest)?;
             #[cfg(feature = "cuda")]
-            return Ok(Device::cuda(i));
+            return probed(spec, Device::cuda(i));
             #[cfg(not(feature = "cuda"))]
             {
                 let _ = i;
@@ -46,7 +46,10 @@ pub fn parse(spec: &str) -> Result<Device> {
         "vulkan" => {
             let i = index(spec, rest)?;
             #[cfg(feature = "vulkan")]
-            return Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(i)));
+            return probed(
+                spec,
+                Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(i)),
+            );
             #[cfg(not(feature = "vulkan"))]
             {
                 let _ = i;
@@ -64,10 +67,13 @@ fn tch(spec: &str, rest: Option<&str>) -> Result<Device> {
         return match rest {
             None | Some("cpu") => Ok(Device::libtorch()),
             Some(r) => match r.strip_prefix("cuda") {
-                Some(n) => Ok(Device::libtorch_cuda(index(
+                Some(n) => probed(
                     spec,
-                    n.strip_prefix(':').filter(|s| !s.is_empty()),
-                )?)),
+                    Device::libtorch_cuda(index(
+                        spec,
+                        n.strip_prefix(':').filter(|s| !s.is_empty()),
+                    )?),
+                ),
                 None => bail!("device '{spec}': expected tch, tch:cpu or tch:cuda:N"),
             },
         };
@@ -76,5 +82,26 @@ fn tch(spec: &str, rest: Option<&str>) -> Result<Device> {
     {
         let _ = rest;
         missing(spec, "tch")
+    }
+}
+
+/// GPU runtimes panic on first use when the device is missing (wgpu: "no adapter found on the
+/// requested graphics API", on another thread); one tiny operation up front, with the panic
+/// caught and its message held back, turns that into an error that names the device.
+#[cfg(any(feature = "cuda", feature = "vulkan", feature = "tch"))]
+fn probed(spec: &str, device: Device) -> Result<Device> {
+    use std::panic::{AssertUnwindSafe, catch_unwind, set_hook, take_hook};
+    let hook = take_hook();
+    set_hook(Box::new(|_| {}));
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        burn::tensor::Tensor::<1>::zeros([1], &device).into_data()
+    }));
+    set_hook(hook);
+    match opened {
+        Ok(_) => Ok(device),
+        Err(_) => bail!(
+            "device '{spec}': the GPU could not be opened (no such device, or its driver or \
+             runtime library is missing; for vulkan:N, the Vulkan loader and the GPU's ICD)"
+        ),
     }
 }
