@@ -22,7 +22,8 @@ GPU_DIR=.gpu
 PACKED=$GPU_DIR/lstmkd.xz
 BIN=${BIN:-/tmp/lstmkd-gpu}
 DATA=$GPU_DIR/fmnist-2k
-# Overridable to rehearse `run` without a GPU (DEVICE=flex PYTHON=<a venv with torch>).
+# Overridable to rehearse `run` without a GPU (DEVICE=flex PYTHON=<a venv with torch>;
+# SKIP_BENCH=1 leaves out the benches, which take about 20 minutes on a 2-core CPU).
 DEVICE=${DEVICE:-vulkan:0}
 PYTHON=${PYTHON:-python3}
 
@@ -78,12 +79,14 @@ run() {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
     "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
 
-    echo "== resnet32x4 -> resnet8x4, 3x32x32 (the seed's extractor)"
-    python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- --steps 10
-    echo "== resnet14 -> resnet8, 1x28x28 (the quickstart's pair and extractor)"
-    python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- \
-        --steps 20 --teacher resnet14 --student resnet8 --input 1x28x28 --classes 10 \
-        --conv-channels 32 --hidden 64
+    if [ -z "${SKIP_BENCH:-}" ]; then
+        echo "== resnet32x4 -> resnet8x4, 3x32x32 (the seed's extractor)"
+        python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- --steps 10
+        echo "== resnet14 -> resnet8, 1x28x28 (the quickstart's pair and extractor)"
+        python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- \
+            --steps 20 --teacher resnet14 --student resnet8 --input 1x28x28 --classes 10 \
+            --conv-channels 32 --hidden 64
+    fi
 
     echo "== one short distillation on 2,000 images (teacher 2 epochs, adapt, LSTM KD 2 epochs)"
     local runs=$out/runs

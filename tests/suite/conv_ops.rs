@@ -6,6 +6,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::common::uniform;
+
 struct Case {
     x: [usize; 4],
     out: usize,
@@ -14,18 +16,6 @@ struct Case {
     pad: [usize; 2],
     dilation: [usize; 2],
     groups: usize,
-}
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 /// (y, dx, dw) of y = conv(x, w) and the loss sum(y * r), written out.
@@ -88,9 +78,9 @@ fn check(c: Case) {
     };
     let ho = out(h, c.kernel[0], c.stride[0], c.pad[0], c.dilation[0]);
     let wo = out(wi, c.kernel[1], c.stride[1], c.pad[1], c.dilation[1]);
-    let xv = values(b * ci * h * wi, 1);
-    let wv = values(w_shape.iter().product(), 2);
-    let rv = values(b * c.out * ho * wo, 3);
+    let xv = uniform(b * ci * h * wi, 1);
+    let wv = uniform(w_shape.iter().product(), 2);
+    let rv = uniform(b * c.out * ho * wo, 3);
     let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), c.x), &device).require_grad();
     let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), w_shape), &device).require_grad();
     let r = Tensor::<4>::from_data(TensorData::new(rv.clone(), [b, c.out, ho, wo]), &device);

@@ -1,21 +1,17 @@
 //! flex's element-wise arithmetic on tensors large enough to run on the thread pool
-//! (vendor/burn-flex: dense and broadcast operands, each side written in place), against the
-//! same f32 operation done element by element on the host: exact equality.
+//! (vendor/burn-flex: dense and broadcast operands, written in place on either side or into a
+//! new buffer), against the same f32 operation done element by element on the host: exact
+//! equality.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::common::uniform;
+
 const SHAPE: [usize; 4] = [64, 16, 28, 28];
 
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 + 0.5
-        })
-        .collect()
+/// Values in [0.5, 2.5): no division by zero, so every result is an ordinary float.
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    uniform(n, seed).into_iter().map(|v| v + 1.5).collect()
 }
 
 fn tensor(v: &[f32], shape: [usize; 4], device: &Device) -> Tensor<4> {
