@@ -58,8 +58,7 @@ def main():
             sys.exit(f"{path} does not exist: run {what} first")
     # The reference runs where lstmkd runs: on a GPU device (cuda:N, tch:cuda:N, vulkan:N)
     # PyTorch uses CUDA, the only GPU runtime of its pip builds.
-    on_gpu = a.device.startswith(("cuda", "vulkan")) or a.device.startswith("tch:cuda")
-    torch_device = ["--device", "cuda"] if on_gpu else []
+    torch_device = ["--device", "cuda"] if a.device.startswith(("cuda", "vulkan", "tch:cuda")) else []
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):

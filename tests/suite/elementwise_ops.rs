@@ -27,7 +27,11 @@ fn host(x: &[f32], b: &[f32], bshape: [usize; 4], op: impl Fn(f32, f32) -> f32) 
             for k in 0..h * w {
                 let bi = (if bshape[0] == 1 { 0 } else { i }) * bshape[1]
                     + if bshape[1] == 1 { 0 } else { j };
-                let bv = if bshape[2] == 1 { b[bi] } else { b[bi * h * w + k] };
+                let bv = if bshape[2] == 1 {
+                    b[bi]
+                } else {
+                    b[bi * h * w + k]
+                };
                 out.push(op(x[(i * c + j) * h * w + k], bv));
             }
         }
@@ -38,8 +42,15 @@ fn host(x: &[f32], b: &[f32], bshape: [usize; 4], op: impl Fn(f32, f32) -> f32) 
 fn assert_same(got: Tensor<4>, want: &[f32], what: &str) {
     let got: Vec<f32> = got.into_data().iter::<f32>().collect();
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let bad = got.iter().zip(want).position(|(a, b)| a.to_bits() != b.to_bits());
-    assert!(bad.is_none(), "{what}: element {:?} differs", bad.map(|i| (i, got[i], want[i])));
+    let bad = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(
+        bad.is_none(),
+        "{what}: element {:?} differs",
+        bad.map(|i| (i, got[i], want[i]))
+    );
 }
 
 #[test]
@@ -53,18 +64,38 @@ fn large_elementwise_arithmetic_equals_the_host_element_by_element() {
         let what = format!("broadcast {bshape:?}");
         // The dense operand is unique: written in place as the left operand ...
         let got = tensor(&xv, SHAPE, &device) / tensor(&bv, bshape, &device);
-        assert_same(got, &host(&xv, &bv, bshape, |a, b| a / b), &format!("x / b, {what}"));
+        assert_same(
+            got,
+            &host(&xv, &bv, bshape, |a, b| a / b),
+            &format!("x / b, {what}"),
+        );
         // ... and as the right one (the operation flipped back).
         let got = tensor(&bv, bshape, &device) - tensor(&xv, SHAPE, &device);
-        assert_same(got, &host(&xv, &bv, bshape, |a, b| b - a), &format!("b - x, {what}"));
+        assert_same(
+            got,
+            &host(&xv, &bv, bshape, |a, b| b - a),
+            &format!("b - x, {what}"),
+        );
         let got = tensor(&xv, SHAPE, &device) * tensor(&bv, bshape, &device);
-        assert_same(got, &host(&xv, &bv, bshape, |a, b| a * b), &format!("x * b, {what}"));
+        assert_same(
+            got,
+            &host(&xv, &bv, bshape, |a, b| a * b),
+            &format!("x * b, {what}"),
+        );
         // Both operands shared (kept for later use): the result goes to a new buffer.
         let (x, b) = (tensor(&xv, SHAPE, &device), tensor(&bv, bshape, &device));
         let got = x.clone() - b.clone();
-        assert_same(got, &host(&xv, &bv, bshape, |a, b| a - b), &format!("x - b, {what}, shared"));
+        assert_same(
+            got,
+            &host(&xv, &bv, bshape, |a, b| a - b),
+            &format!("x - b, {what}, shared"),
+        );
         let got = b.clone() / x.clone();
-        assert_same(got, &host(&xv, &bv, bshape, |a, b| b / a), &format!("b / x, {what}, shared"));
+        assert_same(
+            got,
+            &host(&xv, &bv, bshape, |a, b| b / a),
+            &format!("b / x, {what}, shared"),
+        );
         drop((x, b));
     }
     // Dense and dense: in place on the left, then on the right while the left is shared.
@@ -73,8 +104,16 @@ fn large_elementwise_arithmetic_equals_the_host_element_by_element() {
     let want = |op: fn(f32, f32) -> f32| -> Vec<f32> {
         xv.iter().zip(&yv).map(|(&a, &b)| op(a, b)).collect()
     };
-    assert_same(x.clone() - y.clone(), &want(|a, b| a - b), "x - y, x shared");
-    assert_same(x.clone() / y.clone(), &want(|a, b| a / b), "x / y, x shared");
+    assert_same(
+        x.clone() - y.clone(),
+        &want(|a, b| a - b),
+        "x - y, x shared",
+    );
+    assert_same(
+        x.clone() / y.clone(),
+        &want(|a, b| a / b),
+        "x / y, x shared",
+    );
     assert_same(x.clone() + y.clone(), &want(|a, b| a + b), "x + y");
     assert_same(x * y, &want(|a, b| a * b), "x * y, both unique");
 }

@@ -74,6 +74,17 @@ impl ZipNest {
         true
     }
 
+    /// The nest of one index of the outermost dim (lstmkd's patch, for splitting over it):
+    /// the inner dims, with the offsets left for the caller to set. Needs `ndim >= 2`.
+    pub fn without_outer(&self) -> ZipNest {
+        let mut inner = *self;
+        inner.ndim -= 1;
+        inner.shape.copy_within(1.., 0);
+        inner.lhs_strides.copy_within(1.., 0);
+        inner.rhs_strides.copy_within(1.., 0);
+        inner
+    }
+
     pub fn lhs_is_dense_from_zero(&self) -> bool {
         self.lhs_offset == 0 && self.lhs_is_dense()
     }
@@ -320,11 +331,7 @@ where
             && nest.lhs_offset == 0
         {
             let outer = nest.lhs_strides[0] as usize;
-            let mut inner = *nest;
-            inner.ndim -= 1;
-            inner.shape.copy_within(1.., 0);
-            inner.lhs_strides.copy_within(1.., 0);
-            inner.rhs_strides.copy_within(1.., 0);
+            let inner = nest.without_outer();
             dst[..numel]
                 .par_chunks_mut(outer)
                 .enumerate()
@@ -366,11 +373,7 @@ where
             return None;
         }
         let outer: usize = nest.shape[1..nest.ndim].iter().product();
-        let mut inner = nest;
-        inner.ndim -= 1;
-        inner.shape.copy_within(1.., 0);
-        inner.lhs_strides.copy_within(1.., 0);
-        inner.rhs_strides.copy_within(1.., 0);
+        let inner = nest.without_outer();
         let mut out: Vec<T> = Vec::with_capacity(numel);
         let dst = crate::ops::SendMutPtr::new(out.as_mut_ptr());
         (0..nest.shape[0]).into_par_iter().for_each(|i| {
@@ -384,7 +387,9 @@ where
             sub.for_each_run(|lb, rb| unsafe {
                 match (l_st, r_st) {
                     (1, 1) => {
-                        for (k, (&a, &b)) in lhs[lb..lb + len].iter().zip(&rhs[rb..rb + len]).enumerate() {
+                        for (k, (&a, &b)) in
+                            lhs[lb..lb + len].iter().zip(&rhs[rb..rb + len]).enumerate()
+                        {
                             dst.write(at + k, op(a, b));
                         }
                     }

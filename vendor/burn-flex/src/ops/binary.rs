@@ -140,9 +140,7 @@ where
         {
             let lhs_storage: &[f32] = lhs.storage();
             let rhs_storage: &mut [f32] = rhs.storage_mut();
-            crate::zip::par_zip_apply_inplace(&nest, rhs_storage, lhs_storage, move |r, l| {
-                f(l, r)
-            });
+            crate::zip::par_zip_apply_inplace(&nest, rhs_storage, lhs_storage, move |r, l| f(l, r));
             return rhs;
         }
         // Neither operand can take the result: a new buffer, filled on the pool.

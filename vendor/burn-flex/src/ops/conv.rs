@@ -325,30 +325,33 @@ fn conv3d_impl<
         channels_in,
         1,
     );
-    let mut x_nhwc = super::filled_vec(batch_size * spatial_in * channels_in, zero);
-    let to_nhwc = |b: usize, dst: &mut [T]| {
+    // Every element is written once, so the buffer is filled straight from the input.
+    let nhwc_len = batch_size * nhwc_stride.0;
+    let mut x_nhwc: Vec<T> = Vec::with_capacity(nhwc_len);
+    let to_nhwc = |b: usize, dst: &mut [core::mem::MaybeUninit<T>]| {
         let src = &x_data[b * nhwc_stride.0..(b + 1) * nhwc_stride.0];
         for s in 0..spatial_in {
             for c in 0..channels_in {
-                dst[s * channels_in + c] = src[c * spatial_in + s];
+                dst[s * channels_in + c].write(src[c * spatial_in + s]);
             }
         }
     };
     if nhwc_stride.0 > 0 {
+        let dst = &mut x_nhwc.spare_capacity_mut()[..nhwc_len];
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-            x_nhwc
-                .par_chunks_mut(nhwc_stride.0)
+            dst.par_chunks_mut(nhwc_stride.0)
                 .enumerate()
                 .for_each(|(b, dst)| to_nhwc(b, dst));
         }
         #[cfg(not(feature = "rayon"))]
-        x_nhwc
-            .chunks_mut(nhwc_stride.0)
+        dst.chunks_mut(nhwc_stride.0)
             .enumerate()
             .for_each(|(b, dst)| to_nhwc(b, dst));
     }
+    // SAFETY: each image's chunk wrote all of its spatial_in * channels_in elements.
+    unsafe { x_nhwc.set_len(nhwc_len) };
 
     // Tiles run over the output pixels of the whole batch (image after image), so a small
     // map shares its tile, and the packed kernel, with the next images instead of being a
@@ -438,8 +441,7 @@ fn conv3d_impl<
             );
             for (b, p, len, offset) in segments() {
                 for c_out in 0..out_channels_per_group {
-                    let dst_idx =
-                        (b * channels_out + out_c_start + c_out) * spatial_out + p;
+                    let dst_idx = (b * channels_out + out_c_start + c_out) * spatial_out + p;
                     // SAFETY: tiles cover disjoint pixels, so no two write the same element,
                     // and dst_idx + len stays inside the output's capacity.
                     unsafe {

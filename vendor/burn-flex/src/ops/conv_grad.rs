@@ -166,7 +166,12 @@ fn im2col<T: Copy + Send + Sync + num_traits::Zero>(
 /// One input channel per output channel: each kernel tap is a dot product over the batch.
 fn depthwise<T>(xd: &[T], yd: &[T], dw: &mut [T], b: usize, l: usize, geom: &Geometry)
 where
-    T: Copy + Send + Sync + num_traits::Zero + core::ops::Mul<Output = T> + core::ops::Add<Output = T>,
+    T: Copy
+        + Send
+        + Sync
+        + num_traits::Zero
+        + core::ops::Mul<Output = T>
+        + core::ops::Add<Output = T>,
 {
     let plane = geom.h * geom.w;
     let k = geom.kh * geom.kw;
@@ -190,11 +195,7 @@ where
     });
 }
 
-fn for_each_chunk<T: Send>(
-    data: &mut [T],
-    size: usize,
-    f: impl Fn(usize, &mut [T]) + Send + Sync,
-) {
+fn for_each_chunk<T: Send>(data: &mut [T], size: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
     #[cfg(feature = "rayon")]
     {
         use rayon::prelude::*;
@@ -217,7 +218,11 @@ fn parallelism(work: usize) -> gemm::Parallelism {
     gemm::Parallelism::None
 }
 
-fn tensor<T: burn_backend::Element + bytemuck::Pod>(data: Vec<T>, shape: [usize; 4], dtype: DType) -> FlexTensor {
+fn tensor<T: burn_backend::Element + bytemuck::Pod>(
+    data: Vec<T>,
+    shape: [usize; 4],
+    dtype: DType,
+) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(Shape::from(shape.to_vec())),
