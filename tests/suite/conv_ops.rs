@@ -13,7 +13,8 @@ struct Case {
     out: usize,
     kernel: [usize; 2],
     stride: [usize; 2],
-    pad: [usize; 2],
+    /// (begin, end) per axis.
+    pad: [(usize, usize); 2],
     dilation: [usize; 2],
     groups: usize,
 }
@@ -37,9 +38,9 @@ fn reference(c: &Case, x: &[f32], w: &[f32], r: &[f32], ho: usize, wo: usize) ->
                         for i in 0..kh {
                             for j in 0..kw {
                                 let iy = (oy * c.stride[0] + i * c.dilation[0]) as isize
-                                    - c.pad[0] as isize;
+                                    - c.pad[0].0 as isize;
                                 let ix = (ox * c.stride[1] + j * c.dilation[1]) as isize
-                                    - c.pad[1] as isize;
+                                    - c.pad[1].0 as isize;
                                 if iy < 0 || ix < 0 || iy >= h as isize || ix >= wi as isize {
                                     continue;
                                 }
@@ -73,8 +74,8 @@ fn check(c: Case) {
     let device = Device::flex().autodiff();
     let [b, ci, h, wi] = c.x;
     let w_shape = [c.out, ci / c.groups, c.kernel[0], c.kernel[1]];
-    let out = |size: usize, k: usize, s: usize, p: usize, d: usize| {
-        (size + 2 * p - d * (k - 1) - 1) / s + 1
+    let out = |size: usize, k: usize, s: usize, (p0, p1): (usize, usize), d: usize| {
+        (size + p0 + p1 - d * (k - 1) - 1) / s + 1
     };
     let ho = out(h, c.kernel[0], c.stride[0], c.pad[0], c.dilation[0]);
     let wo = out(wi, c.kernel[1], c.stride[1], c.pad[1], c.dilation[1]);
@@ -84,7 +85,7 @@ fn check(c: Case) {
     let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), c.x), &device).require_grad();
     let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), w_shape), &device).require_grad();
     let r = Tensor::<4>::from_data(TensorData::new(rv.clone(), [b, c.out, ho, wo]), &device);
-    let options = ConvOptions::new(c.stride, c.pad, c.dilation, c.groups);
+    let options = ConvOptions::new_with_padding(c.stride, c.pad, c.dilation, c.groups);
     let y = conv2d(x.clone(), w.clone(), None, options);
     let grads = (y.clone() * r).sum().backward();
     let [ry, rdx, rdw] = reference(&c, &xv, &wv, &rv, ho, wo);
@@ -105,12 +106,12 @@ fn check(c: Case) {
 
 #[test]
 fn convolutions_and_their_gradients_match_the_written_out_sums() {
-    let case = |x, out, k, s, p, d, groups| Case {
+    let case = |x, out, k, s, p: [usize; 2], d, groups| Case {
         x,
         out,
         kernel: k,
         stride: s,
-        pad: p,
+        pad: p.map(|p| (p, p)),
         dilation: d,
         groups,
     };
@@ -132,4 +133,13 @@ fn convolutions_and_their_gradients_match_the_written_out_sums() {
     check(case([11, 8, 9, 9], 128, [3, 3], [1, 1], [1, 1], [1, 1], 2));
     // Columns over the per-call budget: the batch is split into chunks that accumulate.
     check(case([3, 64, 90, 90], 2, [3, 3], [1, 1], [1, 1], [1, 1], 1));
+    // Asymmetric padding (begin != end), with stride 1 and with stride 2.
+    let asymmetric = |stride| Case {
+        pad: [(2, 0), (0, 1)],
+        ..case([2, 3, 7, 8], 4, [3, 3], stride, [0, 0], [1, 1], 1)
+    };
+    check(asymmetric([1, 1]));
+    check(asymmetric([2, 2]));
+    // Padding beyond the kernel's reach: the stride-1 input gradient cannot be a convolution.
+    check(case([2, 3, 6, 6], 4, [3, 3], [1, 1], [3, 3], [1, 1], 1));
 }

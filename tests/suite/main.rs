@@ -1,5 +1,6 @@
 //! One integration-test binary (one link of burn instead of one per file).
 
+mod batch_norm_ops;
 mod bench;
 mod common;
 mod config;

@@ -145,25 +145,30 @@ fn im2col<T: Copy + Send + Sync + num_traits::Zero>(
     geom: &Geometry,
 ) {
     let plane = geom.h * geom.w;
-    let ck = geom.cg * geom.kh * geom.kw;
-    for_each_chunk(cols, ck, |r, row| {
-        let (i, p) = (r / l, r % l);
-        let base = ((start + i) * geom.c + g * geom.cg) * plane;
+    let taps = geom.kh * geom.kw;
+    let ck = geom.cg * taps;
+    // Tasks of whole rows, at least 16 Ki elements each.
+    let rows = (16384 / ck).max(1);
+    for_each_chunk(cols, rows * ck, |task, block| {
         // The taps' input offsets depend on the position only, not on the channel.
-        let taps = geom.kh * geom.kw;
-        let offsets: Vec<Option<usize>> = (0..taps)
-            .map(|t| geom.tap(p, t / geom.kw, t % geom.kw))
-            .collect();
-        for (ci, out) in row.chunks_mut(taps).enumerate() {
-            let x = &xd[base + ci * plane..base + (ci + 1) * plane];
-            for (o, at) in out.iter_mut().zip(offsets.iter()) {
-                *o = at.map_or(T::zero(), |at| x[at]);
+        let mut offsets: Vec<Option<usize>> = alloc::vec![None; taps];
+        for (j, row) in block.chunks_mut(ck).enumerate() {
+            let r = task * rows + j;
+            let (i, p) = (r / l, r % l);
+            let base = ((start + i) * geom.c + g * geom.cg) * plane;
+            for (t, at) in offsets.iter_mut().enumerate() {
+                *at = geom.tap(p, t / geom.kw, t % geom.kw);
+            }
+            for (ci, out) in row.chunks_mut(taps).enumerate() {
+                let x = &xd[base + ci * plane..base + (ci + 1) * plane];
+                for (o, at) in out.iter_mut().zip(&offsets) {
+                    *o = at.map_or(T::zero(), |at| x[at]);
+                }
             }
         }
     });
 }
 
-/// One input channel per output channel: each kernel tap is a dot product over the batch.
 fn depthwise<T>(xd: &[T], yd: &[T], dw: &mut [T], b: usize, l: usize, geom: &Geometry)
 where
     T: Copy

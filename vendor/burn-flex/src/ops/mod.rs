@@ -128,6 +128,7 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 pub mod activation;
 pub mod attention;
 pub mod binary;
+mod batch_norm;
 mod bool;
 pub mod cat;
 pub mod comparison;

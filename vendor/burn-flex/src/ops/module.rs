@@ -2,18 +2,19 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{batch_norm, conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
-        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
+        MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps,
+        conv::{calculate_padding_out, pad_asymmetric_conv_input},
     },
     tensor::{BoolTensor, FloatTensor, IntTensor},
 };
-use burn_std::{Bytes, IntDType, Shape};
+use burn_std::{Bytes, IntDType, Shape, Slice};
 use bytemuck::Pod;
 
 /// Cast a tensor from half-precision type E to f32.
@@ -43,6 +44,40 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
 }
 
 impl ModuleOps<Flex> for Flex {
+    fn batch_norm(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> FloatTensor<Flex> {
+        batch_norm::batch_norm(x, gamma, beta, mean, variance, epsilon)
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> BatchNormTrain<Flex> {
+        let [output, mean, variance] = batch_norm::batch_norm_train(x, gamma, beta, epsilon);
+        BatchNormTrain::new(output, mean, variance)
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> BatchNormTrainBackward<Flex> {
+        let [x_grad, gamma_grad, beta_grad] =
+            batch_norm::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        BatchNormTrainBackward::new(x_grad, gamma_grad, beta_grad)
+    }
+
     fn conv1d(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -121,6 +156,82 @@ impl ModuleOps<Flex> for Flex {
             ),
             dtype => panic!("conv2d_weight_backward: unsupported dtype {:?}", dtype),
         }
+    }
+
+    /// lstmkd's patch: with stride 1 the input gradient is a forward convolution of the output
+    /// gradient with the kernel flipped and its channel axes swapped, which runs on the batched,
+    /// tiled forward path; burn-backend's default is a transposed convolution that multiplies
+    /// image by image and scatters its columns back on one thread per image.
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let [out_channels, in_per_group, kh, kw] = weight.shape().dims();
+        let groups = options.groups;
+        let reach = [options.dilation[0] * (kh - 1), options.dilation[1] * (kw - 1)];
+        let padding: Option<alloc::vec::Vec<(usize, usize)>> = (0..2)
+            .map(|i| {
+                let (begin, end) = options.padding[i];
+                Some((reach[i].checked_sub(begin)?, reach[i].checked_sub(end)?))
+            })
+            .collect();
+        if let (Some(padding), [1, 1]) = (padding, options.stride) {
+            let per_group = Shape::from(alloc::vec![
+                groups,
+                out_channels / groups,
+                in_per_group,
+                kh,
+                kw
+            ]);
+            let kernel = Flex::float_swap_dims(Flex::float_reshape(weight, per_group), 1, 2);
+            let kernel = Flex::float_reshape(
+                Flex::float_flip(kernel, &[3, 4]),
+                Shape::from(alloc::vec![groups * in_per_group, out_channels / groups, kh, kw]),
+            );
+            let options = ConvOptions::new_with_padding(
+                [1, 1],
+                [padding[0], padding[1]],
+                options.dilation,
+                groups,
+            );
+            return Flex::conv2d(output_grad, kernel, None, options);
+        }
+        // Otherwise burn-backend's formulation: the transposed convolution, on the input padded
+        // explicitly when the padding is asymmetric, cropped back to the input.
+        let [_, _, h, w] = x.shape().dims();
+        let [_, _, ho, wo] = output_grad.shape().dims();
+        let symmetric = !options.is_asymmetric();
+        let begin = options.padding_begin();
+        let padded = if symmetric {
+            [h, w]
+        } else {
+            [h + begin[0] + options.padding_end()[0], w + begin[1] + options.padding_end()[1]]
+        };
+        let pad = if symmetric { begin } else { [0, 0] };
+        let padding_out = [(kh, 0, ho), (kw, 1, wo)].map(|(k, i, out)| {
+            calculate_padding_out(k, options.stride[i], pad[i], options.dilation[i], padded[i], out)
+        });
+        let grad = Flex::conv_transpose2d(
+            output_grad,
+            weight,
+            None,
+            ConvTransposeOptions::new(options.stride, pad, padding_out, options.dilation, groups),
+        );
+        if symmetric {
+            return grad;
+        }
+        let [b, c, _, _] = grad.shape().dims();
+        Flex::float_slice(
+            grad,
+            &[
+                Slice::from(0..b),
+                Slice::from(0..c),
+                Slice::from(begin[0]..begin[0] + h),
+                Slice::from(begin[1]..begin[1] + w),
+            ],
+        )
     }
 
     fn deform_conv2d(
