@@ -500,7 +500,7 @@ fn breakdown(
             .find(|p| p.name == name)
             .map_or(0, |p| p.macs * batch as u64)
     };
-    let trained: u64 = ["student forward", "student extractors", "regressors"]
+    let trained: u64 = ["student forward", "student extractors"]
         .iter()
         .map(|n| macs(n))
         .sum();

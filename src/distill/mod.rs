@@ -160,8 +160,17 @@ impl DistillConfig {
             .filter_map(|n| losses::find(n))
             .fold(Needs::default(), |a, s| Needs {
                 extractors: a.extractors || s.needs.extractors,
-                regressors: a.regressors || s.needs.regressors,
             })
+    }
+
+    /// The configured losses that train parts of their own, in registry order (the order of
+    /// `Student::parts`).
+    pub fn owning_losses(&self) -> Vec<&'static losses::LossSpec> {
+        self.active_losses()
+            .iter()
+            .filter_map(|n| losses::find(n))
+            .filter(|s| s.init.is_some())
+            .collect()
     }
 
     pub fn validate(&self) -> Result<()> {

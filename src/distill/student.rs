@@ -1,5 +1,5 @@
 //! The student during distillation: its zoo backbone plus what the configured losses train with
-//! it (extractors, shared-lens adapters, FitNet regressors). Deployment keeps the backbone only
+//! it (extractors, shared-lens adapters, the parts its losses own). Deployment keeps the backbone only
 //! (or, `fused`, the extractors too).
 
 use anyhow::Result;
@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::extractor::{Extractor, ExtractorOut, mean_logits};
-use super::losses::fitnet::Regressor;
+use super::losses::{Parts, PartsContext};
 use super::teacher::{Teacher, TeacherHead, tap_shapes};
 use super::{DistillConfig, FusedSpec, TemporalInit};
 use crate::models::layers::ConvBn;
@@ -60,7 +60,8 @@ impl StudentHead {
 pub struct Student {
     pub net: Network,
     pub head: StudentHead,
-    pub regressors: Vec<Regressor>,
+    /// The parts of the losses that own some (`DistillConfig::owning_losses`), in that order.
+    pub parts: Vec<Parts>,
 }
 
 /// The deployed student of a `fused` run: backbone plus extractors, predicting with both.
@@ -186,22 +187,32 @@ impl Student {
                 }
             }
         }
-        let regressors = if needs.regressors {
-            s_shapes
-                .iter()
-                .zip(&t_shapes)
-                .map(|(s, t)| Regressor::new(s[1], t[1], device))
-                .collect()
-        } else {
-            Vec::new()
+        let (s_all, t_all) = (
+            tap_shapes(&net, input, usize::MAX, device),
+            tap_shapes(&teacher.net, input, usize::MAX, device),
+        );
+        let context = PartsContext {
+            student_taps: &s_all,
+            teacher_taps: &t_all,
+            taps: cfg.taps,
+            classes,
+            options: &cfg.options,
         };
+        let parts = cfg
+            .owning_losses()
+            .iter()
+            .map(|spec| {
+                spec.init
+                    .map_or_else(Parts::default, |init| init(&context, device))
+            })
+            .collect();
         Ok(Self {
             net,
             head: StudentHead {
                 adapters,
                 extractors,
             },
-            regressors,
+            parts,
         })
     }
 

@@ -14,7 +14,7 @@ use super::run::{BEST, Run};
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
 use crate::distill::extractor::ExtractorOut;
-use crate::distill::losses::{self, Inputs};
+use crate::distill::losses::{self, Inputs, Parts};
 use crate::distill::mix::{random_crops, tmix};
 use crate::distill::phases::{self, Phase};
 use crate::distill::student::{FusedStudent, Student};
@@ -89,9 +89,11 @@ impl Task for Distill {
         let t_out = profile::part("teacher forward", || {
             self.teacher.net.forward(images.clone().without_autodiff())
         });
-        let t_taps = deepest(t_out.taps, self.cfg.taps);
+        let t_all = t_out.taps;
+        let t_taps = deepest(t_all.clone(), self.cfg.taps);
         let s_out = profile::part("student forward", || student.net.forward(images));
-        let s_taps = deepest(s_out.taps, self.cfg.taps);
+        let s_all = s_out.taps;
+        let s_taps = deepest(s_all.clone(), self.cfg.taps);
 
         let crops = (needs_extractors && self.cfg.rtc).then(|| {
             // One crop for both sides: it must fit the shorter of each tap pair.
@@ -123,41 +125,33 @@ impl Task for Distill {
         } else {
             (Vec::new(), Vec::new())
         };
-        let regressed: Vec<Tensor<4>> = if active.iter().any(|s| s.needs.regressors) {
-            profile::part("regressors", || {
-                student
-                    .regressors
-                    .iter()
-                    .zip(&s_taps)
-                    .zip(&t_taps)
-                    .map(|((r, s), t)| {
-                        let [_, _, h, w] = t.dims();
-                        r.forward(s.clone(), [h, w])
-                    })
-                    .collect()
-            })
-        } else {
-            Vec::new()
-        };
         let inputs = Inputs {
             student_logits: &s_out.logits,
             teacher_logits: &t_out.logits,
-            student_taps: &s_taps,
-            teacher_taps: &t_taps,
+            student_taps: &s_all,
+            teacher_taps: &t_all,
+            taps: self.cfg.taps,
             student_extractors: &s_ext,
             teacher_extractors: &t_ext,
-            regressed: &regressed,
             targets: &targets,
             soft_targets: &soft_targets,
             temperature: self.temperature,
+            progress: (epoch + 1) as f64 / self.epochs.max(1) as f64,
             options: &self.cfg.options,
         };
+        let owning = self.cfg.owning_losses();
+        let none = Parts::default();
         let (parts, total) = profile::part("losses", || {
             let parts: Vec<(String, Tensor<1>)> = active
                 .iter()
                 .map(|spec| {
                     let w = self.cfg.weights.get(spec.name).copied().unwrap_or(0.0);
-                    (spec.name.to_string(), (spec.compute)(&inputs).mul_scalar(w))
+                    let owned = owning
+                        .iter()
+                        .position(|o| o.name == spec.name)
+                        .map_or(&none, |k| &student.parts[k]);
+                    let loss = (spec.compute)(&inputs, owned).mul_scalar(w);
+                    (spec.name.to_string(), loss)
                 })
                 .collect();
             let total = parts

@@ -173,6 +173,12 @@ fn distill_tables_are_validated() {
         ("dkd_beta = -1.0", "distill.dkd_beta"),
         ("dkd_alpha = nan", "distill.dkd_alpha"),
         ("dkd_temperature = 0.0", "distill.dkd_temperature"),
+        ("dkd_warmup = 1.5", "distill.dkd_warmup"),
+        (
+            "loss_taps = { kd = 2 }",
+            "'kd' is not a loss that compares taps",
+        ),
+        ("loss_taps = { at = 0 }", "distill.loss_taps.at"),
     ] {
         let e = with(&format!(
             "weights = {{ ce = 1.0, dkd = 1.0 }}\nend_to_end = true\n{bad}"

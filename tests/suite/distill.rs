@@ -627,11 +627,13 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
         student_at(&run, &teacher, &after_two),
         student_at(&run, &teacher, &student_dir.join("last.ckpt")),
     );
-    assert_eq!(end.regressors.len(), 2);
-    for (r, (s, t)) in end.regressors.iter().zip([(32, 32), (64, 64)]) {
-        assert_eq!(r.proj.conv.weight.dims(), [t, s, 1, 1]);
+    assert_eq!(end.parts.len(), 1, "FitNet is the only loss with parts");
+    let regressors = &end.parts[0].convs;
+    assert_eq!(regressors.len(), 2);
+    for (r, (s, t)) in regressors.iter().zip([(32, 32), (64, 64)]) {
+        assert_eq!(r.conv.weight.dims(), [t, s, 1, 1]);
     }
-    assert_ne!(floats(&end.regressors), floats(&before.regressors));
+    assert_ne!(floats(&end.parts), floats(&before.parts));
     assert_ne!(floats(&end.net), floats(&before.net));
 }
 

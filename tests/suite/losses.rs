@@ -41,6 +41,125 @@ fn kd_is_t_squared_kl_batch_mean() {
     assert!(scalar(kd::kd_loss(t2(&S, [2, 3]), t2(&S, [2, 3]), 2.0)).abs() < 1e-6);
 }
 
+/// A registry loss on the S/T logits (labels 1 and 2) with options from TOML.
+fn registry_loss(name: &str, options: &str, temperature: f64, progress: f64) -> f64 {
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &Device::flex());
+    let soft = targets.clone().one_hot(3).float();
+    registry_loss_on(name, options, temperature, progress, &targets, &soft)
+}
+
+fn registry_loss_on(
+    name: &str,
+    options: &str,
+    temperature: f64,
+    progress: f64,
+    targets: &Tensor<1, Int>,
+    soft: &Tensor<2>,
+) -> f64 {
+    let (s, t) = (t2(&S, [2, 3]), t2(&T, [2, 3]));
+    let options: lstmkd::distill::losses::LossOptions = toml::from_str(options).unwrap();
+    let inputs = lstmkd::distill::losses::Inputs {
+        student_logits: &s,
+        teacher_logits: &t,
+        student_taps: &[],
+        teacher_taps: &[],
+        taps: 2,
+        student_extractors: &[],
+        teacher_extractors: &[],
+        targets,
+        soft_targets: soft,
+        temperature,
+        progress,
+        options: &options,
+    };
+    let spec = lstmkd::distill::losses::find(name).unwrap();
+    scalar((spec.compute)(&inputs, &Default::default()))
+}
+
+#[test]
+fn logit_standardization_z_scores_each_sample_before_kd() {
+    // Sun et al.: z = (v - mean) / std with torch.std's n - 1, per row, on both sides.
+    let z = |row: &[f32]| -> Vec<f64> {
+        let v: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+        let mean = v.iter().sum::<f64>() / 3.0;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        v.iter().map(|x| (x - mean) / (std + 1e-7)).collect()
+    };
+    let temp = 2.0;
+    let want: f64 = (0..2)
+        .map(|r| {
+            let (s, t) = (z(&S[r * 3..r * 3 + 3]), z(&T[r * 3..r * 3 + 3]));
+            kl(&softmax(&t, temp), &softmax(&s, temp))
+        })
+        .sum::<f64>()
+        * temp
+        * temp
+        / 2.0;
+    let got = registry_loss("kd", "logit_standardization = true", temp, 1.0);
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    // Not plain KD on the raw logits.
+    let plain = registry_loss("kd", "", temp, 1.0);
+    assert!((got - plain).abs() > 1e-3, "{got} {plain}");
+}
+
+#[test]
+fn dkd_warms_up_linearly_over_its_share_of_the_run() {
+    let full = registry_loss("dkd", "", 1.0, 0.5);
+    for (progress, factor) in [(0.025, 0.25), (0.05, 0.5), (0.1, 1.0), (0.8, 1.0)] {
+        let got = registry_loss("dkd", "dkd_warmup = 0.1", 1.0, progress);
+        assert!(
+            (got - factor * full).abs() < 1e-6,
+            "progress {progress}: {got} vs {factor} x {full}"
+        );
+    }
+    assert!(full > 1e-3);
+}
+
+#[test]
+fn attention_transfer_reads_the_taps_loss_taps_gives_it() {
+    let device = Device::flex();
+    let tap = |seed: u64, c: usize, hw: usize| {
+        let v = crate::common::uniform(2 * c * hw * hw, seed);
+        Tensor::<4>::from_data(TensorData::new(v, [2, c, hw, hw]), &device)
+    };
+    // Three stages on each side; the teacher wider, as a teacher is.
+    let student = [tap(1, 4, 8), tap(2, 8, 4), tap(3, 16, 2)];
+    let teacher = [tap(4, 8, 8), tap(5, 16, 4), tap(6, 32, 2)];
+    let logits = t2(&S, [2, 3]);
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
+    let soft = targets.clone().one_hot(3).float();
+    let at_with = |options: &str| {
+        let options: lstmkd::distill::losses::LossOptions = toml::from_str(options).unwrap();
+        let inputs = lstmkd::distill::losses::Inputs {
+            student_logits: &logits,
+            teacher_logits: &logits,
+            student_taps: &student,
+            teacher_taps: &teacher,
+            taps: 2,
+            student_extractors: &[],
+            teacher_extractors: &[],
+            targets: &targets,
+            soft_targets: &soft,
+            temperature: 1.0,
+            progress: 1.0,
+            options: &options,
+        };
+        let spec = lstmkd::distill::losses::find("at").unwrap();
+        scalar((spec.compute)(&inputs, &Default::default()))
+    };
+    let per_stage: Vec<f64> = (0..3)
+        .map(|k| scalar(at::at_loss(student[k].clone(), teacher[k].clone(), true)))
+        .collect();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6 * (1.0 + b.abs());
+    // Default: the distilled taps, the deepest two.
+    assert!(close(at_with(""), per_stage[1] + per_stage[2]));
+    assert!(close(at_with("loss_taps = { at = 1 }"), per_stage[2]));
+    // Every stage, and a count beyond the models' taps means all of them.
+    let all: f64 = per_stage.iter().sum();
+    assert!(close(at_with("loss_taps = { at = 3 }"), all));
+    assert!(close(at_with("loss_taps = { at = 9 }"), all));
+}
+
 #[test]
 fn soft_cross_entropy_matches_hard_ce_on_one_hot_targets() {
     let onehot = t2(&[0., 1., 0., 0., 0., 1.], [2, 3]);
@@ -174,22 +293,7 @@ fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
     let soft = t2(&[0.0, 0.3, 0.7, 1.0, 0.0, 0.0], [2, 3]);
     let mixed = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0], [2]), &device);
     let options: lstmkd::distill::losses::LossOptions = toml::from_str("").unwrap();
-    let inputs = lstmkd::distill::losses::Inputs {
-        student_logits: &s,
-        teacher_logits: &t,
-        student_taps: &[],
-        teacher_taps: &[],
-        student_extractors: &[],
-        teacher_extractors: &[],
-        regressed: &[],
-        targets: &hard,
-        soft_targets: &soft,
-        temperature: 1.0,
-        options: &options,
-    };
-    let got = scalar((lstmkd::distill::losses::find("dkd").unwrap().compute)(
-        &inputs,
-    ));
+    let got = registry_loss_on("dkd", "", 1.0, 1.0, &hard, &soft);
     let (a, b, temp) = (options.dkd_alpha, options.dkd_beta, options.dkd_temperature);
     let want = scalar(dkd::dkd_loss(s.clone(), t.clone(), mixed, temp, a, b));
     let with_hard = scalar(dkd::dkd_loss(s, t, hard, temp, a, b));
@@ -202,10 +306,10 @@ fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
 #[test]
 fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
     use burn::module::Module;
-    use lstmkd::distill::losses::fitnet::{Regressor, hint_loss};
+    use lstmkd::distill::losses::fitnet::{hint_loss, regress};
     let device = Device::flex().autodiff();
     device.seed(3);
-    let reg = Regressor::new(2, 3, &device);
+    let reg = lstmkd::models::layers::ConvBn::new(2, 3, 1, 1, 1, &device);
     // A 4x4 student tap and a 2x2 teacher tap: the student is resized by 2x2 block means
     // (bilinear with half-pixel centres at scale 1/2), then projected to 3 channels.
     let x = Tensor::<4>::from_data(
@@ -223,14 +327,7 @@ fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
     // Then the 1x1 projection (no bias) and an untrained batch norm in inference mode
     // (mean 0, variance 1, gamma 1, beta 0): W . pooled / sqrt(1 + 1e-5).
     let valid = reg.valid();
-    let w: Vec<f32> = valid
-        .proj
-        .conv
-        .weight
-        .val()
-        .into_data()
-        .iter::<f32>()
-        .collect();
+    let w: Vec<f32> = valid.conv.weight.val().into_data().iter::<f32>().collect();
     let want: Vec<f32> = (0..3)
         .flat_map(|o| {
             let (w, means) = (&w, &means);
@@ -239,8 +336,7 @@ fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
             })
         })
         .collect();
-    let got: Vec<f32> = valid
-        .forward(x.clone().without_autodiff(), [2, 2])
+    let got: Vec<f32> = regress(&valid, x.clone().without_autodiff(), [2, 2])
         .into_data()
         .try_to_vec()
         .unwrap();
@@ -253,7 +349,7 @@ fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
     }
     // The hint loss is the mean squared difference, and it trains the projection.
     let teacher: Vec<f32> = (0..12).map(|v| (v as f32 * 0.7).sin()).collect();
-    let regressed = reg.forward(x, [2, 2]);
+    let regressed = regress(&reg, x, [2, 2]);
     let r: Vec<f32> = regressed.clone().into_data().iter::<f32>().collect();
     let mse = r
         .iter()
@@ -267,6 +363,6 @@ fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
     );
     assert!((scalar(loss.clone()) - mse).abs() < 1e-5 * (1.0 + mse));
     let grads = loss.backward();
-    let g = reg.proj.conv.weight.val().grad(&grads).expect("a gradient");
+    let g = reg.conv.weight.val().grad(&grads).expect("a gradient");
     assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
 }

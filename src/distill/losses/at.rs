@@ -44,13 +44,16 @@ fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "at",
-    about: "attention transfer on each distilled tap (summed)",
+    about: "attention transfer on each distilled tap (summed; loss_taps.at for more)",
     needs: super::Needs::NONE,
-    compute: |i| {
+    tapped: true,
+    init: None,
+    compute: |i, _| {
+        let (student, teacher) = i.taps_of("at");
         super::sum_over_taps(
-            i.student_taps
+            student
                 .iter()
-                .zip(i.teacher_taps)
+                .zip(teacher)
                 .map(|(s, t)| at_loss(s.clone(), t.clone(), i.options.at_normalize)),
         )
     },

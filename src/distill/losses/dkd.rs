@@ -1,6 +1,8 @@
 //! Decoupled KD (Zhao et al., CVPR 2022): the KD loss split into a target-class part (TCKD,
 //! binary KL over target / non-target mass) and a non-target part (NCKD, KL among the
-//! non-target classes), weighted alpha and beta, each scaled by T^2, batch mean.
+//! non-target classes), weighted alpha and beta, each scaled by T^2, batch mean. With
+//! `dkd_warmup` the loss ramps up linearly over that share of the run (mdistiller: 20 of 240
+//! epochs), and `logit_standardization` z-scores the logits first (see `kd`).
 
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor};
@@ -57,21 +59,34 @@ pub fn dkd_loss(
     p.tckd.mul_scalar(alpha) + p.nckd.mul_scalar(beta)
 }
 
+/// The warm-up factor at `progress` (the share of the run done by the end of this epoch):
+/// linear up to 1 at `share` of the run.
+pub fn warmup(progress: f64, share: f64) -> f64 {
+    if share > 0.0 {
+        (progress / share).min(1.0)
+    } else {
+        1.0
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "dkd",
     about: "decoupled KD: alpha TCKD + beta NCKD at dkd_temperature",
     needs: super::Needs::NONE,
-    compute: |i| {
+    tapped: false,
+    init: None,
+    compute: |i, _| {
         let o = i.options;
         // Under TMix the target class is the one holding most of the mixed label (the hard
         // label is the original image's, which may cover the smaller band).
         dkd_loss(
-            i.student_logits.clone(),
-            i.teacher_logits.clone(),
+            super::kd::prepared(i.student_logits, o),
+            super::kd::prepared(i.teacher_logits, o),
             i.soft_targets.clone().argmax(1).squeeze_dim(1),
             o.dkd_temperature,
             o.dkd_alpha,
             o.dkd_beta,
         )
+        .mul_scalar(warmup(i.progress, o.dkd_warmup))
     },
 };

@@ -1,5 +1,7 @@
 //! Distillation losses, one file each, and the registry that names them for configs. A new
-//! method is one file here with a `SPEC` plus one line in `REGISTRY`.
+//! method is one file here with a `SPEC` plus one line in `REGISTRY`, including a method that
+//! trains parts of its own (its `init` builds them as `Parts`, which the student carries,
+//! trains and checkpoints).
 
 pub mod at;
 pub mod aux_ce;
@@ -9,27 +11,85 @@ pub mod fitnet;
 pub mod kd;
 pub mod temporal;
 
-use burn::tensor::{Int, Tensor};
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{Device, Int, Tensor};
 
 use super::extractor::ExtractorOut;
+use crate::models::layers::ConvBn;
 
 /// Everything a loss may read for one batch. Teacher tensors carry no autodiff graph.
 pub struct Inputs<'a> {
     pub student_logits: &'a Tensor<2>,
     pub teacher_logits: &'a Tensor<2>,
-    /// The distilled taps (the last two by default), shallow to deep.
+    /// Every tap of each model (one per stage), shallow to deep; `taps_of` picks a loss's.
     pub student_taps: &'a [Tensor<4>],
     pub teacher_taps: &'a [Tensor<4>],
+    /// How many of the deepest taps are distilled (`distill.taps`).
+    pub taps: usize,
     /// Present when a loss that needs extractors is configured.
     pub student_extractors: &'a [ExtractorOut],
     pub teacher_extractors: &'a [ExtractorOut],
-    /// FitNet regressor outputs, one per distilled tap (when configured).
-    pub regressed: &'a [Tensor<4>],
     pub targets: &'a Tensor<1, Int>,
     /// Targets as distributions (one-hot, or mixed by TMix), [B, K].
     pub soft_targets: &'a Tensor<2>,
     pub temperature: f64,
+    /// The share of the run done by the end of the current epoch, in (0, 1].
+    pub progress: f64,
     pub options: &'a LossOptions,
+}
+
+impl Inputs<'_> {
+    /// The student's and the teacher's taps that `loss` compares, paired shallow to deep.
+    pub fn taps_of(&self, loss: &str) -> (&[Tensor<4>], &[Tensor<4>]) {
+        let n = tap_count(self.options, loss, self.taps)
+            .min(self.student_taps.len())
+            .min(self.teacher_taps.len());
+        (
+            &self.student_taps[self.student_taps.len() - n..],
+            &self.teacher_taps[self.teacher_taps.len() - n..],
+        )
+    }
+}
+
+/// How many of the deepest taps `loss` compares: its `loss_taps` entry, else `taps`.
+pub fn tap_count(options: &LossOptions, loss: &str, taps: usize) -> usize {
+    options.loss_taps.get(loss).copied().unwrap_or(taps)
+}
+
+/// Trainable parts a loss owns (FitNet's regressors, CRD's embedding heads), built by its
+/// spec's `init`: trained with the student, saved in its checkpoints, restored on resume.
+#[derive(Module, Debug, Default)]
+pub struct Parts {
+    pub convs: Vec<ConvBn>,
+    pub linears: Vec<Linear>,
+}
+
+/// What a loss's `init` may build its parts from.
+pub struct PartsContext<'a> {
+    /// Shapes `[1, channels, h, w]` of every tap of each model, shallow to deep.
+    pub student_taps: &'a [[usize; 4]],
+    pub teacher_taps: &'a [[usize; 4]],
+    pub taps: usize,
+    pub classes: usize,
+    pub options: &'a LossOptions,
+}
+
+impl PartsContext<'_> {
+    /// The tap shapes `loss` compares, paired as `Inputs::taps_of` pairs the taps.
+    pub fn taps_of(&self, loss: &str) -> Vec<([usize; 4], [usize; 4])> {
+        let n = tap_count(self.options, loss, self.taps)
+            .min(self.student_taps.len())
+            .min(self.teacher_taps.len());
+        let (s, t) = (self.student_taps, self.teacher_taps);
+        s[s.len() - n..]
+            .iter()
+            .copied()
+            .zip(t[t.len() - n..].iter().copied())
+            .collect()
+    }
 }
 
 /// Per-loss settings from the `[distill]` table.
@@ -47,6 +107,19 @@ pub struct LossOptions {
     /// DKD's temperature (its paper uses 4 whatever the policy).
     #[serde(default = "four")]
     pub dkd_temperature: f64,
+    /// DKD's linear warm-up, as a share of the run (mdistiller: 20 of 240 epochs, 0.083);
+    /// 0 = none.
+    #[serde(default)]
+    pub dkd_warmup: f64,
+    /// Logit standardisation (Sun et al., CVPR 2024) for `kd` and `dkd`: z-score each
+    /// sample's logits, on both sides, before the temperature.
+    #[serde(default)]
+    pub logit_standardization: bool,
+    /// Per-loss tap counts for the losses that compare taps (`at`, `fitnet`): how many of the
+    /// deepest taps each reads, e.g. `{ at = 3 }` for every stage of a CIFAR ResNet (a count
+    /// above a model's taps means all of them). Default: `taps`, which the extractors keep.
+    #[serde(default)]
+    pub loss_taps: BTreeMap<String, usize>,
 }
 
 impl LossOptions {
@@ -59,6 +132,29 @@ impl LossOptions {
         let t = self.dkd_temperature;
         if !(t > 0.0 && t.is_finite()) {
             anyhow::bail!("distill.dkd_temperature: must be a positive number, got {t}");
+        }
+        for (name, &n) in &self.loss_taps {
+            match find(name) {
+                Some(spec) if spec.tapped => {}
+                _ => anyhow::bail!(
+                    "distill.loss_taps: '{name}' is not a loss that compares taps; those are: {}",
+                    REGISTRY
+                        .iter()
+                        .filter(|s| s.tapped)
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+            if n == 0 {
+                anyhow::bail!("distill.loss_taps.{name}: must be at least 1");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.dkd_warmup) {
+            anyhow::bail!(
+                "distill.dkd_warmup: a share of the run in [0, 1], got {}",
+                self.dkd_warmup
+            );
         }
         Ok(())
     }
@@ -84,6 +180,9 @@ impl Default for LossOptions {
             dkd_alpha: 1.0,
             dkd_beta: 8.0,
             dkd_temperature: 4.0,
+            dkd_warmup: 0.0,
+            logit_standardization: false,
+            loss_taps: BTreeMap::new(),
         }
     }
 }
@@ -93,19 +192,11 @@ impl Default for LossOptions {
 pub struct Needs {
     /// Spatio-temporal extractors on both sides.
     pub extractors: bool,
-    /// FitNet regressors on the student's taps.
-    pub regressors: bool,
 }
 
 impl Needs {
-    pub const NONE: Needs = Needs {
-        extractors: false,
-        regressors: false,
-    };
-    pub const EXTRACTORS: Needs = Needs {
-        extractors: true,
-        regressors: false,
-    };
+    pub const NONE: Needs = Needs { extractors: false };
+    pub const EXTRACTORS: Needs = Needs { extractors: true };
 }
 
 /// Sums a loss over the distilled taps.
@@ -119,7 +210,12 @@ pub struct LossSpec {
     pub name: &'static str,
     pub about: &'static str,
     pub needs: Needs,
-    pub compute: fn(&Inputs) -> Tensor<1>,
+    /// Compares taps, so `loss_taps` may say how many.
+    pub tapped: bool,
+    /// Builds the parts the loss trains (None: it has none).
+    pub init: Option<fn(&PartsContext, &Device) -> Parts>,
+    /// The loss for one batch, given its parts (empty without `init`).
+    pub compute: fn(&Inputs, &Parts) -> Tensor<1>,
 }
 
 pub const REGISTRY: &[LossSpec] = &[

@@ -27,7 +27,9 @@ pub const SPEC: super::LossSpec = super::LossSpec {
     name: "temporal",
     about: "BiLSTM state matching (h and c) between student and teacher extractors (summed over taps)",
     needs: super::Needs::EXTRACTORS,
-    compute: |i| {
+    tapped: false,
+    init: None,
+    compute: |i, _| {
         super::sum_over_taps(
             i.student_extractors
                 .iter()
