@@ -64,7 +64,8 @@ pub enum Command {
         overrides: Vec<String>,
     },
     /// Run a comparison suite (rows x seeds on a shared teacher) and write results.md,
-    /// results.json and plots. Finished runs are reused, interrupted ones resumed.
+    /// results.json and plots. Runs recorded in the ledger (same row, seed and config) and
+    /// finished runs are reused, interrupted ones resumed.
     Experiment {
         /// seed-benchmark, seed-ablation, schedule or baselines.
         #[arg(long)]
@@ -79,6 +80,13 @@ pub enum Command {
         budget: String,
         #[arg(long, default_value = "runs/experiments")]
         out: PathBuf,
+        /// The ledger each finished run's result is recorded in, to commit so that a suite
+        /// can be carried on another day [default: docs/reproducing/<suite>-<budget>-runs.json].
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// Keep no ledger: neither read nor write one.
+        #[arg(long, conflicts_with = "ledger")]
+        no_ledger: bool,
     },
     /// Evaluate a checkpoint on its test set as deployed (batch norm folded into the
     /// convolutions): accuracy, per-class accuracy, confusion matrix,
@@ -383,6 +391,8 @@ pub fn main() -> Result<()> {
             seeds,
             budget,
             out,
+            ledger,
+            no_ledger,
         } => {
             let suite = crate::experiment::suites::find(&suite).with_context(|| {
                 let names: Vec<&str> = crate::experiment::suites::SUITES
@@ -394,12 +404,21 @@ pub fn main() -> Result<()> {
             if seeds == 0 {
                 bail!("--seeds: must be at least 1");
             }
+            let ledger = (!no_ledger).then(|| {
+                ledger.unwrap_or_else(|| {
+                    PathBuf::from(format!(
+                        "docs/reproducing/{}-{budget}-runs.json",
+                        suite.name
+                    ))
+                })
+            });
             let opts = crate::experiment::Options {
                 suite,
                 config,
                 seeds,
                 budget,
                 out,
+                ledger,
             };
             let t0 = std::time::Instant::now();
             crate::experiment::run(&opts)?;

@@ -1,7 +1,8 @@
 //! `lstmkd experiment`: a suite's rows over several seeds on one shared teacher and dataset,
-//! with `results.md`, `results.json` and PNG plots. Finished runs are not rerun; interrupted
-//! ones resume.
+//! with `results.md`, `results.json` and PNG plots. Runs recorded in the suite's ledger and
+//! finished runs are not rerun; interrupted ones resume.
 
+pub mod ledger;
 pub mod plot;
 pub mod suites;
 
@@ -17,7 +18,7 @@ use crate::train::metrics::read_jsonl;
 use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run};
 use suites::{Kind, Row, Suite};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SeedResult {
     pub seed: u64,
     pub test_top1: f64,
@@ -137,6 +138,23 @@ pub struct Options {
     pub seeds: usize,
     pub budget: String,
     pub out: PathBuf,
+    /// The ledger of finished runs (None: none kept).
+    pub ledger: Option<PathBuf>,
+}
+
+/// Fits the teacher's extractors once, before the first run that reads them.
+fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
+    let (t, d) = cfg
+        .distillation()
+        .with_context(|| format!("{origin}: row '{label}' distils"))?;
+    if d.needs().extractors && !t.extractors_path().exists() {
+        println!(
+            "== adapting the teacher's extractors ({})",
+            t.extractors_path().display()
+        );
+        crate::train::adapt::adapt(cfg)?;
+    }
+    Ok(())
 }
 
 pub fn run(o: &Options) -> Result<Results> {
@@ -149,21 +167,7 @@ pub fn run(o: &Options) -> Result<Results> {
     let origin = o.config.display().to_string();
     let suite_dir = o.out.join(o.suite.name);
 
-    // Rows share the teacher: fit its extractors once if a row needs them.
-    for row in o.suite.rows.iter().filter(|r| r.kind == Kind::Distill) {
-        let cfg = row_config(&base, row, &budget, &origin)?;
-        let (t, d) = cfg
-            .distillation()
-            .with_context(|| format!("{origin}: row '{}' distils", row.label))?;
-        if d.needs().extractors && !t.extractors_path().exists() {
-            println!(
-                "== adapting the teacher's extractors ({})",
-                t.extractors_path().display()
-            );
-            crate::train::adapt::adapt(&cfg)?;
-        }
-    }
-
+    let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
     let mut rows = Vec::new();
     for (r, row) in o.suite.rows.iter().enumerate() {
         let mut seeds = Vec::new();
@@ -185,6 +189,26 @@ pub fn run(o: &Options) -> Result<Results> {
             overrides.push(format!("train.seed={seed}"));
             overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
             let cfg = row_config(&base, row, &overrides, &origin)?;
+            let key = ledger::digest(&cfg)?;
+            if let Some(e) = ledger
+                .as_ref()
+                .and_then(|l| l.find(row.label, seed as u64, &key))
+            {
+                println!(
+                    "  recorded in {}: test top-1 {:.2}%",
+                    ledger
+                        .as_ref()
+                        .map_or(Path::new(""), |l| l.path())
+                        .display(),
+                    100.0 * e.result.test_top1
+                );
+                seeds.push(e.result.clone());
+                last_report = Some((e.params, e.latency_ms_b1, e.throughput_b64));
+                continue;
+            }
+            if row.kind == Kind::Distill {
+                ensure_adapted(&cfg, &origin, row.label)?;
+            }
             let dir = train_one(cfg, row.kind)?;
             let ckpt = match row.kind {
                 Kind::Alone => dir.join(BEST),
@@ -193,7 +217,7 @@ pub fn run(o: &Options) -> Result<Results> {
             let (report, _) = crate::eval::run(&ckpt, &Default::default())?;
             let metrics = read_jsonl(&dir.join(METRICS_FILE))?;
             let val_curve: Vec<f64> = metrics.iter().map(|m| m.val_acc).collect();
-            seeds.push(SeedResult {
+            let result = SeedResult {
                 seed: seed as u64,
                 test_top1: report.top1,
                 best_val: val_curve.iter().cloned().fold(0.0, f64::max),
@@ -207,10 +231,26 @@ pub fn run(o: &Options) -> Result<Results> {
                     .filter_map(|m| m.extra.get("temperature").copied())
                     .collect(),
                 val_curve,
-            });
-            last_report = Some(report);
+            };
+            if let Some(l) = ledger.as_mut() {
+                l.record(ledger::Entry {
+                    row: row.label.to_string(),
+                    seed: seed as u64,
+                    config_sha256: key,
+                    result: result.clone(),
+                    params: report.params,
+                    latency_ms_b1: report.latency_ms_b1,
+                    throughput_b64: report.throughput_b64,
+                    machine: ledger::machine(),
+                    finished_unix: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                })?;
+            }
+            seeds.push(result);
+            last_report = Some((report.params, report.latency_ms_b1, report.throughput_b64));
         }
-        let report = last_report.context("at least one seed")?;
+        let (params, latency_ms_b1, throughput_b64) = last_report.context("at least one seed")?;
         let (mean, std) = mean_std(&seeds.iter().map(|s| s.test_top1).collect::<Vec<_>>());
         rows.push(RowResult {
             label: row.label.to_string(),
@@ -218,9 +258,9 @@ pub fn run(o: &Options) -> Result<Results> {
             seeds,
             test_top1_mean: mean,
             test_top1_std: std,
-            params: report.params,
-            latency_ms_b1: report.latency_ms_b1,
-            throughput_b64: report.throughput_b64,
+            params,
+            latency_ms_b1,
+            throughput_b64,
         });
     }
     let results = Results {

@@ -142,4 +142,6 @@ fn convolutions_and_their_gradients_match_the_written_out_sums() {
     check(asymmetric([2, 2]));
     // Padding beyond the kernel's reach: the stride-1 input gradient cannot be a convolution.
     check(case([2, 3, 6, 6], 4, [3, 3], [1, 1], [3, 3], [1, 1], 1));
+    // No padding on a small map: the input has over twice the output's pixels.
+    check(case([2, 3, 5, 5], 4, [3, 3], [1, 1], [0, 0], [1, 1], 1));
 }

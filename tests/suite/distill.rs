@@ -662,6 +662,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     let cfg = d.path().join("suite.toml");
     std::fs::write(&cfg, suite).unwrap();
     let out = d.path().join("exp");
+    let ledger = d.path().join("ledger").join("runs.json");
     let args = [
         "experiment",
         "--suite",
@@ -672,6 +673,8 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         cfg.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
+        "--ledger",
+        ledger.to_str().unwrap(),
     ];
     let first = ok(lstmkd(&args));
     assert!(
@@ -724,9 +727,47 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         let bytes = std::fs::read(dir.join(png)).unwrap();
         assert_eq!(&bytes[1..4], b"PNG", "{png}");
     }
-    // A second call reuses every finished run.
-    let second = ok(lstmkd(&args));
+    // Without the ledger, a second call reuses every finished run from its folder.
+    let no_ledger: Vec<&str> = args[..args.len() - 2]
+        .iter()
+        .copied()
+        .chain(["--no-ledger"])
+        .collect();
+    let second = ok(lstmkd(&no_ledger));
     assert_eq!(second.matches("already finished").count(), 6, "{second}");
+    // The ledger holds each run's result; with the run folders gone, a third call takes all
+    // six from it and reports the same figures.
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    let runs = recorded["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6);
+    assert!(
+        runs.iter()
+            .all(|r| r["config_sha256"].as_str().unwrap().len() == 64)
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+    let third = ok(lstmkd(&args));
+    assert_eq!(third.matches("recorded in").count(), 6, "{third}");
+    assert!(
+        !third.contains("already finished") && !third.contains("adapting"),
+        "nothing is trained or adapted again: {third}"
+    );
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    for (a, b) in rows.iter().zip(again["rows"].as_array().unwrap()) {
+        assert_eq!(a["seeds"], b["seeds"]);
+        assert_eq!(a["test_top1_mean"], b["test_top1_mean"]);
+    }
+    // A ledger that is not one is an error naming it, and is left as it was.
+    std::fs::write(&ledger, "not json").unwrap();
+    let e = lstmkd(&args);
+    assert!(!e.status.success());
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        err.contains("runs.json") && err.contains("not a suite ledger"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "not json");
 }
 
 #[test]

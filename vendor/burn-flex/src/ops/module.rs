@@ -177,7 +177,13 @@ impl ModuleOps<Flex> for Flex {
                 Some((reach[i].checked_sub(begin)?, reach[i].checked_sub(end)?))
             })
             .collect();
-        if let (Some(padding), [1, 1]) = (padding, options.stride) {
+        // That convolution runs over every input pixel, the transposed one over every output
+        // pixel: beyond twice as many input pixels (a convolution without padding on a small
+        // map) the extra arithmetic outweighs the faster path.
+        let [_, _, h, w] = x.shape().dims();
+        let [_, _, ho, wo] = output_grad.shape().dims();
+        let comparable = h * w <= 2 * ho * wo;
+        if let (Some(padding), [1, 1], true) = (padding, options.stride, comparable) {
             let per_group = Shape::from(alloc::vec![
                 groups,
                 out_channels / groups,
@@ -200,8 +206,6 @@ impl ModuleOps<Flex> for Flex {
         }
         // Otherwise burn-backend's formulation: the transposed convolution, on the input padded
         // explicitly when the padding is asymmetric, cropped back to the input.
-        let [_, _, h, w] = x.shape().dims();
-        let [_, _, ho, wo] = output_grad.shape().dims();
         let symmetric = !options.is_asymmetric();
         let begin = options.padding_begin();
         let padded = if symmetric {

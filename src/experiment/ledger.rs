@@ -1,0 +1,107 @@
+//! A suite's ledger: the result of every finished (row, seed), in a JSON file meant to be
+//! committed (by default `docs/reproducing/<suite>-<budget>-runs.json`). A run recorded there
+//! with the same resolved config is taken from it instead of being trained again, so a suite
+//! too long for one working day is carried on over several, on any machine with the teacher.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::SeedResult;
+use crate::config::RunConfig;
+use crate::train::checkpoint::write_atomic;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub row: String,
+    pub seed: u64,
+    /// SHA-256 of the run's resolved config without its output folder (`digest`).
+    pub config_sha256: String,
+    pub result: SeedResult,
+    pub params: usize,
+    pub latency_ms_b1: f64,
+    pub throughput_b64: f64,
+    /// The CPU it ran on (`/proc/cpuinfo`'s model name) and when it finished (Unix seconds).
+    pub machine: String,
+    pub finished_unix: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    runs: Vec<Entry>,
+}
+
+pub struct Ledger {
+    path: PathBuf,
+    file: File,
+}
+
+/// What identifies a run's configuration: everything but where it writes.
+pub fn digest(cfg: &RunConfig) -> Result<String> {
+    let mut cfg = cfg.clone();
+    cfg.train.out_dir = PathBuf::new();
+    let text = toml::to_string(&cfg).context("serialising the run's config")?;
+    Ok(Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+pub fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Ledger {
+    /// The ledger at `path`; a missing file is an empty ledger.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{}: not a suite ledger (JSON with a `runs` list)",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The recorded run of `row` and `seed`, if its config is `config_sha256`.
+    pub fn find(&self, row: &str, seed: u64, config_sha256: &str) -> Option<&Entry> {
+        self.file
+            .runs
+            .iter()
+            .find(|e| e.row == row && e.seed == seed && e.config_sha256 == config_sha256)
+    }
+
+    /// Records `entry` (replacing an earlier one of its row and seed) and writes the file.
+    pub fn record(&mut self, entry: Entry) -> Result<()> {
+        self.file
+            .runs
+            .retain(|e| !(e.row == entry.row && e.seed == entry.seed));
+        self.file.runs.push(entry);
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+        }
+        write_atomic(&self.path, &serde_json::to_vec_pretty(&self.file)?)
+    }
+}
