@@ -247,8 +247,9 @@ fn train_steps<T: Task>(
     let mut step = |model: T::Model, i: usize| -> Result<T::Model> {
         let batch =
             profile::part("data wait", || batches.next()).context("the loader stopped early")??;
+        let samples = batch.samples.clone();
         let (images, targets) = batch.into_tensors(&train_device);
-        Ok(optimise(task, model, &mut optim, images, targets, lr, 0, i)?.0)
+        Ok(optimise(task, model, &mut optim, images, targets, &samples, lr, 0, i)?.0)
     };
     for i in 0..args.warmup {
         model = step(model, i)?;
@@ -442,7 +443,9 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         teacher: Some(tcfg),
         ..cfg
     };
-    let student = new_student(&cfg, &teacher, &train_device)?;
+    // As many memory rows (CRD) as `train_steps`' loader can have images.
+    let samples = args.batch * (args.warmup + 2 * args.steps + 1);
+    let student = new_student(&cfg, &teacher, samples, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
     let mut task = Distill::new(teacher, dcfg, 1, args.classes, 0, None);
     let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;

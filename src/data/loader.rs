@@ -18,6 +18,8 @@ pub struct Batch {
     /// [B, C, H, W], normalised.
     pub images: Vec<f32>,
     pub labels: Vec<usize>,
+    /// Each image's position in its split (what a memory of samples is indexed by).
+    pub samples: Vec<usize>,
     pub dims: [usize; 4],
 }
 
@@ -88,9 +90,10 @@ impl Loader {
         self.split.len().div_ceil(self.batch_size)
     }
 
-    /// Sample order of `epoch`: shuffled with (seed, epoch) when training, natural otherwise.
+    /// Sample order of `epoch`, as positions in the split: shuffled with (seed, epoch) when
+    /// training, natural otherwise.
     pub fn order(&self, epoch: usize) -> Vec<usize> {
-        let mut order: Vec<usize> = self.split.indices.to_vec();
+        let mut order: Vec<usize> = (0..self.split.len()).collect();
         if self.augment.is_some() {
             order.shuffle(&mut StdRng::seed_from_u64(mix(
                 self.seed ^ mix(epoch as u64)
@@ -111,7 +114,8 @@ impl Loader {
             .zip(picks.par_iter().enumerate())
             .try_for_each_init(
                 || vec![0u8; chw],
-                |buf, (dst, (k, &i))| -> Result<()> {
+                |buf, (dst, (k, &position))| -> Result<()> {
+                    let i = self.split.indices[position];
                     let at = match &self.augment {
                         Some(cfg) => {
                             let s = mix(self.seed ^ mix((epoch as u64) << 32 | (start + k) as u64));
@@ -128,10 +132,14 @@ impl Loader {
                     Ok(())
                 },
             )?;
-        let labels = picks.iter().map(|&i| self.split.source.label(i)).collect();
+        let labels = picks
+            .iter()
+            .map(|&p| self.split.source.label(self.split.indices[p]))
+            .collect();
         Ok(Batch {
             images,
             labels,
+            samples: picks.to_vec(),
             dims: [picks.len(), shape[0], shape[1], shape[2]],
         })
     }

@@ -141,10 +141,12 @@ impl FusedStudent {
 impl Student {
     /// An untrained student for `teacher`. With a shared lens its extractors have the
     /// teacher's shapes; `share_lens` then gives them the teacher's adapted weights.
+    /// `samples`: the training split's size, for losses that keep a memory per image (CRD).
     pub fn init(
         model: &ModelConfig,
         cfg: &DistillConfig,
         teacher: &Teacher,
+        samples: usize,
         device: &Device,
     ) -> Result<Self> {
         let (input, classes) = (teacher.input, teacher.classes);
@@ -196,6 +198,7 @@ impl Student {
             teacher_taps: &t_all,
             taps: cfg.taps,
             classes,
+            samples,
             options: &cfg.options,
         };
         let parts = cfg

@@ -34,6 +34,7 @@ impl Task for Adapt {
         head: &TeacherHead,
         images: Tensor<4>,
         targets: Tensor<1, Int>,
+        _samples: &[usize],
         _epoch: usize,
         _step: usize,
     ) -> StepLoss {

@@ -19,6 +19,7 @@ impl Task for Classify {
         model: &Network,
         images: Tensor<4>,
         targets: Tensor<1, Int>,
+        _samples: &[usize],
         _epoch: usize,
         _step: usize,
     ) -> StepLoss {

@@ -64,6 +64,7 @@ impl Task for Distill {
         student: &Student,
         images: Tensor<4>,
         targets: Tensor<1, Int>,
+        samples: &[usize],
         epoch: usize,
         step: usize,
     ) -> StepLoss {
@@ -137,6 +138,8 @@ impl Task for Distill {
             soft_targets: &soft_targets,
             temperature: self.temperature,
             progress: (epoch + 1) as f64 / self.epochs.max(1) as f64,
+            samples,
+            step_seed: self.seed ^ ((epoch as u64) << 32 | step as u64).rotate_left(17),
             options: &self.cfg.options,
         };
         let owning = self.cfg.owning_losses();
@@ -247,9 +250,14 @@ fn adapted_extractors(
 
 /// A fresh student for `teacher`; with a shared lens its extractors start as copies of the
 /// teacher's adapted ones.
-pub fn new_student(cfg: &RunConfig, teacher: &Teacher, device: &Device) -> Result<Student> {
+pub fn new_student(
+    cfg: &RunConfig,
+    teacher: &Teacher,
+    samples: usize,
+    device: &Device,
+) -> Result<Student> {
     let (teacher_cfg, dcfg) = cfg.distillation()?;
-    let student = Student::init(&cfg.model, dcfg, teacher, device)?;
+    let student = Student::init(&cfg.model, dcfg, teacher, samples, device)?;
     if dcfg.needs().extractors && dcfg.temporal_init == TemporalInit::SharedLens {
         let adapted = adapted_extractors(teacher_cfg, dcfg, teacher, device)?;
         return Ok(student.share_lens(adapted, dcfg.freeze_student_extractor));
@@ -278,7 +286,7 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
         );
     }
     run.train_device.seed(run.cfg.train.seed);
-    let student = new_student(&run.cfg, &teacher, &run.train_device)?;
+    let student = new_student(&run.cfg, &teacher, run.train.split.len(), &run.train_device)?;
     let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
     // The dynamic temperature follows the last epoch's validation accuracy, which the
     // checkpoint itself carries (metrics.jsonl may be missing or behind it).
@@ -299,7 +307,13 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
 /// alone, or in `fused` mode the backbone with its extractors.
 fn export_deployed(run: &Run, task: &Distill) -> Result<()> {
     let best = Checkpoint::load(&run.dir.join(BEST))?;
-    let template = Student::init(&run.cfg.model, &task.cfg, &task.teacher, &run.device)?;
+    let template = Student::init(
+        &run.cfg.model,
+        &task.cfg,
+        &task.teacher,
+        run.train.split.len(),
+        &run.device,
+    )?;
     let student = best.apply(template).context("best.ckpt")?;
     let mut meta = best.meta.clone();
     if let Some(state) = &mut meta.run {

@@ -30,11 +30,14 @@ pub struct StepLoss {
 pub trait Task {
     type Model: Module;
 
+    /// `samples`: each image's position in the training split.
+    #[allow(clippy::too_many_arguments)]
     fn train_step(
         &mut self,
         model: &Self::Model,
         images: Tensor<4>,
         targets: Tensor<1, Int>,
+        samples: &[usize],
         epoch: usize,
         step: usize,
     ) -> StepLoss;
@@ -135,12 +138,13 @@ pub fn optimise<T: Task>(
     optim: &mut ModuleOptimizer,
     images: Tensor<4>,
     targets: Tensor<1, Int>,
+    samples: &[usize],
     lr: f64,
     epoch: usize,
     step: usize,
 ) -> Result<(T::Model, Stepped)> {
     let b = targets.dims()[0];
-    let out = task.train_step(&model, images, targets.clone(), epoch, step);
+    let out = task.train_step(&model, images, targets.clone(), samples, epoch, step);
     let host = profile::part("read loss", || {
         let hits = out
             .logits
@@ -217,8 +221,11 @@ pub fn fit<T: Task>(
                 epochs,
             );
             let b = batch.len();
+            let samples = batch.samples.clone();
             let (images, targets) = batch.into_tensors(&run.train_device);
-            let (next, host) = optimise(task, model, &mut optim, images, targets, lr, epoch, step)?;
+            let (next, host) = optimise(
+                task, model, &mut optim, images, targets, &samples, lr, epoch, step,
+            )?;
             model = next;
             // The step has already been applied; the run stops here without saving it, so no
             // non-finite weights reach a checkpoint.

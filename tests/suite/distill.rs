@@ -375,7 +375,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     let ad = plain.clone().autodiff();
     let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &plain).unwrap();
     ad.seed(5);
-    let student = lstmkd::train::distill::new_student(&cfg, &teacher, &ad).unwrap();
+    let student = lstmkd::train::distill::new_student(&cfg, &teacher, 8, &ad).unwrap();
     let [c, h, w] = teacher.input;
     let k = teacher.classes;
     let images = Tensor::<4>::random([8, c, h, w], Distribution::Default, &ad);
@@ -405,7 +405,8 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
 
     // DKD inside the step: weight 2 x the formula at dkd_temperature on this step's logits.
     use lstmkd::train::trainer::Task;
-    let out = task.train_step(&student, images.clone(), targets.clone(), 0, 0);
+    let samples: Vec<usize> = (0..8).collect();
+    let out = task.train_step(&student, images.clone(), targets.clone(), &samples, 0, 0);
     let part = |name: &str| {
         let (_, v) = out.parts.iter().find(|(n, _)| n == name).expect(name);
         v.clone().into_scalar::<f32>() as f64
@@ -452,6 +453,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
         &mut optim,
         images.clone(),
         targets,
+        &samples,
         lr,
         0,
         0,
@@ -624,8 +626,8 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
     let run = lstmkd::config::RunConfig::load(&cfg_path, &[]).unwrap();
     let teacher = teacher_of(&run);
     let (before, end) = (
-        student_at(&run, &teacher, &after_two),
-        student_at(&run, &teacher, &student_dir.join("last.ckpt")),
+        student_at(&run, &teacher, 0, &after_two),
+        student_at(&run, &teacher, 0, &student_dir.join("last.ckpt")),
     );
     assert_eq!(end.parts.len(), 1, "FitNet is the only loss with parts");
     let regressors = &end.parts[0].convs;
@@ -796,9 +798,9 @@ fn rtc_crops_fit_a_student_whose_taps_are_shorter_than_the_teachers() {
     // trained from a fresh start rather than from the teacher's.
     let run = lstmkd::config::RunConfig::parse(&cfg, "rtc.toml", &[]).unwrap();
     let teacher = teacher_of(&run);
-    let fresh = lstmkd::train::distill::new_student(&run, &teacher, &Device::flex()).unwrap();
+    let fresh = lstmkd::train::distill::new_student(&run, &teacher, 0, &Device::flex()).unwrap();
     let fresh = floats(&fresh.head.extractors);
-    let student = student_at(&run, &teacher, &d.path().join("student/last.ckpt"));
+    let student = student_at(&run, &teacher, 0, &d.path().join("student/last.ckpt"));
     assert!(student.head.adapters.is_empty());
     let vgg8_taps = [512, 512];
     for (e, c) in student.head.extractors.iter().zip(vgg8_taps) {
@@ -899,7 +901,7 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
     let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
     // The temperature moves from 1 to 4 after the first epoch; the run stops in the second.
     let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0 }}\ntmix = 0.5\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, crd = 0.8 }}\ncrd_negatives = 16\ncrd_feat_dim = 8\ntmix = 0.5\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
         teacher_dir.join("best.ckpt").display()
     );
     let cfg = |out: &str| {
@@ -938,8 +940,8 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
     ]));
     let m = lstmkd::train::metrics::read_jsonl(&d.path().join("parts/metrics.jsonl")).unwrap();
     assert_eq!(m[1].extra["temperature"], 4.0);
-    // The whole student (backbone, regressor-free head), not only the deployed backbone of
-    // the best epoch, which may be the first.
+    // The whole student (backbone, head, CRD's embeddings, memories and Z), not only the
+    // deployed backbone of the best epoch, which may be the first.
     let text = std::fs::read_to_string(d.path().join("a.toml")).unwrap();
     let run = lstmkd::config::RunConfig::parse(&text, "a.toml", &[]).unwrap();
     let teacher = teacher_of(&run);
@@ -947,10 +949,16 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
         floats(&student_at(
             &run,
             &teacher,
+            51,
             &d.path().join(dir).join("last.ckpt"),
         ))
     };
     assert_eq!(student("straight"), student("parts"));
+    // CRD's state is in the checkpoint: Z was set by the first step (it starts at -1).
+    let crd = student_at(&run, &teacher, 51, &d.path().join("parts/last.ckpt"));
+    let z: Vec<f32> = crd.parts[0].states[2].value().into_data().iter().collect();
+    assert!(z.iter().all(|&z| z > 0.0), "{z:?}");
+    assert_eq!(crd.parts[0].states[0].value().dims(), [51, 8]);
     assert_eq!(
         m,
         lstmkd::train::metrics::read_jsonl(&d.path().join("straight/metrics.jsonl"))
@@ -975,15 +983,22 @@ fn teacher_of(run: &lstmkd::config::RunConfig) -> lstmkd::distill::teacher::Teac
 }
 
 /// The student a distillation checkpoint of `run` holds.
+/// The student in checkpoint `path`; `samples`: the run's training images (CRD's memories).
 fn student_at(
     run: &lstmkd::config::RunConfig,
     teacher: &lstmkd::distill::teacher::Teacher,
+    samples: usize,
     path: &std::path::Path,
 ) -> lstmkd::distill::student::Student {
     let dcfg = run.distillation().unwrap().1;
-    let template =
-        lstmkd::distill::student::Student::init(&run.model, dcfg, teacher, &Device::flex())
-            .unwrap();
+    let template = lstmkd::distill::student::Student::init(
+        &run.model,
+        dcfg,
+        teacher,
+        samples,
+        &Device::flex(),
+    )
+    .unwrap();
     Checkpoint::load(path).unwrap().apply(template).unwrap()
 }
 
@@ -1019,7 +1034,7 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     let teacher = teacher_of(&cfg);
     let device = Device::flex();
     let adapted = floats(&teacher.head.as_ref().unwrap().extractors);
-    let student = lstmkd::train::distill::new_student(&cfg, &teacher, &device).unwrap();
+    let student = lstmkd::train::distill::new_student(&cfg, &teacher, 0, &device).unwrap();
     assert_eq!(
         floats(&student.head.extractors),
         adapted,
@@ -1029,7 +1044,7 @@ fn shared_lens_extractor_starts_as_the_teachers_and_stays_frozen_across_resume()
     // Trained (DKD and the temporal loss in the step), then resumed for a second epoch: the
     // frozen copy never moves, while the backbone and the adapters do.
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
-    let load = || student_at(&cfg, &teacher, &student_dir.join("last.ckpt"));
+    let load = || student_at(&cfg, &teacher, 0, &student_dir.join("last.ckpt"));
     let after_one = load();
     let m = lstmkd::train::metrics::read_jsonl(&student_dir.join("metrics.jsonl")).unwrap();
     for loss in ["ce", "dkd", "temporal", "aux_ce"] {

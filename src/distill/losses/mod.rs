@@ -6,6 +6,7 @@
 pub mod at;
 pub mod aux_ce;
 pub mod ce;
+pub mod crd;
 pub mod dkd;
 pub mod fitnet;
 pub mod kd;
@@ -13,7 +14,7 @@ pub mod temporal;
 
 use std::collections::BTreeMap;
 
-use burn::module::Module;
+use burn::module::{Module, RunningState};
 use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor};
 
@@ -38,6 +39,10 @@ pub struct Inputs<'a> {
     pub temperature: f64,
     /// The share of the run done by the end of the current epoch, in (0, 1].
     pub progress: f64,
+    /// Each image's position in the training split (CRD's memory index).
+    pub samples: &'a [usize],
+    /// A seed for the loss's own sampling in this step (CRD's negatives).
+    pub step_seed: u64,
     pub options: &'a LossOptions,
 }
 
@@ -65,6 +70,8 @@ pub fn tap_count(options: &LossOptions, loss: &str, taps: usize) -> usize {
 pub struct Parts {
     pub convs: Vec<ConvBn>,
     pub linears: Vec<Linear>,
+    /// State the loss updates itself rather than the optimiser (CRD's memories).
+    pub states: Vec<RunningState<Tensor<2>>>,
 }
 
 /// What a loss's `init` may build its parts from.
@@ -74,6 +81,8 @@ pub struct PartsContext<'a> {
     pub teacher_taps: &'a [[usize; 4]],
     pub taps: usize,
     pub classes: usize,
+    /// Images in the training split (CRD keeps a memory row per image).
+    pub samples: usize,
     pub options: &'a LossOptions,
 }
 
@@ -120,6 +129,17 @@ pub struct LossOptions {
     /// above a model's taps means all of them). Default: `taps`, which the extractors keep.
     #[serde(default)]
     pub loss_taps: BTreeMap<String, usize>,
+    /// CRD: embedding size, negatives per image, NCE temperature and memory momentum
+    /// (RepDistiller's defaults but the negatives: 16,384 there, whose gathers would dominate
+    /// a CPU step).
+    #[serde(default = "crd_feat_dim")]
+    pub crd_feat_dim: usize,
+    #[serde(default = "crd_negatives")]
+    pub crd_negatives: usize,
+    #[serde(default = "crd_temperature")]
+    pub crd_temperature: f64,
+    #[serde(default = "crd_momentum")]
+    pub crd_momentum: f64,
 }
 
 impl LossOptions {
@@ -150,6 +170,18 @@ impl LossOptions {
                 anyhow::bail!("distill.loss_taps.{name}: must be at least 1");
             }
         }
+        if self.crd_feat_dim == 0 || self.crd_negatives == 0 {
+            anyhow::bail!("distill.crd_feat_dim / crd_negatives: must be at least 1");
+        }
+        if !(self.crd_temperature > 0.0 && self.crd_temperature.is_finite()) {
+            anyhow::bail!(
+                "distill.crd_temperature: must be a positive number, got {}",
+                self.crd_temperature
+            );
+        }
+        if !(0.0..1.0).contains(&self.crd_momentum) {
+            anyhow::bail!("distill.crd_momentum: in [0, 1), got {}", self.crd_momentum);
+        }
         if !(0.0..=1.0).contains(&self.dkd_warmup) {
             anyhow::bail!(
                 "distill.dkd_warmup: a share of the run in [0, 1], got {}",
@@ -160,6 +192,18 @@ impl LossOptions {
     }
 }
 
+fn crd_feat_dim() -> usize {
+    128
+}
+fn crd_negatives() -> usize {
+    4096
+}
+fn crd_temperature() -> f64 {
+    0.07
+}
+fn crd_momentum() -> f64 {
+    0.5
+}
 fn yes() -> bool {
     true
 }
@@ -183,6 +227,10 @@ impl Default for LossOptions {
             dkd_warmup: 0.0,
             logit_standardization: false,
             loss_taps: BTreeMap::new(),
+            crd_feat_dim: crd_feat_dim(),
+            crd_negatives: crd_negatives(),
+            crd_temperature: crd_temperature(),
+            crd_momentum: crd_momentum(),
         }
     }
 }
@@ -226,6 +274,7 @@ pub const REGISTRY: &[LossSpec] = &[
     temporal::SPEC,
     aux_ce::SPEC,
     dkd::SPEC,
+    crd::SPEC,
 ];
 
 pub fn find(name: &str) -> Option<&'static LossSpec> {
