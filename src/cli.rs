@@ -67,7 +67,7 @@ pub enum Command {
     /// results.json and plots. Runs recorded in the ledger (same row, seed and config) and
     /// finished runs are reused, interrupted ones resumed.
     Experiment {
-        /// seed-benchmark, seed-ablation, schedule or baselines.
+        /// seed-benchmark, seed-ablation, schedule, baselines or comparison.
         #[arg(long)]
         suite: String,
         /// Suite config: a distillation config plus an [experiment] table of budgets.

@@ -29,6 +29,7 @@ const LSTM_KD: &str =
 const DYNAMIC: &str = "distill.temperature.policy=\"dynamic\"";
 const FIXED: &str = "distill.temperature.policy=\"fixed\"";
 const E2E: &str = "distill.end_to_end=true";
+const LS: &str = "distill.logit_standardization=true";
 
 pub const SUITES: &[Suite] = &[
     Suite {
@@ -155,6 +156,86 @@ pub const SUITES: &[Suite] = &[
                 label: "LSTM KD",
                 kind: Kind::Distill,
                 overrides: &[LSTM_KD, DYNAMIC],
+                claim: "-",
+            },
+        ],
+    },
+    Suite {
+        name: "comparison",
+        about: "the strong baselines (KD, KD + logit standardisation, DKD with warm-up, CRD, AT on every stage, FitNet) against LSTM KD's variants, for the mid budget",
+        rows: &[
+            Row {
+                label: "student alone",
+                kind: Kind::Alone,
+                overrides: &[],
+                claim: "-",
+            },
+            Row {
+                label: "KD",
+                kind: Kind::Distill,
+                overrides: &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
+                claim: "CIFAR-100 resnet32x4 -> 8x4: 73.33% (Sun et al.)",
+            },
+            Row {
+                label: "KD + LS",
+                kind: Kind::Distill,
+                overrides: &["distill.weights={ce = 1.0, kd = 1.0}", LS, E2E, FIXED],
+                claim: "76.62% (Sun et al.)",
+            },
+            Row {
+                label: "DKD (warm-up)",
+                kind: Kind::Distill,
+                overrides: &[
+                    "distill.weights={ce = 1.0, dkd = 1.0}",
+                    "distill.dkd_warmup=0.083",
+                    E2E,
+                ],
+                claim: "76.32% (Sun et al.'s table)",
+            },
+            Row {
+                label: "CRD",
+                kind: Kind::Distill,
+                overrides: &["distill.weights={ce = 1.0, crd = 0.8}", E2E],
+                claim: "75.51% (RepDistiller, resnet32x4 -> 8x4)",
+            },
+            Row {
+                label: "AT (every stage)",
+                kind: Kind::Distill,
+                overrides: &[
+                    "distill.weights={ce = 1.0, at = 100.0}",
+                    "distill.loss_taps={at = 3}",
+                    E2E,
+                ],
+                claim: "-",
+            },
+            Row {
+                label: "FitNet",
+                kind: Kind::Distill,
+                overrides: &["distill.weights={ce = 1.0, fitnet = 1.0}", E2E],
+                claim: "-",
+            },
+            Row {
+                label: "LSTM KD (phases, dynamic T)",
+                kind: Kind::Distill,
+                overrides: &[LSTM_KD, DYNAMIC],
+                claim: "the method: above KD and feature distillation",
+            },
+            Row {
+                label: "LSTM KD (end-to-end, T = 4)",
+                kind: Kind::Distill,
+                overrides: &[LSTM_KD, E2E, FIXED],
+                claim: "-",
+            },
+            Row {
+                label: "LSTM KD + LS (end-to-end, T = 4)",
+                kind: Kind::Distill,
+                overrides: &[LSTM_KD, LS, E2E, FIXED],
+                claim: "-",
+            },
+            Row {
+                label: "LSTM KD, random extractor (end-to-end, T = 4)",
+                kind: Kind::Distill,
+                overrides: &[LSTM_KD, "distill.temporal_init=\"random\"", E2E, FIXED],
                 claim: "-",
             },
         ],

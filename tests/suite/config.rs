@@ -193,3 +193,34 @@ fn distill_tables_are_validated() {
     let e = with("weights = { ce = 1.0 }\nend_to_end = true\ntmix = 2.0").unwrap_err();
     assert!(e.contains("distill.tmix"), "{e}");
 }
+
+#[test]
+fn every_suite_row_is_a_valid_config_on_the_suite_config_and_its_budgets() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/experiments/fmnist.toml"
+    );
+    let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let experiment = table.remove("experiment").unwrap();
+    let base = toml::to_string(&table).unwrap();
+    for budget in ["quick", "full"] {
+        let budget: Vec<String> = experiment[budget]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        for suite in lstmkd::experiment::suites::SUITES {
+            for row in suite.rows {
+                let mut overrides = budget.clone();
+                overrides.extend(row.overrides.iter().map(|s| s.to_string()));
+                let cfg = RunConfig::parse(&base, path, &overrides)
+                    .unwrap_or_else(|e| panic!("{} / {}: {e:#}", suite.name, row.label));
+                if row.kind == lstmkd::experiment::suites::Kind::Distill {
+                    cfg.distillation()
+                        .unwrap_or_else(|e| panic!("{} / {}: {e:#}", suite.name, row.label));
+                }
+            }
+        }
+    }
+}
