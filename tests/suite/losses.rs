@@ -41,41 +41,73 @@ fn kd_is_t_squared_kl_batch_mean() {
     assert!(scalar(kd::kd_loss(t2(&S, [2, 3]), t2(&S, [2, 3]), 2.0)).abs() < 1e-6);
 }
 
-/// A registry loss on the S/T logits (labels 1 and 2) with options from TOML.
+/// What a registry loss reads besides the S/T logits and the labels.
+struct Step<'a> {
+    options: &'a str,
+    temperature: f64,
+    progress: f64,
+    student_taps: &'a [Tensor<4>],
+    teacher_taps: &'a [Tensor<4>],
+    taps: usize,
+    samples: &'a [usize],
+    step_seed: u64,
+}
+
+impl Step<'_> {
+    fn new(options: &str) -> Step<'_> {
+        Step {
+            options,
+            temperature: 1.0,
+            progress: 1.0,
+            student_taps: &[],
+            teacher_taps: &[],
+            taps: 2,
+            samples: &[],
+            step_seed: 0,
+        }
+    }
+}
+
+/// A registry loss on the S/T logits (labels 1 and 2).
 fn registry_loss(name: &str, options: &str, temperature: f64, progress: f64) -> f64 {
     let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &Device::flex());
     let soft = targets.clone().one_hot(3).float();
-    registry_loss_on(name, options, temperature, progress, &targets, &soft)
+    let step = Step {
+        temperature,
+        progress,
+        ..Step::new(options)
+    };
+    registry_loss_on(name, &step, &targets, &soft, &Default::default())
 }
 
+/// A registry loss on the S/T logits with these labels, step and parts.
 fn registry_loss_on(
     name: &str,
-    options: &str,
-    temperature: f64,
-    progress: f64,
+    step: &Step,
     targets: &Tensor<1, Int>,
     soft: &Tensor<2>,
+    parts: &lstmkd::distill::losses::Parts,
 ) -> f64 {
     let (s, t) = (t2(&S, [2, 3]), t2(&T, [2, 3]));
-    let options: lstmkd::distill::losses::LossOptions = toml::from_str(options).unwrap();
+    let options: lstmkd::distill::losses::LossOptions = toml::from_str(step.options).unwrap();
     let inputs = lstmkd::distill::losses::Inputs {
         student_logits: &s,
         teacher_logits: &t,
-        student_taps: &[],
-        teacher_taps: &[],
-        taps: 2,
+        student_taps: step.student_taps,
+        teacher_taps: step.teacher_taps,
+        taps: step.taps,
         student_extractors: &[],
         teacher_extractors: &[],
         targets,
         soft_targets: soft,
-        temperature,
-        progress,
-        samples: &[],
-        step_seed: 0,
+        temperature: step.temperature,
+        progress: step.progress,
+        samples: step.samples,
+        step_seed: step.step_seed,
         options: &options,
     };
     let spec = lstmkd::distill::losses::find(name).unwrap();
-    scalar((spec.compute)(&inputs, &Default::default()))
+    scalar((spec.compute)(&inputs, parts))
 }
 
 #[test]
@@ -127,29 +159,15 @@ fn attention_transfer_reads_the_taps_loss_taps_gives_it() {
     // Three stages on each side; the teacher wider, as a teacher is.
     let student = [tap(1, 4, 8), tap(2, 8, 4), tap(3, 16, 2)];
     let teacher = [tap(4, 8, 8), tap(5, 16, 4), tap(6, 32, 2)];
-    let logits = t2(&S, [2, 3]);
-    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
-    let soft = targets.clone().one_hot(3).float();
     let at_with = |options: &str| {
-        let options: lstmkd::distill::losses::LossOptions = toml::from_str(options).unwrap();
-        let inputs = lstmkd::distill::losses::Inputs {
-            student_logits: &logits,
-            teacher_logits: &logits,
+        let step = Step {
             student_taps: &student,
             teacher_taps: &teacher,
-            taps: 2,
-            student_extractors: &[],
-            teacher_extractors: &[],
-            targets: &targets,
-            soft_targets: &soft,
-            temperature: 1.0,
-            progress: 1.0,
-            samples: &[],
-            step_seed: 0,
-            options: &options,
+            ..Step::new(options)
         };
-        let spec = lstmkd::distill::losses::find("at").unwrap();
-        scalar((spec.compute)(&inputs, &Default::default()))
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
+        let soft = targets.clone().one_hot(3).float();
+        registry_loss_on("at", &step, &targets, &soft, &Default::default())
     };
     let per_stage: Vec<f64> = (0..3)
         .map(|k| scalar(at::at_loss(student[k].clone(), teacher[k].clone(), true)))
@@ -297,7 +315,7 @@ fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
     let soft = t2(&[0.0, 0.3, 0.7, 1.0, 0.0, 0.0], [2, 3]);
     let mixed = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0], [2]), &device);
     let options: lstmkd::distill::losses::LossOptions = toml::from_str("").unwrap();
-    let got = registry_loss_on("dkd", "", 1.0, 1.0, &hard, &soft);
+    let got = registry_loss_on("dkd", &Step::new(""), &hard, &soft, &Default::default());
     let (a, b, temp) = (options.dkd_alpha, options.dkd_beta, options.dkd_temperature);
     let want = scalar(dkd::dkd_loss(s.clone(), t.clone(), mixed, temp, a, b));
     let with_hard = scalar(dkd::dkd_loss(s, t, hard, temp, a, b));
@@ -437,7 +455,7 @@ fn crd_memory_moves_its_rows_towards_the_batch_and_renormalises() {
 #[test]
 fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
     use lstmkd::distill::losses::crd::contrast_indices;
-    use lstmkd::distill::losses::{Inputs, LossOptions, PartsContext, find};
+    use lstmkd::distill::losses::{LossOptions, PartsContext, find};
     let device = Device::flex();
     let options: LossOptions = toml::from_str("crd_feat_dim = 3\ncrd_negatives = 4").unwrap();
     let cx = PartsContext {
@@ -528,26 +546,17 @@ fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
         -total / 2.0
     };
     let want = nce(&scores(&mem_t, &v_s)) + nce(&scores(&mem_s, &v_t));
-    let logits = t2(&S, [2, 3]);
     let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
     let soft = targets.clone().one_hot(3).float();
-    let inputs = Inputs {
-        student_logits: &logits,
-        teacher_logits: &logits,
+    let step = Step {
         student_taps: &student,
         teacher_taps: &teacher,
         taps: 1,
-        student_extractors: &[],
-        teacher_extractors: &[],
-        targets: &targets,
-        soft_targets: &soft,
-        temperature: 1.0,
-        progress: 1.0,
         samples: &samples,
         step_seed: 5,
-        options: &options,
+        ..Step::new("crd_feat_dim = 3\ncrd_negatives = 4")
     };
-    let got = scalar((spec.compute)(&inputs, &parts));
+    let got = registry_loss_on("crd", &step, &targets, &soft, &parts);
     assert!(
         (got - want).abs() < 1e-4 * (1.0 + want.abs()),
         "{got} vs {want}"
@@ -566,7 +575,7 @@ fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
     assert_eq!(after[0], mem_s[0], "rows of other images stay");
     // Z was fixed by the first step and is not set again.
     let z = host(parts.states[2].value())[0].clone();
-    let again = scalar((spec.compute)(&inputs, &parts));
+    let again = registry_loss_on("crd", &step, &targets, &soft, &parts);
     assert_eq!(host(parts.states[2].value())[0], z);
     assert!(again.is_finite());
 }
