@@ -31,6 +31,14 @@ const FIXED: &str = "distill.temperature.policy=\"fixed\"";
 const E2E: &str = "distill.end_to_end=true";
 const LS: &str = "distill.logit_standardization=true";
 
+/// FitNet as the baselines and the comparison suites run it.
+const FITNET: Row = Row {
+    label: "FitNet",
+    kind: Kind::Distill,
+    overrides: &["distill.weights={ce = 1.0, fitnet = 1.0}", E2E],
+    claim: "-",
+};
+
 pub const SUITES: &[Suite] = &[
     Suite {
         name: "seed-benchmark",
@@ -134,12 +142,7 @@ pub const SUITES: &[Suite] = &[
                 overrides: &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
                 claim: "-",
             },
-            Row {
-                label: "FitNet",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, fitnet = 1.0}", E2E],
-                claim: "-",
-            },
+            FITNET,
             Row {
                 label: "AT",
                 kind: Kind::Distill,
@@ -208,12 +211,7 @@ pub const SUITES: &[Suite] = &[
                 ],
                 claim: "-",
             },
-            Row {
-                label: "FitNet",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, fitnet = 1.0}", E2E],
-                claim: "-",
-            },
+            FITNET,
             Row {
                 label: "LSTM KD (phases, dynamic T)",
                 kind: Kind::Distill,
