@@ -6,18 +6,21 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::SeedResult;
 use crate::config::RunConfig;
-use crate::train::checkpoint::write_atomic;
+use crate::train::checkpoint::{Checkpoint, write_atomic};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub row: String,
     pub seed: u64,
-    /// SHA-256 of the run's resolved config without its output folder (`digest`).
+    /// SHA-256 of the run's resolved config without its output folder, and of its teacher's
+    /// weights (`digest`).
     pub config_sha256: String,
     pub result: SeedResult,
     pub params: usize,
@@ -38,15 +41,37 @@ pub struct Ledger {
     file: File,
 }
 
-/// What identifies a run's configuration: everything but where it writes.
-pub fn digest(cfg: &RunConfig) -> Result<String> {
+/// What identifies a run: its config but where it writes, and with `teacher` the weights of
+/// the teacher it learns from (a retrained teacher at the same path makes another run). The
+/// weights are hashed parameter by parameter, not as file bytes: a checkpoint's header is not
+/// byte-for-byte the same when the same teacher is trained again.
+pub fn digest(cfg: &RunConfig, teacher: bool) -> Result<String> {
     let mut cfg = cfg.clone();
     cfg.train.out_dir = PathBuf::new();
     let text = toml::to_string(&cfg).context("serialising the run's config")?;
-    Ok(Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    let mut hash = Sha256::new();
+    hash.update(text.as_bytes());
+    if let Some(teacher) = cfg.teacher.as_ref().filter(|_| teacher) {
+        let path = &teacher.checkpoint;
+        let net = Checkpoint::load(path)?
+            .network(&Device::flex())
+            .with_context(|| format!("{}: the teacher", path.display()))?;
+        net.visit(&mut Weights(&mut hash));
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Feeds every parameter's shape and values, in visiting order, to a hash.
+struct Weights<'a>(&'a mut Sha256);
+
+impl ModuleVisitor for Weights<'_> {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let value = p.val();
+        self.0.update(format!("{:?}", value.dims()).as_bytes());
+        for v in value.into_data().iter::<f32>() {
+            self.0.update(v.to_le_bytes());
+        }
+    }
 }
 
 pub fn machine() -> String {

@@ -189,7 +189,7 @@ pub fn run(o: &Options) -> Result<Results> {
             overrides.push(format!("train.seed={seed}"));
             overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
             let cfg = row_config(&base, row, &overrides, &origin)?;
-            let key = ledger::digest(&cfg)?;
+            let key = ledger::digest(&cfg, row.kind == Kind::Distill)?;
             if let Some(e) = ledger
                 .as_ref()
                 .and_then(|l| l.find(row.label, seed as u64, &key))

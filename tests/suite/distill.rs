@@ -983,6 +983,57 @@ fn teacher_of(run: &lstmkd::config::RunConfig) -> lstmkd::distill::teacher::Teac
 }
 
 /// The student a distillation checkpoint of `run` holds.
+#[test]
+fn a_ledger_key_follows_the_config_and_the_teachers_weights_not_the_output_folder() {
+    use lstmkd::experiment::ledger::digest;
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 32, 16);
+    let teacher = teacher_dir.join("best.ckpt");
+    let cfg = |out: &str, set: &[&str]| {
+        let text = crate::common::toml_config(
+            &data,
+            &d.path().join(out),
+            &format!(
+                "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0 }}\n",
+                teacher.display()
+            ),
+        );
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        lstmkd::config::RunConfig::parse(&text, "l.toml", &set).unwrap()
+    };
+    let key = digest(&cfg("a", &[]), true).unwrap();
+    assert_eq!(key.len(), 64);
+    assert_eq!(
+        key,
+        digest(&cfg("b", &[]), true).unwrap(),
+        "the output folder"
+    );
+    assert_ne!(key, digest(&cfg("a", &["train.epochs=7"]), true).unwrap());
+    let alone = digest(&cfg("a", &[]), false).unwrap();
+    // The same teacher written again (another header, same weights) keeps the key; a teacher
+    // with other weights at the same path changes it.
+    let same = lstmkd::train::checkpoint::Checkpoint::load(&teacher).unwrap();
+    same.save(&teacher).unwrap();
+    assert_eq!(key, digest(&cfg("a", &[]), true).unwrap());
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (_, other_dir) = tiny_teacher(&other, 48, 16);
+    std::fs::copy(other_dir.join("best.ckpt"), &teacher).unwrap();
+    assert_ne!(
+        key,
+        digest(&cfg("a", &[]), true).unwrap(),
+        "the teacher's weights"
+    );
+    assert_eq!(
+        alone,
+        digest(&cfg("a", &[]), false).unwrap(),
+        "no teacher, no change"
+    );
+    std::fs::remove_file(&teacher).unwrap();
+    let e = format!("{:#}", digest(&cfg("a", &[]), true).unwrap_err());
+    assert!(e.contains("best.ckpt"), "{e}");
+}
+
 /// The student in checkpoint `path`; `samples`: the run's training images (CRD's memories).
 fn student_at(
     run: &lstmkd::config::RunConfig,
