@@ -189,17 +189,19 @@ pub fn run(o: &Options) -> Result<Results> {
             overrides.push(format!("train.seed={seed}"));
             overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
             let cfg = row_config(&base, row, &overrides, &origin)?;
-            let key = ledger::digest(&cfg, row.kind == Kind::Distill)?;
-            if let Some(e) = ledger
+            // Without a ledger there is nothing to look up, and no teacher to hash.
+            let key = match &ledger {
+                Some(_) => Some(ledger::digest(&cfg, row.kind == Kind::Distill)?),
+                None => None,
+            };
+            let recorded = ledger
                 .as_ref()
-                .and_then(|l| l.find(row.label, seed as u64, &key))
-            {
+                .zip(key.as_deref())
+                .and_then(|(l, key)| Some((l.path(), l.find(row.label, seed as u64, key)?)));
+            if let Some((path, e)) = recorded {
                 println!(
                     "  recorded in {}: test top-1 {:.2}%",
-                    ledger
-                        .as_ref()
-                        .map_or(Path::new(""), |l| l.path())
-                        .display(),
+                    path.display(),
                     100.0 * e.result.test_top1
                 );
                 seeds.push(e.result.clone());
@@ -232,7 +234,7 @@ pub fn run(o: &Options) -> Result<Results> {
                     .collect(),
                 val_curve,
             };
-            if let Some(l) = ledger.as_mut() {
+            if let (Some(l), Some(key)) = (ledger.as_mut(), key) {
                 l.record(ledger::Entry {
                     row: row.label.to_string(),
                     seed: seed as u64,

@@ -37,7 +37,8 @@ pub fn at_loss(student: Tensor<4>, teacher: Tensor<4>, normalize: bool) -> Tenso
     (a_s - a_t).powi_scalar(2).mean()
 }
 
-fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+/// Each row divided by its L2 norm (floored at 1e-12); CRD normalises its embeddings with it.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }

@@ -16,15 +16,11 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::at::l2_normalize;
 use super::{Parts, PartsContext};
 
 /// Numerical guard of RepDistiller's NCE terms.
 const EPS: f64 = 1e-7;
-
-fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
-}
 
 /// [B, C, H, W] -> [B, C]: the global average pool in front of a ResNet's classifier.
 fn pooled(tap: &Tensor<4>) -> Tensor<2> {

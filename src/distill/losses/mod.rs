@@ -49,14 +49,16 @@ pub struct Inputs<'a> {
 impl Inputs<'_> {
     /// The student's and the teacher's taps that `loss` compares, paired shallow to deep.
     pub fn taps_of(&self, loss: &str) -> (&[Tensor<4>], &[Tensor<4>]) {
-        let n = tap_count(self.options, loss, self.taps)
-            .min(self.student_taps.len())
-            .min(self.teacher_taps.len());
-        (
-            &self.student_taps[self.student_taps.len() - n..],
-            &self.teacher_taps[self.teacher_taps.len() - n..],
-        )
+        let n = tap_count(self.options, loss, self.taps);
+        deepest_pair(self.student_taps, self.teacher_taps, n)
     }
+}
+
+/// The deepest `n` of each side's taps (as many as both have), so that they pair shallow to
+/// deep.
+fn deepest_pair<'a, T>(student: &'a [T], teacher: &'a [T], n: usize) -> (&'a [T], &'a [T]) {
+    let n = n.min(student.len()).min(teacher.len());
+    (&student[student.len() - n..], &teacher[teacher.len() - n..])
 }
 
 /// How many of the deepest taps `loss` compares: its `loss_taps` entry, else `taps`.
@@ -89,15 +91,9 @@ pub struct PartsContext<'a> {
 impl PartsContext<'_> {
     /// The tap shapes `loss` compares, paired as `Inputs::taps_of` pairs the taps.
     pub fn taps_of(&self, loss: &str) -> Vec<([usize; 4], [usize; 4])> {
-        let n = tap_count(self.options, loss, self.taps)
-            .min(self.student_taps.len())
-            .min(self.teacher_taps.len());
-        let (s, t) = (self.student_taps, self.teacher_taps);
-        s[s.len() - n..]
-            .iter()
-            .copied()
-            .zip(t[t.len() - n..].iter().copied())
-            .collect()
+        let n = tap_count(self.options, loss, self.taps);
+        let (s, t) = deepest_pair(self.student_taps, self.teacher_taps, n);
+        s.iter().copied().zip(t.iter().copied()).collect()
     }
 }
 
