@@ -67,7 +67,8 @@ pub enum Command {
     /// results.json and plots. Runs recorded in the ledger (same row, seed and config) and
     /// finished runs are reused, interrupted ones resumed.
     Experiment {
-        /// seed-benchmark, seed-ablation, schedule, baselines or comparison.
+        /// seed-benchmark, seed-ablation, schedule, baselines, comparison, or a suite the
+        /// suite config defines under [experiment.suites.<name>].
         #[arg(long)]
         suite: String,
         /// Suite config: a distillation config plus an [experiment] table of budgets.
@@ -394,22 +395,12 @@ pub fn main() -> Result<()> {
             ledger,
             no_ledger,
         } => {
-            let suite = crate::experiment::suites::find(&suite).with_context(|| {
-                let names: Vec<&str> = crate::experiment::suites::SUITES
-                    .iter()
-                    .map(|s| s.name)
-                    .collect();
-                format!("--suite '{suite}': unknown; suites: {}", names.join(", "))
-            })?;
             if seeds == 0 {
                 bail!("--seeds: must be at least 1");
             }
             let ledger = (!no_ledger).then(|| {
                 ledger.unwrap_or_else(|| {
-                    PathBuf::from(format!(
-                        "docs/reproducing/{}-{budget}-runs.json",
-                        suite.name
-                    ))
+                    PathBuf::from(format!("docs/reproducing/{suite}-{budget}-runs.json"))
                 })
             });
             let opts = crate::experiment::Options {
@@ -422,7 +413,7 @@ pub fn main() -> Result<()> {
             };
             let t0 = std::time::Instant::now();
             crate::experiment::run(&opts)?;
-            let dir = opts.out.join(suite.name);
+            let dir = opts.out.join(&opts.suite);
             println!(
                 "done in {:.0}s: {}/results.md",
                 t0.elapsed().as_secs_f64(),

@@ -178,13 +178,18 @@ def mobilenetv2_cifar(num_classes, width=1.0):
     return m
 
 
+def _scaled(widths, width):
+    """lstmkd's width multiplier for CIFAR ResNets: the nearest channel count, at least one."""
+    return [max(1, int(w * width + 0.5)) for w in widths]  # halves round up, as Rust's round
+
+
 def build(name, num_classes, width=1.0):
     if name in CIFAR_RESNET_DEPTHS:
-        return CifarResNet(CIFAR_RESNET_DEPTHS[name], [16, 16, 32, 64], num_classes)
+        return CifarResNet(CIFAR_RESNET_DEPTHS[name], _scaled([16, 16, 32, 64], width), num_classes)
     if name == "resnet8x4":
-        return CifarResNet(8, [32, 64, 128, 256], num_classes)
+        return CifarResNet(8, _scaled([32, 64, 128, 256], width), num_classes)
     if name == "resnet32x4":
-        return CifarResNet(32, [32, 64, 128, 256], num_classes)
+        return CifarResNet(32, _scaled([32, 64, 128, 256], width), num_classes)
     if name in WRN:
         return WideResNet(*WRN[name], num_classes)
     if name in VGG_CFG:

@@ -100,7 +100,7 @@ fn row_config(
         table.remove("distill");
     }
     let mut all: Vec<String> = overrides.to_vec();
-    all.extend(row.overrides.iter().map(|s| s.to_string()));
+    all.extend(row.overrides.iter().cloned());
     RunConfig::parse(&toml::to_string(&table)?, origin, &all)
         .with_context(|| format!("row '{}'", row.label))
 }
@@ -133,7 +133,8 @@ fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
 }
 
 pub struct Options {
-    pub suite: &'static Suite,
+    /// A built-in suite or one the suite config defines.
+    pub suite: String,
     pub config: PathBuf,
     pub seeds: usize,
     pub budget: String,
@@ -165,26 +166,35 @@ pub fn run(o: &Options) -> Result<Results> {
         .and_then(|v| v.as_float())
         .unwrap_or(0.9);
     let origin = o.config.display().to_string();
-    let suite_dir = o.out.join(o.suite.name);
+    let suites = suites::all(&exp, &origin)?;
+    let Some(suite) = suites.iter().find(|s| s.name == o.suite) else {
+        let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
+        bail!(
+            "--suite '{}': unknown; the suites of {origin}: {}",
+            o.suite,
+            names.join(", ")
+        );
+    };
+    let suite_dir = o.out.join(&suite.name);
 
     let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
     let mut rows = Vec::new();
-    for (r, row) in o.suite.rows.iter().enumerate() {
+    for (r, row) in suite.rows.iter().enumerate() {
         let mut seeds = Vec::new();
         let mut last_report = None;
         for seed in 0..o.seeds {
             println!(
                 "== {} row {}/{} '{}' seed {}/{}",
-                o.suite.name,
+                suite.name,
                 r + 1,
-                o.suite.rows.len(),
+                suite.rows.len(),
                 row.label,
                 seed + 1,
                 o.seeds
             );
             let mut overrides = budget.clone();
             let dir = suite_dir
-                .join(suites::slug(row.label))
+                .join(suites::slug(&row.label))
                 .join(format!("seed{seed}"));
             overrides.push(format!("train.seed={seed}"));
             overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
@@ -197,7 +207,7 @@ pub fn run(o: &Options) -> Result<Results> {
             let recorded = ledger
                 .as_ref()
                 .zip(key.as_deref())
-                .and_then(|(l, key)| Some((l.path(), l.find(row.label, seed as u64, key)?)));
+                .and_then(|(l, key)| Some((l.path(), l.find(&row.label, seed as u64, key)?)));
             if let Some((path, e)) = recorded {
                 println!(
                     "  recorded in {}: test top-1 {:.2}%",
@@ -209,7 +219,7 @@ pub fn run(o: &Options) -> Result<Results> {
                 continue;
             }
             if row.kind == Kind::Distill {
-                ensure_adapted(&cfg, &origin, row.label)?;
+                ensure_adapted(&cfg, &origin, &row.label)?;
             }
             let dir = train_one(cfg, row.kind)?;
             let ckpt = match row.kind {
@@ -266,13 +276,13 @@ pub fn run(o: &Options) -> Result<Results> {
         });
     }
     let results = Results {
-        suite: o.suite.name.to_string(),
+        suite: suite.name.to_string(),
         budget: o.budget.clone(),
         config: o.config.clone(),
         target_acc,
         rows,
     };
-    write_results(&results, o.suite, &suite_dir)?;
+    write_results(&results, suite, &suite_dir)?;
     Ok(results)
 }
 

@@ -1,8 +1,16 @@
 //! The comparison suites: each row is a set of config overrides on the suite's base config, with
-//! the seed's claim for that row beside it (for the report, never as a result).
+//! the seed's claim for that row beside it (for the report, never as a result). Besides the
+//! built-in suites, a suite config may define its own under `[experiment.suites.<name>]`, as
+//! torchdistill keeps a whole experiment in one file.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use Kind::{Alone, Distill};
 
 /// How a row trains its student.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Cross-entropy alone (`lstmkd train`), no teacher.
     Alone,
@@ -10,18 +18,50 @@ pub enum Kind {
     Distill,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Row {
-    pub label: &'static str,
+    pub label: String,
+    #[serde(default = "distill")]
     pub kind: Kind,
-    pub overrides: &'static [&'static str],
-    /// What the seed reports for this row (its ImageNet / CIFAR-100 setting).
-    pub claim: &'static str,
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// What the seed (or the literature) reports for this row, for the report only.
+    #[serde(default = "no_claim")]
+    pub claim: String,
 }
 
+fn distill() -> Kind {
+    Kind::Distill
+}
+fn no_claim() -> String {
+    "-".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Suite {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub rows: &'static [Row],
+    #[serde(skip)]
+    pub name: String,
+    pub about: String,
+    pub rows: Vec<Row>,
+}
+
+fn row(label: &str, kind: Kind, overrides: &[&str], claim: &str) -> Row {
+    Row {
+        label: label.into(),
+        kind,
+        overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        claim: claim.into(),
+    }
+}
+
+fn suite(name: &str, about: &str, rows: Vec<Row>) -> Suite {
+    Suite {
+        name: name.into(),
+        about: about.into(),
+        rows,
+    }
 }
 
 const LSTM_KD: &str =
@@ -32,216 +72,242 @@ const E2E: &str = "distill.end_to_end=true";
 const LS: &str = "distill.logit_standardization=true";
 
 /// FitNet as the baselines and the comparison suites run it.
-const FITNET: Row = Row {
-    label: "FitNet",
-    kind: Kind::Distill,
-    overrides: &["distill.weights={ce = 1.0, fitnet = 1.0}", E2E],
-    claim: "-",
-};
+fn fitnet() -> Row {
+    row(
+        "FitNet",
+        Distill,
+        &["distill.weights={ce = 1.0, fitnet = 1.0}", E2E],
+        "-",
+    )
+}
 
-pub const SUITES: &[Suite] = &[
-    Suite {
-        name: "seed-benchmark",
-        about: "student alone / traditional feature KD (KD + FitNet) / LSTM KD",
-        rows: &[
-            Row {
-                label: "student alone",
-                kind: Kind::Alone,
-                overrides: &[],
-                claim: "71.8%, 3.5M, 12.3 ms (MobileNetV2, ImageNet)",
-            },
-            Row {
-                label: "KD + FitNet",
-                kind: Kind::Distill,
-                overrides: &[
-                    "distill.weights={ce = 1.0, kd = 1.0, fitnet = 1.0}",
-                    E2E,
-                    FIXED,
-                ],
-                claim: "74.2%, 3.5M, 12.1 ms",
-            },
-            Row {
-                label: "LSTM KD",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, DYNAMIC],
-                claim: "76.7%, 3.5M, 11.8 ms",
-            },
-        ],
-    },
-    Suite {
-        name: "seed-ablation",
-        about: "base CE + KD / + temporal extractor and loss / + attention transfer / + dynamic temperature",
-        rows: &[
-            Row {
-                label: "CE + KD",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
-                claim: "72.4%",
-            },
-            Row {
-                label: "+ temporal",
-                kind: Kind::Distill,
-                overrides: &[
-                    "distill.weights={ce = 1.0, kd = 1.0, temporal = 0.05, aux_ce = 0.5}",
-                    E2E,
-                    FIXED,
-                ],
-                claim: "74.9% (+2.5)",
-            },
-            Row {
-                label: "+ attention (multi-level)",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, E2E, FIXED],
-                claim: "76.7% (+1.8)",
-            },
-            Row {
-                label: "+ dynamic temperature",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, E2E, DYNAMIC],
-                claim: "77.3% (+0.6)",
-            },
-        ],
-    },
-    Suite {
-        name: "schedule",
-        about: "progressive vs end-to-end, dynamic vs fixed temperature (epochs to reach the target accuracy)",
-        rows: &[
-            Row {
-                label: "progressive, dynamic T",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, DYNAMIC],
-                claim: "+1.8% over end-to-end; dynamic T converges 30% faster, +2.1%",
-            },
-            Row {
-                label: "end-to-end, dynamic T",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, DYNAMIC, E2E],
-                claim: "-",
-            },
-            Row {
-                label: "progressive, fixed T",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, FIXED],
-                claim: "-",
-            },
-            Row {
-                label: "end-to-end, fixed T",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, FIXED, E2E],
-                claim: "-",
-            },
-        ],
-    },
-    Suite {
-        name: "baselines",
-        about: "KD, FitNet, AT, DKD and LSTM KD side by side",
-        rows: &[
-            Row {
-                label: "KD",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
-                claim: "-",
-            },
-            FITNET,
-            Row {
-                label: "AT",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, at = 100.0}", E2E],
-                claim: "-",
-            },
-            Row {
-                label: "DKD",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, dkd = 1.0}", E2E],
-                claim: "-",
-            },
-            Row {
-                label: "LSTM KD",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, DYNAMIC],
-                claim: "-",
-            },
-        ],
-    },
-    Suite {
-        name: "comparison",
-        about: "the strong baselines (KD, KD + logit standardisation, DKD with warm-up, CRD, AT on every stage, FitNet) against LSTM KD's variants, for the mid budget",
-        rows: &[
-            Row {
-                label: "student alone",
-                kind: Kind::Alone,
-                overrides: &[],
-                claim: "-",
-            },
-            Row {
-                label: "KD",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
-                claim: "CIFAR-100 resnet32x4 -> 8x4: 73.33% (Sun et al.)",
-            },
-            Row {
-                label: "KD + LS",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, kd = 1.0}", LS, E2E, FIXED],
-                claim: "76.62% (Sun et al.)",
-            },
-            Row {
-                label: "DKD (warm-up)",
-                kind: Kind::Distill,
-                overrides: &[
-                    "distill.weights={ce = 1.0, dkd = 1.0}",
-                    "distill.dkd_warmup=0.083",
-                    E2E,
-                ],
-                claim: "76.32% (Sun et al.'s table)",
-            },
-            Row {
-                label: "CRD",
-                kind: Kind::Distill,
-                overrides: &["distill.weights={ce = 1.0, crd = 0.8}", E2E],
-                claim: "75.51% (RepDistiller, resnet32x4 -> 8x4)",
-            },
-            Row {
-                label: "AT (every stage)",
-                kind: Kind::Distill,
-                overrides: &[
-                    "distill.weights={ce = 1.0, at = 100.0}",
-                    "distill.loss_taps={at = 3}",
-                    E2E,
-                ],
-                claim: "-",
-            },
-            FITNET,
-            Row {
-                label: "LSTM KD (phases, dynamic T)",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, DYNAMIC],
-                claim: "the method: above KD and feature distillation",
-            },
-            Row {
-                label: "LSTM KD (end-to-end, T = 4)",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, E2E, FIXED],
-                claim: "-",
-            },
-            Row {
-                label: "LSTM KD + LS (end-to-end, T = 4)",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, LS, E2E, FIXED],
-                claim: "-",
-            },
-            Row {
-                label: "LSTM KD, random extractor (end-to-end, T = 4)",
-                kind: Kind::Distill,
-                overrides: &[LSTM_KD, "distill.temporal_init=\"random\"", E2E, FIXED],
-                claim: "-",
-            },
-        ],
-    },
-];
+/// The suites every suite config has.
+pub fn builtin() -> Vec<Suite> {
+    vec![
+        suite(
+            "seed-benchmark",
+            "student alone / traditional feature KD (KD + FitNet) / LSTM KD",
+            vec![
+                row(
+                    "student alone",
+                    Alone,
+                    &[],
+                    "71.8%, 3.5M, 12.3 ms (MobileNetV2, ImageNet)",
+                ),
+                row(
+                    "KD + FitNet",
+                    Distill,
+                    &[
+                        "distill.weights={ce = 1.0, kd = 1.0, fitnet = 1.0}",
+                        E2E,
+                        FIXED,
+                    ],
+                    "74.2%, 3.5M, 12.1 ms",
+                ),
+                row(
+                    "LSTM KD",
+                    Distill,
+                    &[LSTM_KD, DYNAMIC],
+                    "76.7%, 3.5M, 11.8 ms",
+                ),
+            ],
+        ),
+        suite(
+            "seed-ablation",
+            "base CE + KD / + temporal extractor and loss / + attention transfer / + dynamic temperature",
+            vec![
+                row(
+                    "CE + KD",
+                    Distill,
+                    &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
+                    "72.4%",
+                ),
+                row(
+                    "+ temporal",
+                    Distill,
+                    &[
+                        "distill.weights={ce = 1.0, kd = 1.0, temporal = 0.05, aux_ce = 0.5}",
+                        E2E,
+                        FIXED,
+                    ],
+                    "74.9% (+2.5)",
+                ),
+                row(
+                    "+ attention (multi-level)",
+                    Distill,
+                    &[LSTM_KD, E2E, FIXED],
+                    "76.7% (+1.8)",
+                ),
+                row(
+                    "+ dynamic temperature",
+                    Distill,
+                    &[LSTM_KD, E2E, DYNAMIC],
+                    "77.3% (+0.6)",
+                ),
+            ],
+        ),
+        suite(
+            "schedule",
+            "progressive vs end-to-end, dynamic vs fixed temperature (epochs to reach the target accuracy)",
+            vec![
+                row(
+                    "progressive, dynamic T",
+                    Distill,
+                    &[LSTM_KD, DYNAMIC],
+                    "+1.8% over end-to-end; dynamic T converges 30% faster, +2.1%",
+                ),
+                row(
+                    "end-to-end, dynamic T",
+                    Distill,
+                    &[LSTM_KD, DYNAMIC, E2E],
+                    "-",
+                ),
+                row("progressive, fixed T", Distill, &[LSTM_KD, FIXED], "-"),
+                row("end-to-end, fixed T", Distill, &[LSTM_KD, FIXED, E2E], "-"),
+            ],
+        ),
+        suite(
+            "baselines",
+            "KD, FitNet, AT, DKD and LSTM KD side by side",
+            vec![
+                row(
+                    "KD",
+                    Distill,
+                    &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
+                    "-",
+                ),
+                fitnet(),
+                row(
+                    "AT",
+                    Distill,
+                    &["distill.weights={ce = 1.0, at = 100.0}", E2E],
+                    "-",
+                ),
+                row(
+                    "DKD",
+                    Distill,
+                    &["distill.weights={ce = 1.0, dkd = 1.0}", E2E],
+                    "-",
+                ),
+                row("LSTM KD", Distill, &[LSTM_KD, DYNAMIC], "-"),
+            ],
+        ),
+        suite(
+            "comparison",
+            "the strong baselines (KD, KD + logit standardisation, DKD with warm-up, CRD, AT on every stage, FitNet) against LSTM KD's variants, for the mid budget",
+            vec![
+                row("student alone", Alone, &[], "-"),
+                row(
+                    "KD",
+                    Distill,
+                    &["distill.weights={ce = 1.0, kd = 1.0}", E2E, FIXED],
+                    "CIFAR-100 resnet32x4 -> 8x4: 73.33% (Sun et al.)",
+                ),
+                row(
+                    "KD + LS",
+                    Distill,
+                    &["distill.weights={ce = 1.0, kd = 1.0}", LS, E2E, FIXED],
+                    "76.62% (Sun et al.)",
+                ),
+                row(
+                    "DKD (warm-up)",
+                    Distill,
+                    &[
+                        "distill.weights={ce = 1.0, dkd = 1.0}",
+                        "distill.dkd_warmup=0.083",
+                        E2E,
+                    ],
+                    "76.32% (Sun et al.'s table)",
+                ),
+                row(
+                    "CRD",
+                    Distill,
+                    &["distill.weights={ce = 1.0, crd = 0.8}", E2E],
+                    "75.51% (RepDistiller, resnet32x4 -> 8x4)",
+                ),
+                row(
+                    "AT (every stage)",
+                    Distill,
+                    &[
+                        "distill.weights={ce = 1.0, at = 100.0}",
+                        "distill.loss_taps={at = 3}",
+                        E2E,
+                    ],
+                    "-",
+                ),
+                fitnet(),
+                row(
+                    "LSTM KD (phases, dynamic T)",
+                    Distill,
+                    &[LSTM_KD, DYNAMIC],
+                    "the method: above KD and feature distillation",
+                ),
+                row(
+                    "LSTM KD (end-to-end, T = 4)",
+                    Distill,
+                    &[LSTM_KD, E2E, FIXED],
+                    "-",
+                ),
+                row(
+                    "LSTM KD + LS (end-to-end, T = 4)",
+                    Distill,
+                    &[LSTM_KD, LS, E2E, FIXED],
+                    "-",
+                ),
+                row(
+                    "LSTM KD, random extractor (end-to-end, T = 4)",
+                    Distill,
+                    &[LSTM_KD, "distill.temporal_init=\"random\"", E2E, FIXED],
+                    "-",
+                ),
+            ],
+        ),
+    ]
+}
 
-pub fn find(name: &str) -> Option<&'static Suite> {
-    SUITES.iter().find(|s| s.name == name)
+/// The built-in suites and those the suite config's `[experiment]` table defines under
+/// `suites.<name>`; `origin` names the file in errors.
+pub fn all(experiment: &toml::Table, origin: &str) -> Result<Vec<Suite>> {
+    let mut suites = builtin();
+    let Some(defined) = experiment.get("suites") else {
+        return Ok(suites);
+    };
+    let defined = defined
+        .as_table()
+        .with_context(|| format!("{origin}: experiment.suites: expected a table of suites"))?;
+    for (name, value) in defined {
+        let at = format!("{origin}: experiment.suites.{name}");
+        if suites.iter().any(|s| s.name == *name) {
+            bail!("{at}: a built-in suite has this name; choose another");
+        }
+        if slug(name) != *name {
+            bail!(
+                "{at}: a suite name is lowercase letters, digits and single dashes (it names a folder)"
+            );
+        }
+        let mut suite: Suite = value.clone().try_into().with_context(|| at.clone())?;
+        if suite.rows.is_empty() {
+            bail!("{at}: rows: a suite needs at least one row");
+        }
+        for (k, row) in suite.rows.iter().enumerate() {
+            if slug(&row.label).is_empty() {
+                bail!("{at}: rows[{k}].label: needs at least one letter or digit");
+            }
+            if let Some(j) = suite.rows[..k]
+                .iter()
+                .position(|r| slug(&r.label) == slug(&row.label))
+            {
+                bail!(
+                    "{at}: rows[{k}].label '{}': same folder as rows[{j}] '{}'",
+                    row.label,
+                    suite.rows[j].label
+                );
+            }
+        }
+        suite.name = name.clone();
+        suites.push(suite);
+    }
+    Ok(suites)
 }
 
 /// A file-system name for a row label.

@@ -44,7 +44,7 @@ pub struct ImportArgs {
     /// A text file with one class name per line (default: 0, 1, ...).
     #[arg(long)]
     pub class_names: Option<PathBuf>,
-    /// MobileNetV2 width multiplier.
+    /// Width multiplier (MobileNetV2 and the CIFAR ResNets), as the checkpoint was trained with.
     #[arg(long, default_value_t = 1.0)]
     pub width: f64,
     /// The lstmkd checkpoint to write.

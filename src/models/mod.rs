@@ -60,7 +60,7 @@ impl Network {
 pub struct ModelConfig {
     /// A zoo name, see `lstmkd info --list`.
     pub name: String,
-    /// Channel width multiplier (MobileNetV2 only).
+    /// Channel width multiplier (MobileNetV2 and the CIFAR ResNets).
     #[serde(default = "one")]
     pub width: f64,
 }
@@ -113,9 +113,12 @@ impl ModelConfig {
         if !(self.width > 0.0 && self.width.is_finite()) {
             bail!("model.width: must be a positive number, got {}", self.width);
         }
-        if self.width != 1.0 && !self.name.starts_with("mobilenetv2") {
+        let imagenet_resnet = matches!(self.name.as_str(), "resnet18" | "resnet34" | "resnet50");
+        let scalable = self.name.starts_with("mobilenetv2")
+            || self.name.starts_with("resnet") && !imagenet_resnet;
+        if self.width != 1.0 && !scalable {
             bail!(
-                "model.width: the width multiplier applies to MobileNetV2 only, not '{}'",
+                "model.width: the width multiplier applies to MobileNetV2 and the CIFAR ResNets only, not '{}'",
                 self.name
             );
         }
@@ -125,7 +128,10 @@ impl ModelConfig {
     pub fn init(&self, in_channels: usize, num_classes: usize, device: &Device) -> Result<Network> {
         self.validate()?;
         let (c, k) = (in_channels, num_classes);
-        let cifar = |depth, widths| {
+        // The nearest channel count, at least one (MobileNetV2 keeps torchvision's own rounding).
+        let scaled = |w: usize| ((w as f64 * self.width).round() as usize).max(1);
+        let cifar = |depth, widths: [usize; 4]| {
+            let widths = widths.map(scaled);
             Network::CifarResNet(resnet_cifar::cifar_resnet(depth, widths, c, k, device))
         };
         const NARROW: [usize; 4] = [16, 16, 32, 64];

@@ -202,25 +202,98 @@ fn every_suite_row_is_a_valid_config_on_the_suite_config_and_its_budgets() {
     );
     let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let experiment = table.remove("experiment").unwrap();
+    let experiment = experiment.as_table().unwrap();
     let base = toml::to_string(&table).unwrap();
-    for budget in ["quick", "full"] {
-        let budget: Vec<String> = experiment[budget]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
-        for suite in lstmkd::experiment::suites::SUITES {
-            for row in suite.rows {
+    let suites = lstmkd::experiment::suites::all(experiment, path).unwrap();
+    let budgets: Vec<(&String, Vec<String>)> = experiment
+        .iter()
+        .filter_map(|(name, v)| {
+            let list = v.as_array()?;
+            Some((
+                name,
+                list.iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect(),
+            ))
+        })
+        .collect();
+    assert!(budgets.len() >= 3, "quick, mid, full and more: {budgets:?}");
+    for (name, budget) in &budgets {
+        for suite in &suites {
+            for row in &suite.rows {
                 let mut overrides = budget.clone();
-                overrides.extend(row.overrides.iter().map(|s| s.to_string()));
+                overrides.extend(row.overrides.iter().cloned());
+                let at = format!("{name} / {} / {}", suite.name, row.label);
                 let cfg = RunConfig::parse(&base, path, &overrides)
-                    .unwrap_or_else(|e| panic!("{} / {}: {e:#}", suite.name, row.label));
+                    .unwrap_or_else(|e| panic!("{at}: {e:#}"));
                 if row.kind == lstmkd::experiment::suites::Kind::Distill {
-                    cfg.distillation()
-                        .unwrap_or_else(|e| panic!("{} / {}: {e:#}", suite.name, row.label));
+                    cfg.distillation().unwrap_or_else(|e| panic!("{at}: {e:#}"));
                 }
             }
         }
+    }
+}
+
+#[test]
+fn suites_defined_in_a_suite_config_are_read_and_bad_ones_named() {
+    use lstmkd::experiment::suites::{Kind, all};
+    let parse = |text: &str| all(&toml::from_str(text).unwrap(), "s.toml");
+    let suites = parse(
+        r#"
+        [suites.my-study]
+        about = "two rows"
+        rows = [
+            { label = "alone", kind = "alone" },
+            { label = "KD at T = 2", overrides = ['distill.temperature.value=2.0'], claim = "x" },
+        ]
+        "#,
+    )
+    .unwrap();
+    let mine = suites.iter().find(|s| s.name == "my-study").unwrap();
+    assert_eq!(mine.rows[0].kind, Kind::Alone);
+    assert_eq!(mine.rows[1].kind, Kind::Distill, "distill is the default");
+    assert_eq!(mine.rows[1].overrides, ["distill.temperature.value=2.0"]);
+    assert_eq!(
+        (mine.rows[0].claim.as_str(), mine.rows[1].claim.as_str()),
+        ("-", "x")
+    );
+    assert!(
+        suites.iter().any(|s| s.name == "comparison"),
+        "built-ins stay"
+    );
+
+    for (text, wanted) in [
+        (
+            "[suites.comparison]\nabout = \"\"\nrows = [{ label = \"a\" }]",
+            "experiment.suites.comparison: a built-in suite has this name",
+        ),
+        (
+            "[suites.Big]\nabout = \"\"\nrows = [{ label = \"a\" }]",
+            "experiment.suites.Big: a suite name is lowercase",
+        ),
+        (
+            "[suites.s]\nabout = \"\"\nrows = []",
+            "experiment.suites.s: rows: a suite needs at least one row",
+        ),
+        (
+            "[suites.s]\nabout = \"\"\nrows = [{ label = \"a\", kind = \"teach\" }]",
+            "unknown variant `teach`",
+        ),
+        (
+            "[suites.s]\nabout = \"\"\nrows = [{ label = \"a\", weights = 1 }]",
+            "unknown field `weights`",
+        ),
+        (
+            "[suites.s]\nabout = \"\"\nrows = [{ label = \"K D\" }, { label = \"k-d\" }]",
+            "rows[1].label 'k-d': same folder as rows[0] 'K D'",
+        ),
+        (
+            "suites = 3",
+            "s.toml: experiment.suites: expected a table of suites",
+        ),
+    ] {
+        let err = format!("{:#}", parse(text).unwrap_err());
+        assert!(err.contains(wanted), "{text}: {err}");
+        assert!(err.contains("s.toml"), "{err}");
     }
 }

@@ -142,7 +142,7 @@ fn flops_are_counted_from_the_layers() {
 }
 
 #[test]
-fn width_multiplier_scales_mobilenet_and_is_rejected_elsewhere() {
+fn width_multiplier_scales_mobilenet_and_cifar_resnets_and_is_rejected_elsewhere() {
     let device = Device::flex();
     // torchvision 0.24: sum(p.numel() for p in mobilenet_v2(width_mult=w).parameters()).
     for (width, torchvision) in [(0.5, 1_968_680), (0.75, 2_636_424), (1.0, 3_504_872)] {
@@ -153,11 +153,31 @@ fn width_multiplier_scales_mobilenet_and_is_rejected_elsewhere() {
         let p = count_params(&net.init(3, 1000, &device).unwrap());
         assert_eq!(p, torchvision, "width {width}");
     }
-    let bad = ModelConfig {
-        width: 0.5,
-        ..ModelConfig::new("resnet20")
-    };
-    assert!(format!("{:#}", bad.validate().unwrap_err()).contains("MobileNetV2 only"));
+    // scripts/torch/zoo.py: param_count(build(name, 10, width)), channels max(1, round(c * width)).
+    for (name, width, torch) in [
+        ("resnet8", 0.5, 19_954),
+        ("resnet8", 0.25, 5_214),
+        ("resnet20", 0.75, 153_766),
+        ("resnet8x4", 0.5, 304_154),
+    ] {
+        let net = ModelConfig {
+            width,
+            ..ModelConfig::new(name)
+        };
+        let p = count_params(&net.init(3, 10, &device).unwrap());
+        assert_eq!(p, torch, "{name} width {width}");
+    }
+    for name in ["resnet18", "vgg8", "wrn_16_2"] {
+        let bad = ModelConfig {
+            width: 0.5,
+            ..ModelConfig::new(name)
+        };
+        let err = format!("{:#}", bad.validate().unwrap_err());
+        assert!(
+            err.contains("CIFAR ResNets only") && err.contains(name),
+            "{err}"
+        );
+    }
     let unknown = ModelConfig::new("resnet9000");
     assert!(
         format!("{:#}", unknown.validate().unwrap_err()).contains("unknown model 'resnet9000'")
