@@ -1,5 +1,8 @@
 //! Temperature policy: fixed, or dynamic from the student's validation accuracy through a
-//! threshold table (the seed's: acc < 0.70 -> 1, < 0.90 -> 3, else 5).
+//! threshold table (the seed's: acc < 0.70 -> 1, < 0.90 -> 3, else 5), or relative: the same
+//! table with its thresholds read as fractions of the teacher's validation accuracy. The seed's
+//! absolute thresholds hold T = 1 for a whole run wherever the student stays under 70%, as it
+//! does on data harder than the seed's; the relative table moves with what is reachable.
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -7,13 +10,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TemperatureConfig {
-    /// "dynamic" or "fixed".
+    /// "dynamic", "fixed" or "relative".
     #[serde(default = "default_policy")]
     pub policy: String,
     /// The fixed policy's temperature.
     #[serde(default = "default_fixed")]
     pub value: f64,
-    /// Dynamic: (accuracy below which, temperature), ascending thresholds.
+    /// Dynamic: (accuracy below which, temperature), ascending thresholds; relative: the
+    /// thresholds are fractions of the teacher's validation accuracy.
     #[serde(default = "default_table")]
     pub table: Vec<(f64, f64)>,
     /// Dynamic: the temperature at or above the last threshold.
@@ -47,9 +51,9 @@ impl Default for TemperatureConfig {
 
 impl TemperatureConfig {
     pub fn validate(&self) -> Result<()> {
-        if !matches!(self.policy.as_str(), "dynamic" | "fixed") {
+        if !matches!(self.policy.as_str(), "dynamic" | "fixed" | "relative") {
             bail!(
-                "distill.temperature.policy: expected \"dynamic\" or \"fixed\", got \"{}\"",
+                "distill.temperature.policy: expected \"dynamic\", \"fixed\" or \"relative\", got \"{}\"",
                 self.policy
             );
         }
@@ -63,14 +67,33 @@ impl TemperatureConfig {
         Ok(())
     }
 
-    pub fn is_dynamic(&self) -> bool {
-        self.policy == "dynamic"
+    pub fn is_relative(&self) -> bool {
+        self.policy == "relative"
+    }
+
+    /// The policy for a teacher of validation accuracy `teacher_acc`: a relative table becomes
+    /// the dynamic one with its thresholds scaled; the others are unchanged.
+    pub fn resolve(&self, teacher_acc: f64) -> Self {
+        if !self.is_relative() {
+            return self.clone();
+        }
+        Self {
+            policy: default_policy(),
+            table: self
+                .table
+                .iter()
+                .map(|&(fraction, t)| (fraction * teacher_acc, t))
+                .collect(),
+            ..self.clone()
+        }
     }
 
     /// The temperature for the next epoch given the last validation accuracy; before the
-    /// first validation (None) the dynamic policy reads the accuracy as 0.
+    /// first validation (None) the dynamic policy reads the accuracy as 0. A relative policy
+    /// must be resolved against its teacher first.
     pub fn next(&self, val_acc: Option<f64>) -> f64 {
-        if !self.is_dynamic() {
+        debug_assert!(!self.is_relative(), "resolve a relative policy first");
+        if self.policy == "fixed" {
             return self.value;
         }
         let acc = val_acc.unwrap_or(0.0);

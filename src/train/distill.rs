@@ -288,6 +288,23 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     run.train_device.seed(run.cfg.train.seed);
     let student = new_student(&run.cfg, &teacher, run.train.split.len(), &run.train_device)?;
     let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
+    let mut dcfg = dcfg;
+    if dcfg.temperature.is_relative() {
+        let acc = teacher_val_acc(&run, &teacher)?;
+        dcfg.temperature = dcfg.temperature.resolve(acc);
+        let table: Vec<String> = dcfg
+            .temperature
+            .table
+            .iter()
+            .map(|(a, t)| format!("< {:.2}% -> {t}", 100.0 * a))
+            .collect();
+        println!(
+            "temperature: relative to the teacher's {:.2}% validation top-1: {}, else {}",
+            100.0 * acc,
+            table.join(", "),
+            dcfg.temperature.top
+        );
+    }
     // The dynamic temperature follows the last epoch's validation accuracy, which the
     // checkpoint itself carries (metrics.jsonl may be missing or behind it).
     let mut task = Distill::new(
@@ -301,6 +318,15 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     fit(&run, &mut task, student, optim, start)?;
     export_deployed(&run, &task)?;
     Ok(run)
+}
+
+/// The teacher's top-1 on the run's validation split (measured, not read from its checkpoint,
+/// so that imported teachers and other splits work too).
+fn teacher_val_acc(run: &Run, teacher: &Teacher) -> Result<f64> {
+    let tally = super::trainer::tally(&run.val, &run.device, teacher.classes, |images| {
+        teacher.net.forward(images).logits
+    })?;
+    Ok(tally.top1())
 }
 
 /// The deployed student of the best checkpoint, evaluable by `lstmkd eval`: the backbone

@@ -287,6 +287,18 @@ fn seed_temperature_table_and_fixed_policy() {
         ..Default::default()
     };
     assert_eq!(fixed.next(Some(0.95)), 4.0);
+    assert_eq!(fixed.resolve(0.5), fixed, "only a relative table scales");
+    // Relative: the seed's table as fractions of a teacher at 80%: 56% and 72%.
+    let relative = TemperatureConfig {
+        policy: "relative".into(),
+        ..Default::default()
+    }
+    .resolve(0.8);
+    assert_eq!(relative.policy, "dynamic");
+    assert_eq!(relative.next(Some(0.559)), 1.0);
+    assert_eq!(relative.next(Some(0.561)), 3.0);
+    assert_eq!(relative.next(Some(0.719)), 3.0);
+    assert_eq!(relative.next(Some(0.721)), 5.0);
     assert!(
         TemperatureConfig {
             policy: "warm".into(),
@@ -858,6 +870,45 @@ fn resume_restores_the_dynamic_temperature_from_the_checkpoint() {
         .collect();
     for (r, acc) in m.iter().zip(previous) {
         assert_eq!(r.extra["temperature"], expected(acc), "epoch {}", r.epoch);
+    }
+}
+
+#[test]
+fn relative_temperature_scales_the_table_by_the_teachers_validation_accuracy() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    let student = d.path().join("student");
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0 }}\ntemperature = {{ policy = \"relative\", table = [[0.25, 1.0], [0.5, 2.0], [0.75, 3.0], [1.0, 4.0]], top = 5.0 }}\n",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let path = d.path().join("kd.toml");
+    std::fs::write(&path, crate::common::toml_config(&data, &student, &distill)).unwrap();
+    let out = ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+    // The teacher validated on the same split while it trained: its best epoch's accuracy.
+    let teacher = lstmkd::train::checkpoint::Checkpoint::load(&teacher_dir.join("best.ckpt"))
+        .unwrap()
+        .meta
+        .run
+        .unwrap()
+        .best_val_acc;
+    let line = format!(
+        "relative to the teacher's {:.2}% validation top-1: < {:.2}% -> 1",
+        100.0 * teacher,
+        25.0 * teacher
+    );
+    assert!(out.contains(&line), "{line} not in {out}");
+    let expected = |acc: f64| match acc / teacher {
+        r if r < 0.25 => 1.0,
+        r if r < 0.5 => 2.0,
+        r if r < 0.75 => 3.0,
+        r if r < 1.0 => 4.0,
+        _ => 5.0,
+    };
+    let m = lstmkd::train::metrics::read_jsonl(&student.join("metrics.jsonl")).unwrap();
+    assert_eq!(m[0].extra["temperature"], 1.0, "no accuracy yet");
+    for e in 1..m.len() {
+        assert_eq!(m[e].extra["temperature"], expected(m[e - 1].val_acc), "epoch {e}");
     }
 }
 
