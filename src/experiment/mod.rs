@@ -29,6 +29,42 @@ pub struct SeedResult {
     pub temperature: Vec<f64>,
 }
 
+/// A row against the suite's reference row over the seeds both have: the per-seed differences
+/// of test top-1 (this row minus the reference).
+#[derive(Debug, Clone, Serialize)]
+pub struct Paired {
+    pub reference: String,
+    pub mean: f64,
+    /// Sample std of the differences (0 with one seed).
+    pub std: f64,
+    /// Seeds where this row scored higher, of `seeds`.
+    pub wins: usize,
+    pub seeds: usize,
+}
+
+impl Paired {
+    pub fn of(row: &[SeedResult], reference: &[SeedResult], label: &str) -> Option<Self> {
+        let diffs: Vec<f64> = row
+            .iter()
+            .filter_map(|s| {
+                let r = reference.iter().find(|r| r.seed == s.seed)?;
+                Some(s.test_top1 - r.test_top1)
+            })
+            .collect();
+        if diffs.is_empty() {
+            return None;
+        }
+        let (mean, std) = mean_std(&diffs);
+        Some(Self {
+            reference: label.to_string(),
+            mean,
+            std,
+            wins: diffs.iter().filter(|d| **d > 0.0).count(),
+            seeds: diffs.len(),
+        })
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct RowResult {
     pub label: String,
@@ -39,6 +75,8 @@ pub struct RowResult {
     pub params: usize,
     pub latency_ms_b1: f64,
     pub throughput_b64: f64,
+    /// Against the suite's reference row (none for the reference itself).
+    pub paired: Option<Paired>,
 }
 
 #[derive(Debug, Serialize)]
@@ -273,7 +311,18 @@ pub fn run(o: &Options) -> Result<Results> {
             params,
             latency_ms_b1,
             throughput_b64,
+            paired: None,
         });
+    }
+    if let Some(reference) = &suite.reference
+        && let Some(k) = rows.iter().position(|r| r.label == *reference)
+    {
+        let base = rows[k].seeds.clone();
+        for (j, row) in rows.iter_mut().enumerate() {
+            if j != k {
+                row.paired = Paired::of(&row.seeds, &base, reference);
+            }
+        }
     }
     let results = Results {
         suite: suite.name.to_string(),
@@ -305,13 +354,16 @@ fn write_results(res: &Results, suite: &Suite, dir: &Path) -> Result<()> {
     let mut md = format!(
         "# {} ({} budget)\n\n{}\n\nConfig `{}`, {} seed(s); test top-1 as mean +- sample std over seeds; \
          latency of the deployed student on this machine's default device.\n\n\
-         | row | test top-1 (%) | best val (%) | epochs to {:.0}% val | params | ms/img (b=1) | img/s (b=64) | train s/run | seed's claim |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | row | test top-1 (%) | {} | best val (%) | epochs to {:.0}% val | params | ms/img (b=1) | img/s (b=64) | train s/run | seed's claim |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         res.suite,
         res.budget,
         suite.about,
         res.config.display(),
         res.rows.first().map_or(0, |r| r.seeds.len()),
+        suite.reference.as_ref().map_or("paired".to_string(), |r| {
+            format!("vs {r}, paired (points; seeds higher)")
+        }),
         100.0 * res.target_acc
     );
     for r in &res.rows {
@@ -332,11 +384,21 @@ fn write_results(res: &Results, suite: &Suite, dir: &Path) -> Result<()> {
             )
         };
         let (secs, _) = mean_std(&r.seeds.iter().map(|s| s.train_seconds).collect::<Vec<_>>());
+        let paired = r.paired.as_ref().map_or("-".to_string(), |p| {
+            format!(
+                "{:+.2} +- {:.2} ({}/{})",
+                100.0 * p.mean,
+                100.0 * p.std,
+                p.wins,
+                p.seeds
+            )
+        });
         md.push_str(&format!(
-            "| {} | {:.2} +- {:.2} | {:.2} | {} | {} | {:.3} | {:.0} | {:.0} | {} |\n",
+            "| {} | {:.2} +- {:.2} | {} | {:.2} | {} | {} | {:.3} | {:.0} | {:.0} | {} |\n",
             r.label,
             100.0 * r.test_top1_mean,
             100.0 * r.test_top1_std,
+            paired,
             100.0 * val,
             reach,
             r.params,

@@ -44,6 +44,9 @@ pub struct Suite {
     #[serde(skip)]
     pub name: String,
     pub about: String,
+    /// The row every other is compared with seed by seed (paired differences) in the report.
+    #[serde(default)]
+    pub reference: Option<String>,
     pub rows: Vec<Row>,
 }
 
@@ -56,10 +59,11 @@ fn row(label: &str, kind: Kind, overrides: &[&str], claim: &str) -> Row {
     }
 }
 
-fn suite(name: &str, about: &str, rows: Vec<Row>) -> Suite {
+fn suite(name: &str, about: &str, reference: &str, rows: Vec<Row>) -> Suite {
     Suite {
         name: name.into(),
         about: about.into(),
+        reference: Some(reference.into()),
         rows,
     }
 }
@@ -87,6 +91,7 @@ pub fn builtin() -> Vec<Suite> {
         suite(
             "seed-benchmark",
             "student alone / traditional feature KD (KD + FitNet) / LSTM KD",
+            "KD + FitNet",
             vec![
                 row(
                     "student alone",
@@ -115,6 +120,7 @@ pub fn builtin() -> Vec<Suite> {
         suite(
             "seed-ablation",
             "base CE + KD / + temporal extractor and loss / + attention transfer / + dynamic temperature",
+            "CE + KD",
             vec![
                 row(
                     "CE + KD",
@@ -149,6 +155,7 @@ pub fn builtin() -> Vec<Suite> {
         suite(
             "schedule",
             "progressive vs end-to-end, dynamic vs fixed temperature (epochs to reach the target accuracy)",
+            "end-to-end, dynamic T",
             vec![
                 row(
                     "progressive, dynamic T",
@@ -169,6 +176,7 @@ pub fn builtin() -> Vec<Suite> {
         suite(
             "baselines",
             "KD, FitNet, AT, DKD and LSTM KD side by side",
+            "KD",
             vec![
                 row(
                     "KD",
@@ -195,6 +203,7 @@ pub fn builtin() -> Vec<Suite> {
         suite(
             "comparison",
             "the strong baselines (KD, KD + logit standardisation, DKD with warm-up, CRD, AT on every stage, FitNet) against LSTM KD's variants, for the mid budget",
+            "KD",
             vec![
                 row("student alone", Alone, &[], "-"),
                 row(
@@ -288,6 +297,11 @@ pub fn all(experiment: &toml::Table, origin: &str) -> Result<Vec<Suite>> {
         let mut suite: Suite = value.clone().try_into().with_context(|| at.clone())?;
         if suite.rows.is_empty() {
             bail!("{at}: rows: a suite needs at least one row");
+        }
+        if let Some(r) = &suite.reference
+            && !suite.rows.iter().any(|row| row.label == *r)
+        {
+            bail!("{at}: reference '{r}': no row has this label");
         }
         for (k, row) in suite.rows.iter().enumerate() {
             if slug(&row.label).is_empty() {

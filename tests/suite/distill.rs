@@ -735,6 +735,25 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         let cell = format!("| {label} | {:.2} +- {:.2} |", 100.0 * mean, 100.0 * std);
         assert!(md.contains(&cell), "{cell} missing from\n{md}");
     }
+    // Each row against the suite's reference (KD + FitNet), seed by seed.
+    let acc = |r: &serde_json::Value, k: usize| r["seeds"][k]["test_top1"].as_f64().unwrap();
+    let reference = &rows[1];
+    assert!(reference["paired"].is_null(), "the reference row has none");
+    for row in [&rows[0], &rows[2]] {
+        let d: Vec<f64> = (0..2).map(|k| acc(row, k) - acc(reference, k)).collect();
+        let p = &row["paired"];
+        assert_eq!(p["reference"], "KD + FitNet");
+        assert!((p["mean"].as_f64().unwrap() - (d[0] + d[1]) / 2.0).abs() < 1e-12);
+        assert!((p["std"].as_f64().unwrap() - (d[0] - d[1]).abs() / 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(p["wins"], d.iter().filter(|x| **x > 0.0).count());
+        let cell = format!(
+            "| {:+.2} +- {:.2} ({}/2) |",
+            50.0 * (d[0] + d[1]),
+            100.0 * (d[0] - d[1]).abs() / 2f64.sqrt(),
+            p["wins"]
+        );
+        assert!(md.contains(&cell), "{cell} missing from\n{md}");
+    }
     // Deployed students have the plain backbone's parameters, whatever the method.
     assert!(rows.iter().all(|r| r["params"] == rows[0]["params"]));
     for png in ["val_acc.png", "temperature.png"] {
@@ -908,7 +927,11 @@ fn relative_temperature_scales_the_table_by_the_teachers_validation_accuracy() {
     let m = lstmkd::train::metrics::read_jsonl(&student.join("metrics.jsonl")).unwrap();
     assert_eq!(m[0].extra["temperature"], 1.0, "no accuracy yet");
     for e in 1..m.len() {
-        assert_eq!(m[e].extra["temperature"], expected(m[e - 1].val_acc), "epoch {e}");
+        assert_eq!(
+            m[e].extra["temperature"],
+            expected(m[e - 1].val_acc),
+            "epoch {e}"
+        );
     }
 }
 
