@@ -44,7 +44,9 @@ pub struct Ledger {
 /// What identifies a run: its config but where it writes, and with `teacher` the weights of
 /// the teacher it learns from (a retrained teacher at the same path makes another run). The
 /// weights are hashed parameter by parameter, not as file bytes: a checkpoint's header is not
-/// byte-for-byte the same when the same teacher is trained again.
+/// byte-for-byte the same when the same teacher is trained again. A config field added later
+/// must be left out of the serialised config at its default (`skip_serializing_if`), or every
+/// recorded key changes.
 pub fn digest(cfg: &RunConfig, teacher: bool) -> Result<String> {
     let mut cfg = cfg.clone();
     cfg.train.out_dir = PathBuf::new();

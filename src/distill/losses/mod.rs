@@ -120,6 +120,10 @@ pub struct LossOptions {
     /// sample's logits, on both sides, before the temperature.
     #[serde(default)]
     pub logit_standardization: bool,
+    /// `temporal`: divide each state distance by the teacher state's norm (a relative error).
+    /// Left out of the saved config when off, so that the ledgers' keys of earlier runs hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub temporal_relative: bool,
     /// Per-loss tap counts for the losses that compare taps (`at`, `fitnet`): how many of the
     /// deepest taps each reads, e.g. `{ at = 3 }` for every stage of a CIFAR ResNet (a count
     /// above a model's taps means all of them). Default: `taps`, which the extractors keep.
@@ -222,6 +226,7 @@ impl Default for LossOptions {
             dkd_temperature: 4.0,
             dkd_warmup: 0.0,
             logit_standardization: false,
+            temporal_relative: false,
             loss_taps: BTreeMap::new(),
             crd_feat_dim: crd_feat_dim(),
             crd_negatives: crd_negatives(),

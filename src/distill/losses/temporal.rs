@@ -1,5 +1,7 @@
 //! Temporal state loss: ||h_s - h_t||_2 + ||c_s - c_t||_2 per sample, the norm over the
-//! flattened (layers x directions x hidden) states, averaged over the batch.
+//! flattened (layers x directions x hidden) states, averaged over the batch. With
+//! `temporal_relative` each distance is divided by the teacher state's norm, so that the loss
+//! no longer scales with the extractor's size and its weight carries over between settings.
 
 use burn::tensor::Tensor;
 
@@ -19,8 +21,18 @@ fn per_sample_norm(diff: Tensor<3>) -> Tensor<1> {
 }
 
 /// States are [layers * directions, B, hidden].
-pub fn temporal_loss(h_s: Tensor<3>, c_s: Tensor<3>, h_t: Tensor<3>, c_t: Tensor<3>) -> Tensor<1> {
-    (per_sample_norm(h_s - h_t) + per_sample_norm(c_s - c_t)).mean()
+pub fn temporal_loss(
+    h_s: Tensor<3>,
+    c_s: Tensor<3>,
+    h_t: Tensor<3>,
+    c_t: Tensor<3>,
+    relative: bool,
+) -> Tensor<1> {
+    let distance = |s: Tensor<3>, t: Tensor<3>| {
+        let d = per_sample_norm(s - t.clone());
+        if relative { d / per_sample_norm(t) } else { d }
+    };
+    (distance(h_s, h_t) + distance(c_s, c_t)).mean()
 }
 
 pub const SPEC: super::LossSpec = super::LossSpec {
@@ -30,6 +42,7 @@ pub const SPEC: super::LossSpec = super::LossSpec {
     tapped: false,
     init: None,
     compute: |i, _| {
+        let relative = i.options.temporal_relative;
         super::sum_over_taps(
             i.student_extractors
                 .iter()
@@ -40,6 +53,7 @@ pub const SPEC: super::LossSpec = super::LossSpec {
                         s.cell.clone(),
                         t.hidden.clone(),
                         t.cell.clone(),
+                        relative,
                     )
                 }),
         )
