@@ -124,6 +124,9 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Write a generated motion dataset in the clips layout: Fashion-MNIST items sliding in
+    /// one of four directions, the class being item and direction (one frame cannot tell it).
+    MakeClips(crate::data::motion::MotionArgs),
     /// Measure speed on synthetic images: the student's training step, the full LSTM-KD step,
     /// inference of the deployed student (batch 1 and --batch), a breakdown of both steps with
     /// their arithmetic against the matrix-product peak, and peak memory.
@@ -258,8 +261,13 @@ fn data(config: &std::path::Path, overrides: &[String], quick: bool) -> Result<(
         for (split, source) in [("train", &dataset.train), ("test", &dataset.test)] {
             let failed = crate::data::verify(source.as_ref(), split);
             println!(
-                "checked     {split}: {} images decoded, {} bad",
+                "checked     {split}: {} {} decoded, {} bad",
                 source.len(),
+                if source.frames() > 1 {
+                    "clips"
+                } else {
+                    "images"
+                },
                 failed.len()
             );
             bad.extend(failed);
@@ -279,8 +287,12 @@ fn data(config: &std::path::Path, overrides: &[String], quick: bool) -> Result<(
         run.cfg.data.format,
         run.cfg.data.root.display()
     );
+    let frames = match run.dataset.frames() {
+        1 => String::new(),
+        f => format!(" x {f} frames per clip"),
+    };
     println!(
-        "images      {c}x{h}x{w}, {} classes",
+        "images      {c}x{h}x{w}{frames}, {} classes",
         run.dataset.num_classes()
     );
     println!(
@@ -305,7 +317,12 @@ fn data(config: &std::path::Path, overrides: &[String], quick: bool) -> Result<(
     }
     let secs = t0.elapsed().as_secs_f64();
     println!(
-        "loader      {n} training images (batch {}, augmented) in {secs:.2}s = {:.0} img/s on {} threads",
+        "loader      {n} training {} (batch {}, augmented) in {secs:.2}s = {:.0}/s on {} threads",
+        if run.dataset.frames() > 1 {
+            "clips"
+        } else {
+            "images"
+        },
         run.train.batch_size,
         n as f64 / secs,
         rayon::current_num_threads()
@@ -479,6 +496,14 @@ pub fn main() -> Result<()> {
             overrides,
             quick,
         } => data(&config, &overrides, quick),
+        Command::MakeClips(args) => {
+            let (train, test) = crate::data::motion::generate(&args)?;
+            println!(
+                "done: {train} training and {test} test clips in {} (data.format = \"clips\")",
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Bench(args) if args.checkpoint.is_some() => {
             let path = args.checkpoint.clone().expect("matched");
             let rows = crate::bench::checkpoint_inference(&args, &path)?;

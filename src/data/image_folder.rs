@@ -39,7 +39,7 @@ pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Class names: the sorted sub-folders of `dir`.
-fn class_names(dir: &Path) -> Result<Vec<String>> {
+pub fn class_names(dir: &Path) -> Result<Vec<String>> {
     let names: Vec<String> = sorted_entries(dir)?
         .into_iter()
         .filter(|p| p.is_dir())

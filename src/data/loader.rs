@@ -15,7 +15,7 @@ use super::Split;
 use super::augment::{AugmentConfig, Normalize, Placement, render};
 
 pub struct Batch {
-    /// [B, C, H, W], normalised.
+    /// [B x frames, C, H, W], normalised: a clip's frames are consecutive.
     pub images: Vec<f32>,
     pub labels: Vec<usize>,
     /// Each image's position in its split (what a memory of samples is indexed by).
@@ -102,18 +102,20 @@ impl Loader {
         order
     }
 
-    /// Builds batch `b` of `order` for `epoch`.
+    /// Builds batch `b` of `order` for `epoch`. A clip's frames share one augmentation, so
+    /// that a crop or flip does not itself look like motion.
     pub fn batch(&self, order: &[usize], epoch: usize, b: usize) -> Result<Batch> {
         let shape = self.split.source.shape();
         let chw: usize = shape.iter().product();
+        let frames = self.split.source.frames();
         let start = b * self.batch_size;
         let picks = &order[start..(start + self.batch_size).min(order.len())];
-        let mut images = vec![0f32; picks.len() * chw];
+        let mut images = vec![0f32; picks.len() * frames * chw];
         images
-            .par_chunks_mut(chw)
+            .par_chunks_mut(frames * chw)
             .zip(picks.par_iter().enumerate())
             .try_for_each_init(
-                || vec![0u8; chw],
+                || vec![0u8; frames * chw],
                 |buf, (dst, (k, &position))| -> Result<()> {
                     let i = self.split.indices[position];
                     let at = match &self.augment {
@@ -128,7 +130,9 @@ impl Loader {
                             Placement::IDENTITY
                         }
                     };
-                    render(buf, shape, at, &self.normalize, dst);
+                    for (src, dst) in buf.chunks_exact(chw).zip(dst.chunks_exact_mut(chw)) {
+                        render(src, shape, at, &self.normalize, dst);
+                    }
                     Ok(())
                 },
             )?;
@@ -140,7 +144,7 @@ impl Loader {
             images,
             labels,
             samples: picks.to_vec(),
-            dims: [picks.len(), shape[0], shape[1], shape[2]],
+            dims: [picks.len() * frames, shape[0], shape[1], shape[2]],
         })
     }
 

@@ -3,9 +3,11 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod clips;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;
+pub mod motion;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,10 +21,19 @@ use serde::{Deserialize, Serialize};
 /// Random access to decoded images. Implementations must be cheap to share across threads.
 pub trait Source: Send + Sync {
     fn len(&self) -> usize;
-    /// Channels, height, width of every decoded image.
+    /// Channels, height, width of every decoded image (of every frame, for clips).
     fn shape(&self) -> [usize; 3];
+    /// Frames per sample: 1 for images; a clip source reads this many frames, one after
+    /// the other, into each sample.
+    fn frames(&self) -> usize {
+        1
+    }
+    /// Bytes of one sample: frames x C x H x W.
+    fn sample_len(&self) -> usize {
+        self.frames() * self.shape().iter().product::<usize>()
+    }
     fn label(&self, i: usize) -> usize;
-    /// Writes image `i` as CHW bytes into `out` (length C*H*W).
+    /// Writes sample `i` as CHW bytes per frame into `out` (length `sample_len`).
     fn read(&self, i: usize, out: &mut [u8]) -> Result<()>;
     /// Image `i` as a training view: a random one where the format draws its own
     /// (ImageFolder's random resized crop), `read` otherwise (the draws come from `rng`).
@@ -68,6 +79,8 @@ pub enum Format {
     Cifar100,
     /// One sub-folder per class (the ImageNet layout: `train/`, `val/`).
     ImageFolder,
+    /// One sub-folder per class and per clip, holding the clip's frames.
+    Clips,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -115,7 +128,13 @@ pub struct DataConfig {
     /// Batches prepared ahead of the training step.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
+    /// Clips: frames sampled from each clip (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<usize>,
 }
+
+/// Frames sampled per clip when `data.frames` is not given.
+pub const DEFAULT_FRAMES: usize = 8;
 
 fn default_val_fraction() -> f64 {
     0.1
@@ -141,6 +160,10 @@ impl Dataset {
     pub fn shape(&self) -> [usize; 3] {
         self.train.shape()
     }
+    /// Frames per sample (1 for images).
+    pub fn frames(&self) -> usize {
+        self.train.frames()
+    }
 }
 
 impl DataConfig {
@@ -159,6 +182,7 @@ impl DataConfig {
             std: None,
             limit_train: None,
             prefetch: default_prefetch(),
+            frames: None,
         }
     }
 
@@ -187,6 +211,14 @@ impl DataConfig {
         if self.prefetch == 0 {
             bail!("data.prefetch: must be at least 1");
         }
+        match (self.format, self.frames) {
+            (Format::Clips, Some(0)) => bail!("data.frames: must be at least 1"),
+            (Format::Clips, _) | (_, None) => {}
+            (_, Some(_)) => bail!("data.frames: applies to format = \"clips\" only"),
+        }
+        if self.format == Format::Clips && (self.resize, self.crop) != (0, 0) {
+            bail!("data.resize / data.crop: not for clips (their frames must share one size)");
+        }
         if self.random_resized_crop && (self.format != Format::ImageFolder || self.crop == 0) {
             bail!(
                 "data.random_resized_crop: needs format = \"image-folder\" and data.crop (the output size)"
@@ -211,6 +243,7 @@ impl DataConfig {
             Format::ImageFolder => {
                 image_folder::open(&self.root, self.resize, self.crop, self.random_resized_crop)
             }
+            Format::Clips => clips::open(&self.root, self.frames.unwrap_or(DEFAULT_FRAMES)),
         }
     }
 }
@@ -261,21 +294,23 @@ pub fn train_val_split(source: Arc<dyn Source>, fraction: f64, seed: u64) -> (Sp
 /// Per-channel mean and std (in [0, 1] units) over up to `max_images` images of `split`.
 pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     let [c, h, w] = split.source.shape();
-    let mut buf = vec![0u8; c * h * w];
+    let mut buf = vec![0u8; split.source.sample_len()];
     let mut sum = vec![0f64; c];
     let mut sq = vec![0f64; c];
     let step = split.len().div_ceil(max_images).max(1);
     let mut count = 0usize;
     for &i in split.indices.iter().step_by(step) {
         split.source.read(i, &mut buf)?;
-        for ch in 0..c {
-            for &p in &buf[ch * h * w..(ch + 1) * h * w] {
-                let v = p as f64 / 255.0;
-                sum[ch] += v;
-                sq[ch] += v * v;
+        for frame in buf.chunks_exact(c * h * w) {
+            for ch in 0..c {
+                for &p in &frame[ch * h * w..(ch + 1) * h * w] {
+                    let v = p as f64 / 255.0;
+                    sum[ch] += v;
+                    sq[ch] += v * v;
+                }
             }
+            count += h * w;
         }
-        count += h * w;
     }
     if count == 0 {
         bail!("cannot compute normalisation statistics of an empty split");
@@ -305,11 +340,10 @@ pub fn verify(source: &dyn Source, what: &str) -> Vec<anyhow::Error> {
         bar.set_prefix(format!("checking {what}"));
         bar
     });
-    let chw: usize = source.shape().iter().product();
     let errors: Vec<anyhow::Error> = (0..n)
         .into_par_iter()
         .map_init(
-            || vec![0u8; chw],
+            || vec![0u8; source.sample_len()],
             |buf, i| {
                 let r = source.read(i, buf);
                 if let Some(bar) = &bar {

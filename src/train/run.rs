@@ -52,6 +52,11 @@ impl Run {
             );
         }
         let mut run = Self::open(cfg)?;
+        if run.dataset.frames() > 1 {
+            bail!(
+                "data.format = \"clips\": training on clips needs a clip model (a backbone per frame and a temporal head), which is not built yet; `lstmkd data` checks and describes a clip set"
+            );
+        }
         run.resume = has_last;
         if !has_last {
             if resuming {

@@ -2,6 +2,7 @@
 
 mod batch_norm_ops;
 mod bench;
+mod clips;
 mod common;
 mod config;
 mod conv_ops;

@@ -1,0 +1,306 @@
+//! The clips format (frame sampling, bad clips), clip batches, and the generated motion set.
+
+use std::path::Path;
+
+use lstmkd::data::augment::{AugmentConfig, Normalize};
+use lstmkd::data::loader::Loader;
+use lstmkd::data::{Split, clips, motion};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tempfile::tempdir;
+
+use crate::common::*;
+
+/// A 4x4 grey frame whose every pixel is `value`.
+fn flat_frame(path: &Path, value: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::GrayImage::from_pixel(4, 4, image::Luma([value]))
+        .save(path)
+        .unwrap();
+}
+
+/// Clips whose frame j has the value 10 j, so a read tells which frames it took.
+fn write_clips(root: &Path, clips: &[(&str, &str, &str, usize)]) {
+    for (split, class, clip, len) in clips {
+        for j in 0..*len {
+            flat_frame(
+                &root
+                    .join(split)
+                    .join(class)
+                    .join(clip)
+                    .join(format!("f{j:02}.png")),
+                10 * j as u8,
+            );
+        }
+    }
+}
+
+fn frames_read(bytes: &[u8]) -> Vec<usize> {
+    bytes.chunks(16).map(|f| f[0] as usize / 10).collect()
+}
+
+fn err_of<T>(r: anyhow::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn clip_frames_are_sampled_per_segment_in_order() {
+    let d = tempdir().unwrap();
+    write_clips(
+        d.path(),
+        &[
+            ("train", "a", "long", 10),
+            ("train", "a", "short", 3),
+            ("train", "b", "c0", 5),
+            ("test", "a", "t0", 4),
+            ("test", "b", "t1", 4),
+        ],
+    );
+    let ds = clips::open(d.path(), 4).unwrap();
+    assert_eq!(ds.classes, ["a", "b"]);
+    assert_eq!((ds.train.len(), ds.test.len()), (3, 2));
+    assert_eq!((ds.shape(), ds.frames()), ([1, 4, 4], 4));
+    assert_eq!(ds.train.sample_len(), 64);
+    assert_eq!(
+        (ds.train.label(0), ds.train.label(1), ds.train.label(2)),
+        (0, 0, 1)
+    );
+    let mut buf = vec![0u8; 64];
+    // Evaluation takes each segment's middle. 10 frames in 4 segments: [0,2) [2,5) [5,7)
+    // [7,10), middles 0, 3, 5, 8. 3 frames: segments [0,1) [0,1) [1,2) [2,3).
+    ds.train.read(0, &mut buf).unwrap();
+    assert_eq!(frames_read(&buf), [0, 3, 5, 8]);
+    ds.train.read(1, &mut buf).unwrap();
+    assert_eq!(frames_read(&buf), [0, 0, 1, 2]);
+    // Training draws one frame per segment: seeded, in order, covering each segment.
+    let mut seen = [[false; 10]; 4];
+    for s in 0..200 {
+        let mut rng = StdRng::seed_from_u64(s);
+        ds.train.read_train(0, &mut rng, &mut buf).unwrap();
+        let got = frames_read(&buf);
+        for (k, &f) in got.iter().enumerate() {
+            assert!([0..2, 2..5, 5..7, 7..10][k].contains(&f), "{got:?}");
+            seen[k][f] = true;
+        }
+        let mut again = vec![0u8; 64];
+        ds.train
+            .read_train(0, &mut StdRng::seed_from_u64(s), &mut again)
+            .unwrap();
+        assert_eq!(buf, again, "the same seed draws the same frames");
+    }
+    assert_eq!(
+        seen.iter().flatten().filter(|s| **s).count(),
+        10,
+        "every frame drawn"
+    );
+}
+
+#[test]
+fn bad_clips_are_named() {
+    let d = tempdir().unwrap();
+    let good = [
+        ("train", "a", "c0", 3),
+        ("train", "b", "c1", 3),
+        ("test", "a", "t0", 3),
+    ];
+    write_clips(d.path(), &good);
+
+    let empty = d.path().join("train/a/empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = err_of(clips::open(d.path(), 2));
+    assert!(
+        e.contains("train/a/empty") && e.contains("clip has no frames"),
+        "{e}"
+    );
+    std::fs::remove_dir(&empty).unwrap();
+
+    let broken = d.path().join("train/b/c1/f01.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    let e = err_of(clips::open(d.path(), 2));
+    assert!(
+        e.contains("clip ") && e.contains("train/b/c1") && e.contains("f01.png"),
+        "{e}"
+    );
+    write_clips(d.path(), &good);
+
+    image::GrayImage::new(5, 4)
+        .save(d.path().join("test/a/t0/f02.png"))
+        .unwrap();
+    let e = err_of(clips::open(d.path(), 2));
+    assert!(
+        e.contains("test/a/t0") && e.contains("5x4") && e.contains("one size"),
+        "{e}"
+    );
+    write_clips(d.path(), &good);
+
+    std::fs::create_dir_all(d.path().join("train/c")).unwrap();
+    let e = err_of(clips::open(d.path(), 2));
+    assert!(e.contains("train/c") && e.contains("no clips"), "{e}");
+    std::fs::remove_dir(d.path().join("train/c")).unwrap();
+
+    // A frame that decodes its header but not its pixels fails on reading, naming the clip.
+    let png = std::fs::read(d.path().join("train/a/c0/f01.png")).unwrap();
+    std::fs::write(d.path().join("train/a/c0/f01.png"), &png[..png.len() - 20]).unwrap();
+    let ds = clips::open(d.path(), 3).unwrap();
+    let e = err_of(ds.train.read(0, &mut vec![0u8; 48]));
+    assert!(
+        e.contains("clip ") && e.contains("train/a/c0") && e.contains("f01.png"),
+        "{e}"
+    );
+}
+
+#[test]
+fn colour_frames_give_three_channels_and_data_frames_is_checked() {
+    let d = tempdir().unwrap();
+    for (split, clip) in [("train", "c0"), ("test", "t0")] {
+        let dir = d.path().join(split).join("a").join(clip);
+        std::fs::create_dir_all(&dir).unwrap();
+        for j in 0..2u8 {
+            image::RgbImage::from_pixel(3, 2, image::Rgb([j, 100, 200]))
+                .save(dir.join(format!("{j}.png")))
+                .unwrap();
+        }
+    }
+    let ds = clips::open(d.path(), 2).unwrap();
+    assert_eq!(ds.shape(), [3, 2, 3]);
+    let mut buf = vec![0u8; 2 * 18];
+    ds.train.read(0, &mut buf).unwrap();
+    // Two frames, each CHW: 6 reds, 6 greens, 6 blues.
+    assert_eq!(&buf[..18], [[0u8; 6], [100; 6], [200; 6]].concat());
+    assert_eq!(&buf[18..], [[1u8; 6], [100; 6], [200; 6]].concat());
+
+    let mut cfg = lstmkd::data::DataConfig::new(lstmkd::data::Format::Clips, d.path());
+    cfg.frames = Some(0);
+    assert!(err_of(cfg.validate()).contains("data.frames: must be at least 1"));
+    let mut cfg = lstmkd::data::DataConfig::new(lstmkd::data::Format::Idx, d.path());
+    cfg.frames = Some(4);
+    assert!(err_of(cfg.validate()).contains("data.frames: applies to format = \"clips\" only"));
+}
+
+#[test]
+fn a_clip_batch_holds_its_frames_in_order_with_one_augmentation() {
+    let d = tempdir().unwrap();
+    // Every frame of a clip is the same picture (a gradient, so a crop or flip shows).
+    for (split, n) in [("train", 6), ("test", 1)] {
+        for k in 0..n {
+            let dir = d
+                .path()
+                .join(split)
+                .join(["a", "b"][k % 2])
+                .join(format!("c{k}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for j in 0..3 {
+                image::GrayImage::from_fn(6, 6, |x, y| {
+                    image::Luma([(40 * x + 7 * y + k as u32) as u8])
+                })
+                .save(dir.join(format!("{j}.png")))
+                .unwrap();
+            }
+        }
+    }
+    let ds = clips::open(d.path(), 3).unwrap();
+    let loader = Loader {
+        split: Split::all(ds.train.clone()),
+        batch_size: 4,
+        normalize: Normalize::new(&[0.0], &[1.0]),
+        augment: Some(AugmentConfig {
+            pad_crop: 2,
+            hflip: true,
+            ..Default::default()
+        }),
+        seed: 5,
+        prefetch: 1,
+    };
+    let order = loader.order(0);
+    let batch = loader.batch(&order, 0, 0).unwrap();
+    assert_eq!(batch.dims, [12, 1, 6, 6], "4 clips x 3 frames");
+    assert_eq!(batch.labels.len(), 4);
+    assert_eq!(batch.samples, order[..4]);
+    let mut augmented = 0;
+    for (c, clip) in batch.images.chunks(3 * 36).enumerate() {
+        let frames: Vec<&[f32]> = clip.chunks(36).collect();
+        assert!(
+            frames.iter().all(|f| *f == frames[0]),
+            "clip {c}: one placement"
+        );
+        let k = batch.samples[c] as u32;
+        let plain: Vec<f32> = (0..36u32)
+            .map(|p| (40 * (p % 6) + 7 * (p / 6) + k) as f32 / 255.0)
+            .collect();
+        augmented += usize::from(frames[0] != plain.as_slice());
+        assert_eq!(ds.train.label(batch.samples[c]), batch.labels[c]);
+    }
+    assert!(augmented > 0, "the augmentation moved at least one clip");
+}
+
+#[test]
+fn motion_clips_differ_only_in_frame_order_and_the_generator_writes_the_layout() {
+    // A left clip is the right clip played backwards: no single frame tells them apart.
+    let item: Vec<u8> = (0..12u8).map(|v| v * 20 + 1).collect();
+    for len in [2, 5, 9] {
+        let right = motion::render_clip(&item, [3, 4], 6, (1, 0), 2, len);
+        let mut left = motion::render_clip(&item, [3, 4], 6, (-1, 0), 2, len);
+        left.reverse();
+        assert_eq!(right, left, "len {len}");
+        // The item enters at the left edge and leaves `travel` pixels on, 2 rows down.
+        let first_col = |f: &image::GrayImage| (0..f.width()).find(|&x| f.get_pixel(x, 2).0[0] > 0);
+        assert_eq!(first_col(&right[0]), Some(0));
+        assert_eq!(first_col(&right[len - 1]), Some(6));
+        assert_eq!(
+            right[0].get_pixel(0, 1).0[0],
+            0,
+            "rows above the item stay black"
+        );
+    }
+
+    let d = tempdir().unwrap();
+    let items = d.path().join("idx");
+    write_idx_dataset(&items, 40, 20, 8, false);
+    let out = d.path().join("motion");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "make-clips",
+            "--out",
+            out.to_str().unwrap(),
+            "--items",
+            items.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        lstmkd(&args)
+    };
+    let bad = run(&["--min-frames", "1"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--min-frames"));
+    assert!(!out.exists(), "nothing written");
+    ok(run(&[
+        "--train-per-class",
+        "2",
+        "--test-per-class",
+        "1",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        "5",
+        "--travel",
+        "4",
+    ]));
+    let ds = clips::open(&out, 3).unwrap();
+    // The toy IDX set has 4 item classes, each with 4 directions.
+    assert_eq!(ds.classes.len(), 16);
+    assert!(
+        ds.classes.contains(&"2-2-left".to_string()),
+        "{:?}",
+        ds.classes
+    );
+    assert_eq!((ds.train.len(), ds.test.len()), (32, 16));
+    assert_eq!(ds.shape(), [1, 12, 12]);
+    for clip in std::fs::read_dir(out.join("train/1-1-up")).unwrap() {
+        let n = std::fs::read_dir(clip.unwrap().path()).unwrap().count();
+        assert!((3..=5).contains(&n), "{n} frames");
+    }
+    let again = run(&[]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
