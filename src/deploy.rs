@@ -43,6 +43,14 @@ impl Deployed {
         }
     }
 
+    /// Frames per sample (1 for images).
+    pub fn frames(&self) -> usize {
+        match self {
+            Deployed::Plain(net) => net.frames(),
+            Deployed::Fused(f) => f.net.frames(),
+        }
+    }
+
     /// Learnable parameters, counted as PyTorch does.
     pub fn params(&self) -> usize {
         match self {

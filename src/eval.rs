@@ -45,10 +45,12 @@ pub fn time_per_call(mut f: impl FnMut(), min_secs: f64) -> f64 {
     t0.elapsed().as_secs_f64() / n as f64
 }
 
-/// (ms per image at batch 1, images/s at batch 64) of an inference forward pass.
+/// (ms per sample at batch 1, samples/s at batch 64) of an inference forward pass; a sample
+/// is an image, or a clip of `frames` images.
 pub fn latency(net: &Deployed, input: [usize; 3], device: &Device) -> (f64, f64) {
+    let frames = net.frames();
     let run = |b: usize| {
-        let x = Tensor::<4>::zeros([b, input[0], input[1], input[2]], device);
+        let x = Tensor::<4>::zeros([b * frames, input[0], input[1], input[2]], device);
         time_per_call(
             || {
                 // Reading one value forces the lazy backend to finish the pass.

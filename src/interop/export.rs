@@ -70,7 +70,16 @@ fn metadata(meta: &Meta) -> Vec<(String, String)> {
 /// header `meta`.
 pub fn onnx_model(meta: &Meta, net: &Deployed, device: &Device) -> tract_onnx::pb::ModelProto {
     let mut g = Graph::default();
-    let x = g.normalize("input", &meta.mean, &meta.std);
+    let [c, h, w] = meta.input;
+    let frames = net.frames();
+    // Clips come in as [N, frames, C, H, W]; the network reads their frames as one batch.
+    let input = if frames > 1 {
+        let shape = g.constant_i64("frames_shape", &[-1, c as i64, h as i64, w as i64]);
+        g.node("Reshape", &["input", &shape], vec![])
+    } else {
+        "input".to_string()
+    };
+    let x = g.normalize(&input, &meta.mean, &meta.std);
     match net {
         Deployed::Plain(net) => {
             network(&mut g, net, &x, meta.input[1]);
@@ -97,8 +106,13 @@ pub fn onnx_model(meta: &Meta, net: &Deployed, device: &Device) -> tract_onnx::p
     }
     // The prediction is the last node: its output is the graph's.
     g.rename_last("logits");
+    let dims = if frames > 1 {
+        vec![frames, c, h, w]
+    } else {
+        vec![c, h, w]
+    };
     g.model(
-        ("input", meta.input),
+        ("input", &dims),
         ("logits", meta.classes.len()),
         metadata(meta),
     )
@@ -168,11 +182,25 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
             let net = Deployed::load(&ckpt, &device)?.fold_bn();
             let bytes = onnx_model(&ckpt.meta, &net, &device).encode_to_vec();
             let [c, h, w] = ckpt.meta.input;
-            let images =
-                Tensor::<4>::random([2, c, h, w], Distribution::Uniform(0.0, 1.0), &device)
-                    .into_data();
+            let frames = net.frames();
+            let images = Tensor::<4>::random(
+                [2 * frames, c, h, w],
+                Distribution::Uniform(0.0, 1.0),
+                &device,
+            )
+            .into_data();
             let ours = lstmkd_logits(&ckpt.meta, &net, &images, &device);
-            let theirs = run_tract(&bytes, &images).context("checking the exported model")?;
+            // The graph takes clips as [N, frames, C, H, W]: the same values, another shape.
+            let clips = match frames {
+                1 => images,
+                f => {
+                    let v = images
+                        .try_to_vec::<f32>()
+                        .map_err(|e| anyhow::anyhow!("test images: {e:?}"))?;
+                    TensorData::new(v, [2, f, c, h, w])
+                }
+            };
+            let theirs = run_tract(&bytes, &clips).context("checking the exported model")?;
             let (diff, scale) = max_diff(&theirs, &ours);
             if !(diff <= 1e-3 * scale.max(1.0)) {
                 bail!(

@@ -11,7 +11,7 @@ use tract_onnx::pb;
 
 use crate::distill::extractor::{Extractor, positions};
 use crate::models::layers::ConvBn;
-use crate::models::{Network, mobilenetv2, resnet, resnet_cifar, vgg, wrn};
+use crate::models::{Network, clip, mobilenetv2, resnet, resnet_cifar, vgg, wrn};
 
 pub const OPSET: i64 = 17;
 
@@ -293,23 +293,23 @@ impl Graph {
     }
 
     /// The finished model: `input` [N, C, H, W] -> `output` [N, K].
+    /// `input` names the graph's input and its dimensions after the batch: [C, H, W], or
+    /// [frames, C, H, W] for clips.
     pub fn model(
         self,
-        input: (&str, [usize; 3]),
+        input: (&str, &[usize]),
         output: (&str, usize),
         metadata: Vec<(String, String)>,
     ) -> pb::ModelProto {
-        let (name, [c, h, w]) = input;
+        let (name, dims) = input;
+        let dims: Vec<Option<i64>> = std::iter::once(None)
+            .chain(dims.iter().map(|&d| Some(d as i64)))
+            .collect();
         let graph = pb::GraphProto {
             name: "lstmkd".into(),
             node: self.nodes,
             initializer: self.initializers,
-            input: vec![value_info(
-                name,
-                FLOAT,
-                &[None, Some(c as i64), Some(h as i64), Some(w as i64)],
-                "N",
-            )],
+            input: vec![value_info(name, FLOAT, &dims, "N")],
             output: vec![value_info(
                 output.0,
                 FLOAT,
@@ -458,7 +458,26 @@ pub fn network(g: &mut Graph, net: &Network, x: &str, height: usize) -> (String,
         Network::WideResNet(m) => wide_resnet(g, m, x),
         Network::Vgg(m) => vgg_net(g, m, x, height),
         Network::MobileNetV2(m) => mobilenet(g, m, x),
+        Network::Clip(m) => clip_net(g, m, x, height),
     }
+}
+
+/// `x` is [B x frames, C, H, W] as in `ClipNet::forward`; the taps stay per frame.
+fn clip_net(g: &mut Graph, m: &clip::ClipNet, x: &str, height: usize) -> (String, Vec<String>) {
+    let (embedding, taps) = network(g, &m.backbone[0], x, height);
+    let e = m.fc.weight.dims()[0] as i64;
+    let y = g.relu(&embedding);
+    let shape = g.constant_i64("clip_shape", &[-1, m.frames as i64, e]);
+    let y = g.node("Reshape", &[&y, &shape], vec![]);
+    let y = g.node("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1])]);
+    let axis = g.constant_i64("clip_axis", &[3]);
+    let mut y = g.node("Unsqueeze", &[&y, &axis], vec![]);
+    for layer in &m.temporal {
+        let c = g.conv(layer, &y);
+        y = g.relu(&c);
+    }
+    let pooled = g.pool_flat(&y);
+    (g.linear(&m.fc, &pooled), taps)
 }
 
 fn basic_block(g: &mut Graph, b: &resnet_cifar::BasicBlock, x: &str) -> String {

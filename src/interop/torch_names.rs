@@ -19,7 +19,7 @@ fn torch_path(net: &Network, path: &str) -> String {
         Network::CifarResNet(_) | Network::ResNet(_) => path
             .replace("downsample.conv", "downsample.0")
             .replace("downsample.bn", "downsample.1"),
-        Network::WideResNet(_) => path.to_string(),
+        Network::WideResNet(_) | Network::Clip(_) => path.to_string(),
         // Each block is nn.Sequential(conv, bn, relu, conv, bn, relu, ...): layer i's conv is
         // entry 3i, its batch norm 3i + 1.
         Network::Vgg(_) => match seg.as_slice() {

@@ -1,6 +1,7 @@
 //! The model zoo. Every model returns its logits and the outputs of its stages ("taps"); the
 //! distillation methods attach to the taps.
 
+pub mod clip;
 pub mod flops;
 pub mod layers;
 pub mod mobilenetv2;
@@ -27,6 +28,8 @@ pub enum Network {
     Vgg(vgg::Vgg),
     MobileNetV2(mobilenetv2::MobileNetV2),
     ResNet(resnet::ResNet),
+    /// A backbone per frame with a temporal head (clips).
+    Clip(clip::ClipNet),
 }
 
 impl Network {
@@ -37,6 +40,15 @@ impl Network {
             Network::Vgg(m) => m.forward(x),
             Network::MobileNetV2(m) => m.forward(x),
             Network::ResNet(m) => m.forward(x),
+            Network::Clip(m) => m.forward(x),
+        }
+    }
+
+    /// Frames per sample: a clip model reads [B x frames, C, H, W] and gives B rows of logits.
+    pub fn frames(&self) -> usize {
+        match self {
+            Network::Clip(m) => m.frames,
+            _ => 1,
         }
     }
 
@@ -49,6 +61,7 @@ impl Network {
             Network::Vgg(m) => m.fold_bn(),
             Network::MobileNetV2(m) => m.fold_bn(),
             Network::ResNet(m) => m.fold_bn(),
+            Network::Clip(m) => m.fold_bn(),
         }
         self
     }
@@ -63,6 +76,20 @@ pub struct ModelConfig {
     /// Channel width multiplier (MobileNetV2 and the CIFAR ResNets).
     #[serde(default = "one")]
     pub width: f64,
+    /// Frames per sample, set from the data: above 1 the network is a clip model, the zoo
+    /// model on every frame followed by a temporal head.
+    #[serde(default = "one_frame", skip_serializing_if = "is_one_frame")]
+    pub frames: usize,
+    /// Clip models: the temporal head.
+    #[serde(default, skip_serializing_if = "clip::TemporalConfig::is_default")]
+    pub temporal: clip::TemporalConfig,
+}
+
+fn one_frame() -> usize {
+    1
+}
+fn is_one_frame(f: &usize) -> bool {
+    *f == 1
 }
 
 fn one() -> f64 {
@@ -97,6 +124,8 @@ impl ModelConfig {
         Self {
             name: name.to_string(),
             width: 1.0,
+            frames: 1,
+            temporal: clip::TemporalConfig::default(),
         }
     }
 
@@ -110,6 +139,10 @@ impl ModelConfig {
                 names.join(", ")
             );
         }
+        if self.frames == 0 {
+            bail!("model.frames: must be at least 1");
+        }
+        self.temporal.validate()?;
         if !(self.width > 0.0 && self.width.is_finite()) {
             bail!("model.width: must be a positive number, got {}", self.width);
         }
@@ -127,6 +160,20 @@ impl ModelConfig {
 
     pub fn init(&self, in_channels: usize, num_classes: usize, device: &Device) -> Result<Network> {
         self.validate()?;
+        if self.frames > 1 {
+            let frame = Self {
+                frames: 1,
+                ..self.clone()
+            };
+            let backbone = frame.init(in_channels, self.temporal.embed, device)?;
+            return Ok(Network::Clip(clip::clip_net(
+                backbone,
+                &self.temporal,
+                self.frames,
+                num_classes,
+                device,
+            )));
+        }
         let (c, k) = (in_channels, num_classes);
         // The nearest channel count, at least one (MobileNetV2 keeps torchvision's own rounding).
         let scaled = |w: usize| ((w as f64 * self.width).round() as usize).max(1);
@@ -218,8 +265,10 @@ pub struct Summary {
     pub logits: [usize; 2],
 }
 
+/// `input` is [B, C, H, W] with B samples: a clip model gets B x frames images.
 pub fn summarize(net: &Network, input: [usize; 4], device: &Device) -> Summary {
-    let x = Tensor::<4>::zeros(input, device);
+    let [b, c, h, w] = input;
+    let x = Tensor::<4>::zeros([b * net.frames(), c, h, w], device);
     let (out, macs) = flops::count(|| net.valid().forward(x));
     Summary {
         params: count_params(net),

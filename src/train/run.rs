@@ -52,11 +52,6 @@ impl Run {
             );
         }
         let mut run = Self::open(cfg)?;
-        if run.dataset.frames() > 1 {
-            bail!(
-                "data.format = \"clips\": training on clips needs a clip model (a backbone per frame and a temporal head), which is not built yet; `lstmkd data` checks and describes a clip set"
-            );
-        }
         run.resume = has_last;
         if !has_last {
             if resuming {
@@ -83,6 +78,15 @@ impl Run {
         let dir = cfg.train.out_dir.clone();
         let device = crate::device::parse(&cfg.train.device)?;
         let dataset = cfg.data.open()?;
+        // The model's frame count follows the data: a clip set makes it a clip model.
+        let frames = dataset.frames();
+        if cfg.model.frames != 1 && cfg.model.frames != frames {
+            bail!(
+                "model.frames: {} but the data has {frames} frames per sample (model.frames follows data.frames; leave it out)",
+                cfg.model.frames
+            );
+        }
+        cfg.model.frames = frames;
         let (mut train, val) =
             train_val_split(dataset.train.clone(), cfg.data.val_fraction, cfg.train.seed);
         if let Some(limit) = cfg.data.limit_train {
