@@ -304,3 +304,171 @@ fn motion_clips_differ_only_in_frame_order_and_the_generator_writes_the_layout()
     let again = run(&[]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use lstmkd::models::{ModelConfig, Network, clip::TemporalConfig};
+    let device = Device::flex();
+    let (frames, e, k) = (3, 4, 5);
+    let cfg = ModelConfig {
+        frames,
+        temporal: TemporalConfig {
+            embed: e,
+            layers: 2,
+        },
+        ..ModelConfig::new("resnet8")
+    };
+    let Network::Clip(m) = cfg.init(1, k, &device).unwrap() else {
+        panic!("frames > 1 make a clip model")
+    };
+    let x = Tensor::<4>::random([2 * frames, 1, 8, 8], Distribution::Default, &device);
+    let m = m.valid();
+    let got: Vec<f32> = m.forward(x.clone()).logits.into_data().to_vec().unwrap();
+    let host = |t: Tensor<4>| -> Vec<f32> { t.into_data().to_vec().unwrap() };
+    // The head written out on the host from the backbone's per-frame embeddings.
+    let emb: Vec<f32> = m.backbone[0]
+        .forward(x)
+        .logits
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let mut want = Vec::new();
+    for b in 0..2 {
+        let mut h: Vec<Vec<f32>> = (0..frames)
+            .map(|t| {
+                emb[(b * frames + t) * e..][..e]
+                    .iter()
+                    .map(|v| v.max(0.0))
+                    .collect()
+            })
+            .collect();
+        for layer in &m.temporal {
+            let w = host(layer.weight.val()); // [out, in, 3, 1]
+            let bias: Vec<f32> = layer
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .to_vec()
+                .unwrap();
+            h = (0..frames)
+                .map(|t| {
+                    (0..e)
+                        .map(|o| {
+                            let mut s = bias[o];
+                            for i in 0..e {
+                                for dt in 0..3 {
+                                    let src = t as isize + dt as isize - 1;
+                                    if (0..frames as isize).contains(&src) {
+                                        s += w[(o * e + i) * 3 + dt] * h[src as usize][i];
+                                    }
+                                }
+                            }
+                            s.max(0.0)
+                        })
+                        .collect()
+                })
+                .collect();
+        }
+        let pooled: Vec<f32> = (0..e)
+            .map(|i| h.iter().map(|f| f[i]).sum::<f32>() / frames as f32)
+            .collect();
+        let wf: Vec<f32> = m.fc.weight.val().into_data().to_vec().unwrap(); // [in, out]
+        let bf: Vec<f32> =
+            m.fc.bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .to_vec()
+                .unwrap();
+        for o in 0..k {
+            want.push(bf[o] + (0..e).map(|i| pooled[i] * wf[i * k + o]).sum::<f32>());
+        }
+    }
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() < 1e-4 * (1.0 + w.abs()),
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
+fn a_clip_model_trains_evaluates_and_exports() {
+    let d = tempdir().unwrap();
+    let items = d.path().join("idx");
+    write_idx_dataset(&items, 40, 20, 8, false);
+    let data = d.path().join("motion");
+    ok(lstmkd(&[
+        "make-clips",
+        "--out",
+        data.to_str().unwrap(),
+        "--items",
+        items.to_str().unwrap(),
+        "--train-per-class",
+        "3",
+        "--test-per-class",
+        "1",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        "5",
+        "--travel",
+        "4",
+    ]));
+    let run = d.path().join("run");
+    let cfg = toml_config(&data, &run, "")
+        .replace("format = \"idx\"", "format = \"clips\"\nframes = 3")
+        .replace("epochs = 3", "epochs = 1");
+    std::fs::write(d.path().join("clips.toml"), cfg).unwrap();
+    let out = ok(lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("clips.toml").to_str().unwrap(),
+    ]));
+    assert!(out.contains("epoch 1/1"), "{out}");
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("frames = 3"),
+        "the model follows the data: {resolved}"
+    );
+    let report = ok(lstmkd(&[
+        "eval",
+        "--checkpoint",
+        run.join("best.ckpt").to_str().unwrap(),
+    ]));
+    assert!(report.contains("top-1"), "{report}");
+    // Export checks tract's logits against lstmkd's on [N, frames, C, H, W] before writing.
+    let onnx = d.path().join("clip.onnx");
+    let exported = ok(lstmkd(&[
+        "export",
+        "--checkpoint",
+        run.join("best.ckpt").to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--out",
+        onnx.to_str().unwrap(),
+    ]));
+    assert!(exported.contains("tract runs the graph"), "{exported}");
+    // tract on one clip given as [1, frames, C, H, W] against lstmkd on its frames as a batch.
+    let bytes = std::fs::read(&onnx).unwrap();
+    let values: Vec<f32> = (0..3 * 12 * 12).map(|i| (i % 17) as f32 / 17.0).collect();
+    let clip = burn::tensor::TensorData::new(values.clone(), [1, 3, 1, 12, 12]);
+    let theirs = lstmkd::interop::export::run_tract(&bytes, &clip).unwrap();
+    let device = burn::tensor::Device::flex();
+    let ckpt = lstmkd::train::checkpoint::Checkpoint::load(&run.join("best.ckpt")).unwrap();
+    let net = lstmkd::deploy::Deployed::load(&ckpt, &device).unwrap();
+    let frames = burn::tensor::TensorData::new(values, [3, 1, 12, 12]);
+    let ours = lstmkd::interop::export::lstmkd_logits(&ckpt.meta, &net, &frames, &device);
+    assert_eq!(ours.len(), 16, "one clip, 16 classes");
+    for (a, b) in theirs.iter().zip(&ours) {
+        assert!(
+            (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+            "{theirs:?} vs {ours:?}"
+        );
+    }
+}
