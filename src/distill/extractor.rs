@@ -69,8 +69,15 @@ impl ExtractorConfig {
         Ok(())
     }
 
-    /// An extractor for a tap of `channels` channels with an aux head over `num_classes`.
-    pub fn init(&self, channels: usize, num_classes: usize, device: &Device) -> Extractor {
+    /// An extractor for a tap of `channels` channels with an aux head over `num_classes`;
+    /// with `frames` > 1 its taps are clips' frames and it runs over them.
+    pub fn init(
+        &self,
+        channels: usize,
+        num_classes: usize,
+        frames: usize,
+        device: &Device,
+    ) -> Extractor {
         let conv = Conv3dConfig::new([channels, self.conv_channels], [3, 3, 3])
             .with_padding(PaddingConfig3d::Explicit(1, 1, 1))
             .init(device);
@@ -89,6 +96,7 @@ impl ExtractorConfig {
             lstm,
             head: LinearConfig::new(2 * self.hidden, num_classes).init(device),
             window: self.window,
+            frames,
         }
     }
 }
@@ -100,6 +108,10 @@ pub struct Extractor {
     pub lstm: Vec<BiLstm>,
     pub head: Linear,
     pub window: usize,
+    /// 1 for images. Above 1 a tap is [B x frames, C, H, W] and the sequence is the frames:
+    /// the Conv3d runs over (frame, row, column), the mean is over rows and columns, and the
+    /// BiLSTM reads one vector per frame (the method's cross-frame fusion).
+    pub frames: usize,
 }
 
 pub struct ExtractorOut {
@@ -257,6 +269,9 @@ impl Extractor {
     /// Runs the extractor on tap `f` ([B, C, H, W]); `crop` restricts it to a sub-sequence of
     /// window positions.
     pub fn forward(&self, f: Tensor<4>, crop: Option<Crop>) -> ExtractorOut {
+        if self.frames > 1 {
+            return self.forward_frames(f);
+        }
         let [b, c, h, w] = f.dims();
         let t = self.window;
         // A crop of window positions start..start+len is the stack of rows start..start+len+T-1.
@@ -280,6 +295,27 @@ impl Extractor {
         }
         // Mean over the window axis and the width: one feature vector per window position.
         let x = y.mean_dim(4).mean_dim(1).reshape([b, d, n]).swap_dims(1, 2);
+        self.sequence(x)
+    }
+
+    /// A clip tap [B x frames, C, H, W]: the Conv3d over (frame, row, column), a mean over rows
+    /// and columns, one feature vector per frame.
+    fn forward_frames(&self, f: Tensor<4>) -> ExtractorOut {
+        let [bf, c, h, w] = f.dims();
+        let (b, t) = (bf / self.frames, self.frames);
+        let x = f.reshape([b, t, c, h, w]).swap_dims(1, 2);
+        let y = relu(self.conv.forward(x));
+        let [_, d, ..] = y.dims();
+        if flops::is_counting() {
+            flops::add((d * c * 27 * t * h * w) as u64);
+        }
+        let x = y.mean_dim(4).mean_dim(3).reshape([b, d, t]).swap_dims(1, 2);
+        self.sequence(x)
+    }
+
+    /// The stacked BiLSTM over x [B, steps, D], the mean over time and the aux head.
+    fn sequence(&self, x: Tensor<3>) -> ExtractorOut {
+        let [b, n, _] = x.dims();
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         let mut x = x;
         for layer in &self.lstm {

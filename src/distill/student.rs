@@ -102,7 +102,7 @@ impl FusedStudent {
         let extractors = spec
             .extractors
             .iter()
-            .map(|&c| spec.extractor.init(c, classes, device))
+            .map(|&c| spec.extractor.init(c, classes, net.frames(), device))
             .collect();
         Ok(Self {
             net,
@@ -184,7 +184,7 @@ impl Student {
                 TemporalInit::Random => {
                     extractors = s_shapes
                         .iter()
-                        .map(|s| cfg.extractor.init(s[1], classes, device))
+                        .map(|s| cfg.extractor.init(s[1], classes, net.frames(), device))
                         .collect();
                 }
             }

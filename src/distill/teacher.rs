@@ -46,7 +46,7 @@ impl TeacherHead {
     ) -> Self {
         let extractors = tap_shapes(net, input, taps, device)
             .iter()
-            .map(|s| cfg.init(s[1], classes, device))
+            .map(|s| cfg.init(s[1], classes, net.frames(), device))
             .collect();
         Self { extractors }
     }

@@ -276,6 +276,19 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     cfg.data.mean = cfg.data.mean.or_else(|| Some(meta.mean.clone()));
     cfg.data.std = cfg.data.std.or_else(|| Some(meta.std.clone()));
     let run = Run::new(cfg, resume)?;
+    let frames = run.dataset.frames();
+    if meta.model.frames != frames {
+        bail!(
+            "teacher {}: reads {} frame(s) per sample but the data has {frames}",
+            teacher_cfg.checkpoint.display(),
+            meta.model.frames
+        );
+    }
+    if frames > 1 && (dcfg.rtc || dcfg.tmix > 0.0 || dcfg.fused) {
+        bail!(
+            "distill.rtc / tmix / fused: row crops, row mixing and fused extractors are for images, not clips"
+        );
+    }
     if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
         bail!(
             "data: images {:?} with {} classes do not fit the teacher's {:?} with {} classes",

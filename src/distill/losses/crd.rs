@@ -22,10 +22,17 @@ use super::{Parts, PartsContext};
 /// Numerical guard of RepDistiller's NCE terms.
 const EPS: f64 = 1e-7;
 
-/// [B, C, H, W] -> [B, C]: the global average pool in front of a ResNet's classifier.
-fn pooled(tap: &Tensor<4>) -> Tensor<2> {
-    let [b, c, _, _] = tap.dims();
-    tap.clone().mean_dim(3).mean_dim(2).reshape([b, c])
+/// [B x frames, C, H, W] -> [B, C]: the global average pool in front of a ResNet's
+/// classifier, over a clip's frames too, so that each sample has one embedding as the memory
+/// holds one row per sample.
+fn pooled(tap: &Tensor<4>, samples: usize) -> Tensor<2> {
+    let [bf, c, _, _] = tap.dims();
+    tap.clone()
+        .mean_dim(3)
+        .mean_dim(2)
+        .reshape([samples, bf / samples, c])
+        .mean_dim(1)
+        .reshape([samples, c])
 }
 
 /// Row indices into a memory of `n` images, [B, K + 1]: each image's own row first, then `k`
@@ -135,8 +142,9 @@ pub const SPEC: super::LossSpec = super::LossSpec {
             i.student_taps.last().expect("a model has taps"),
             i.teacher_taps.last().expect("a model has taps"),
         );
-        let v_s = l2_normalize(parts.linears[0].forward(pooled(student)));
-        let v_t = l2_normalize(parts.linears[1].forward(pooled(teacher)));
+        let b = i.samples.len();
+        let v_s = l2_normalize(parts.linears[0].forward(pooled(student, b)));
+        let v_t = l2_normalize(parts.linears[1].forward(pooled(teacher, b)));
         let (memory_s, memory_t) = (parts.states[0].value_sync(), parts.states[1].value_sync());
         let n = memory_s.dims()[0];
         let idx: Vec<i64> = contrast_indices(i.samples, n, o.crd_negatives, i.step_seed)
