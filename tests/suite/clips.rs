@@ -472,3 +472,150 @@ fn a_clip_model_trains_evaluates_and_exports() {
         );
     }
 }
+
+#[test]
+fn on_clips_the_extractor_runs_its_lstm_over_frames() {
+    use burn::module::Module;
+    use burn::tensor::{Device, Distribution, Tensor, TensorData};
+    use lstmkd::distill::extractor::ExtractorConfig;
+    let device = Device::flex();
+    let (b, frames, c, h, w, d) = (2, 3, 2, 3, 2, 4);
+    let cfg = ExtractorConfig {
+        window: 3,
+        conv_channels: d,
+        hidden: 5,
+        layers: 2,
+    };
+    let e = cfg.init(c, 6, frames, &device).valid();
+    let x = Tensor::<4>::random([b * frames, c, h, w], Distribution::Default, &device);
+    let got = e.forward(x.clone(), None);
+    // The features written out: a 3x3x3 convolution with zero padding over (frame, row,
+    // column) of each clip, ReLU, the mean over rows and columns: [B, frames, D].
+    let xv: Vec<f32> = x.into_data().to_vec().unwrap();
+    let wv: Vec<f32> = e.conv.weight.val().into_data().to_vec().unwrap(); // [D, C, 3, 3, 3]
+    let bv: Vec<f32> = e
+        .conv
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let at = |n: usize, t: isize, ch: usize, y: isize, x: isize| -> f32 {
+        if t < 0 || y < 0 || x < 0 || t >= frames as isize || y >= h as isize || x >= w as isize {
+            return 0.0;
+        }
+        xv[(((n * frames + t as usize) * c + ch) * h + y as usize) * w + x as usize]
+    };
+    let mut feats = vec![0f32; b * frames * d];
+    for n in 0..b {
+        for t in 0..frames {
+            for o in 0..d {
+                let mut sum = 0.0;
+                for y in 0..h {
+                    for xx in 0..w {
+                        let mut v = bv[o];
+                        for ch in 0..c {
+                            for (kt, ky, kx) in (0..27).map(|k| (k / 9, k / 3 % 3, k % 3)) {
+                                v += wv[(o * c + ch) * 27 + kt * 9 + ky * 3 + kx]
+                                    * at(
+                                        n,
+                                        t as isize + kt as isize - 1,
+                                        ch,
+                                        y as isize + ky as isize - 1,
+                                        xx as isize + kx as isize - 1,
+                                    );
+                            }
+                        }
+                        sum += v.max(0.0);
+                    }
+                }
+                feats[(n * frames + t) * d + o] = sum / (h * w) as f32;
+            }
+        }
+    }
+    // The stacked BiLSTM over those frame features gives the extractor's states.
+    let mut seq = Tensor::<3>::from_data(TensorData::new(feats, [b, frames, d]), &device);
+    let mut hidden = Vec::new();
+    for layer in &e.lstm {
+        let (out, state) = layer.forward(seq, None);
+        hidden.push(state.hidden);
+        seq = out;
+    }
+    let want: Vec<f32> = Tensor::cat(hidden, 0).into_data().to_vec().unwrap();
+    let got: Vec<f32> = got.hidden.into_data().to_vec().unwrap();
+    assert_eq!(got.len(), 2 * 2 * b * 5, "[layers x directions, B, hidden]");
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn a_clip_student_distils_from_a_clip_teacher() {
+    let d = tempdir().unwrap();
+    let items = d.path().join("idx");
+    write_idx_dataset(&items, 40, 20, 8, false);
+    let data = d.path().join("motion");
+    ok(lstmkd(&[
+        "make-clips",
+        "--out",
+        data.to_str().unwrap(),
+        "--items",
+        items.to_str().unwrap(),
+        "--train-per-class",
+        "2",
+        "--test-per-class",
+        "1",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        "4",
+        "--travel",
+        "4",
+    ]));
+    let clips = |cfg: String| {
+        cfg.replace("format = \"idx\"", "format = \"clips\"\nframes = 3")
+            .replace("epochs = 3", "epochs = 1")
+    };
+    let teacher = d.path().join("teacher");
+    std::fs::write(
+        d.path().join("t.toml"),
+        clips(toml_config(&data, &teacher, "")),
+    )
+    .unwrap();
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        d.path().join("t.toml").to_str().unwrap(),
+    ]));
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, temporal = 0.1, aux_ce = 0.5, crd = 0.8 }}\nend_to_end = true\nadapt_epochs = 1\ncrd_negatives = 8\ncrd_feat_dim = 4\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        teacher.join("best.ckpt").display()
+    );
+    let student = d.path().join("student");
+    let cfg = d.path().join("s.toml");
+    std::fs::write(&cfg, clips(toml_config(&data, &student, &distill))).unwrap();
+    ok(lstmkd(&["adapt", "--config", cfg.to_str().unwrap()]));
+    let out = ok(lstmkd(&["distill", "--config", cfg.to_str().unwrap()]));
+    for part in ["at ", "temporal ", "aux_ce ", "crd ", "kd "] {
+        assert!(out.contains(part), "{part} missing: {out}");
+    }
+    ok(lstmkd(&[
+        "eval",
+        "--checkpoint",
+        student.join("deployed.ckpt").to_str().unwrap(),
+    ]));
+    // Clips refuse what only makes sense for images, naming it.
+    let bad = lstmkd(&[
+        "distill",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "distill.rtc=true",
+        "--set",
+        &format!("train.out_dir=\"{}\"", d.path().join("other").display()),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not clips"));
+}

@@ -59,7 +59,7 @@ fn row_wise_window_conv_equals_the_conv3d_over_the_stack() {
             (9, Some((2, 3))),
         ] {
             device.seed(h as u64);
-            let ext = cfg.init(5, 7, &device);
+            let ext = cfg.init(5, 7, 1, &device);
             let f = Tensor::<4>::random([2, 5, h, 6], Distribution::Normal(0.0, 1.0), &device)
                 .require_grad();
             let stack = windows(f.clone(), window);
@@ -178,7 +178,7 @@ fn reference_extractor(
 fn extractor_matches_its_definition_with_and_without_crops() {
     let device = Device::flex();
     device.seed(5);
-    let ext = small().init(5, 7, &device);
+    let ext = small().init(5, 7, 1, &device);
     for (h, crop) in [
         (2, None),
         (7, None),
@@ -202,7 +202,7 @@ fn extractor_matches_its_definition_with_and_without_crops() {
 #[test]
 fn extractor_shapes_for_short_equal_and_tall_taps() {
     let device = Device::flex();
-    let ext = small().init(5, 7, &device);
+    let ext = small().init(5, 7, 1, &device);
     for (h, n) in [(1, 1), (2, 1), (3, 1), (6, 4)] {
         assert_eq!(positions(h, 3), n);
         let out = ext.forward(Tensor::ones([2, 5, h, 4], &device), None);
