@@ -1,6 +1,7 @@
 //! `lstmkd predict`: classifies image files with a checkpoint, pre-processed as its header
 //! says (shorter side resized and centre-cropped, or resized straight to the input size),
-//! and prints the top classes with their probabilities.
+//! and prints the top classes with their probabilities. A clip checkpoint classifies clips:
+//! folders of frames, sampled as evaluation samples them.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,8 @@ use crate::train::checkpoint::{Checkpoint, Meta};
 pub struct PredictArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Images (PNG/JPEG) and folders of images (searched recursively).
+    /// Images (PNG/JPEG) and folders of images (searched recursively); for a clip checkpoint,
+    /// clip folders (their frames sorted by name) and folders holding clip folders.
     #[arg(required = true, value_name = "FILES_OR_DIRS")]
     pub inputs: Vec<PathBuf>,
     /// How many classes to show per image.
@@ -78,6 +80,55 @@ fn collect(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// The clip folders named by `inputs`: a folder with image files is a clip, any other folder
+/// is searched for clips.
+fn collect_clips(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        let entries = sorted_entries(dir)?;
+        if entries.iter().any(|p| p.is_file() && is_image(p)) {
+            out.push(dir.to_path_buf());
+            return Ok(());
+        }
+        for p in entries.iter().filter(|p| p.is_dir()) {
+            walk(p, out)?;
+        }
+        Ok(())
+    }
+    let mut clips = Vec::new();
+    for p in inputs {
+        if !p.is_dir() {
+            bail!(
+                "{}: a clip checkpoint classifies clips, folders of frames",
+                p.display()
+            );
+        }
+        let before = clips.len();
+        walk(p, &mut clips)?;
+        if clips.len() == before {
+            bail!(
+                "{}: no clip (a folder of .png, .jpg or .jpeg frames)",
+                p.display()
+            );
+        }
+    }
+    Ok(clips)
+}
+
+/// A clip's `frames` frames, sampled as evaluation does, one after the other.
+pub fn load_clip(dir: &Path, meta: &Meta, frames: usize) -> Result<Vec<f32>> {
+    let files: Vec<PathBuf> = sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && is_image(p))
+        .collect();
+    (0..frames)
+        .map(|k| {
+            let f = &files[crate::data::clips::frame_index(files.len(), frames, k, None)];
+            load_image(f, meta).with_context(|| format!("clip {}", dir.display()))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|v| v.concat())
 }
 
 /// One image as the network reads it: CHW pixels in [0, 1], normalised.
@@ -139,9 +190,14 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         bail!("--top: must be at least 1");
     }
     let ckpt = Checkpoint::load(&args.checkpoint)?;
-    let files = collect(&args.inputs)?;
     let device: Device = crate::device::parse(&args.device)?;
     let net = crate::deploy::Deployed::load(&ckpt, &device)?.fold_bn();
+    let frames = net.frames();
+    let files = if frames > 1 {
+        collect_clips(&args.inputs)?
+    } else {
+        collect(&args.inputs)?
+    };
     let meta = &ckpt.meta;
     let [c, h, w] = meta.input;
     let bar = (files.len() > args.batch_size && std::io::stderr().is_terminal()).then(|| {
@@ -159,11 +215,17 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
             use rayon::prelude::*;
             chunk
                 .par_iter()
-                .map(|f| load_image(f, meta))
+                .map(|f| match frames {
+                    1 => load_image(f, meta),
+                    _ => load_clip(f, meta, frames),
+                })
                 .collect::<Result<_>>()?
         };
         let n = chunk.len();
-        let x = Tensor::<4>::from_data(TensorData::new(pixels.concat(), [n, c, h, w]), &device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(pixels.concat(), [n * frames, c, h, w]),
+            &device,
+        );
         let logits = net.forward(x);
         let probs = softmax(logits.clone(), 1);
         let k = meta.classes.len();

@@ -471,6 +471,42 @@ fn a_clip_model_trains_evaluates_and_exports() {
             "{theirs:?} vs {ours:?}"
         );
     }
+    // predict on a clip folder: the logits tract gives for the frames the test split's reader
+    // samples from that clip.
+    let ds = clips::open(&data, 3).unwrap();
+    let mut frames = vec![0u8; ds.test.sample_len()];
+    ds.test.read(0, &mut frames).unwrap();
+    let pixels: Vec<f32> = frames.iter().map(|&v| v as f32 / 255.0).collect();
+    let expected = lstmkd::interop::export::run_tract(
+        &bytes,
+        &burn::tensor::TensorData::new(pixels, [1, 3, 1, 12, 12]),
+    )
+    .unwrap();
+    let first = std::fs::read_dir(data.join("test").join(&ds.classes[0]))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let json = ok(lstmkd(&[
+        "predict",
+        "--checkpoint",
+        run.join("best.ckpt").to_str().unwrap(),
+        "--json",
+        first.to_str().unwrap(),
+    ]));
+    let p: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let logits: Vec<f64> = p[0]["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for (a, b) in logits.iter().zip(&expected) {
+        assert!(
+            (a - *b as f64).abs() < 1e-4 * (1.0 + b.abs() as f64),
+            "{logits:?} vs {expected:?}"
+        );
+    }
 }
 
 #[test]
