@@ -473,7 +473,12 @@ pub fn main() -> Result<()> {
                 "model       {} ({} parameters)",
                 report.model, report.params
             );
-            println!("test images {}", report.images);
+            let unit = if report.frames > 1 {
+                ("clips ", "clip", "clips/s")
+            } else {
+                ("images", "image", "img/s")
+            };
+            println!("test {} {}", unit.0, report.images);
             println!("top-1       {:.2}%", 100.0 * report.top1);
             println!("top-5       {:.2}%", 100.0 * report.top5);
             println!("loss        {:.4}", report.loss);
@@ -481,8 +486,8 @@ pub fn main() -> Result<()> {
                 println!("  class {c:<12} {:.2}%", 100.0 * a);
             }
             println!(
-                "latency     {:.3} ms/image at batch 1, {:.0} img/s at batch 64 ({})",
-                report.latency_ms_b1, report.throughput_b64, report.device
+                "latency     {:.3} ms/{} at batch 1, {:.0} {} at batch 64 ({})",
+                report.latency_ms_b1, unit.1, report.throughput_b64, unit.2, report.device
             );
             println!(
                 "wrote       {}/eval.json, {}/confusion.csv",

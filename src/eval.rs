@@ -20,7 +20,10 @@ use crate::train::trainer::tally;
 pub struct Report {
     pub checkpoint: PathBuf,
     pub model: String,
+    /// Test samples: images, or clips for a clip model.
     pub images: u64,
+    /// Frames per sample (1: images).
+    pub frames: usize,
     pub top1: f64,
     pub top5: f64,
     pub loss: f64,
@@ -148,8 +151,12 @@ pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
     let (latency_ms_b1, throughput_b64) = latency(&deployed, meta.input, &device);
     let report = Report {
         checkpoint: ckpt_path.to_path_buf(),
-        model: meta.model.name.clone(),
+        model: match meta.model.frames {
+            1 => meta.model.name.clone(),
+            f => format!("{} per frame + temporal head, {f} frames", meta.model.name),
+        },
         images: tally.count,
+        frames: meta.model.frames,
         top1: tally.top1(),
         top5: tally.top5(),
         loss: tally.loss(),
