@@ -369,12 +369,17 @@ pub fn main() -> Result<()> {
             }
             let run = Run::new(cfg, resuming)?;
             println!(
-                "run {}: {} on {} ({} train / {} val images, {} classes), device {}",
+                "run {}: {} on {} ({} train / {} val {}, {} classes), device {}",
                 run.dir.display(),
                 run.cfg.model.name,
                 run.cfg.data.root.display(),
                 run.train.split.len(),
                 run.val.split.len(),
+                if run.dataset.frames() > 1 {
+                    "clips"
+                } else {
+                    "images"
+                },
                 run.dataset.num_classes(),
                 run.cfg.train.device
             );
