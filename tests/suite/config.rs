@@ -195,39 +195,39 @@ fn distill_tables_are_validated() {
 }
 
 #[test]
-fn every_suite_row_is_a_valid_config_on_the_suite_config_and_its_budgets() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/configs/experiments/fmnist.toml"
-    );
-    let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let experiment = table.remove("experiment").unwrap();
-    let experiment = experiment.as_table().unwrap();
-    let base = toml::to_string(&table).unwrap();
-    let suites = lstmkd::experiment::suites::all(experiment, path).unwrap();
-    let budgets: Vec<(&String, Vec<String>)> = experiment
-        .iter()
-        .filter_map(|(name, v)| {
-            let list = v.as_array()?;
-            Some((
-                name,
-                list.iter()
-                    .map(|v| v.as_str().unwrap().to_string())
-                    .collect(),
-            ))
-        })
-        .collect();
-    assert!(budgets.len() >= 3, "quick, mid, full and more: {budgets:?}");
-    for (name, budget) in &budgets {
-        for suite in &suites {
-            for row in &suite.rows {
-                let mut overrides = budget.clone();
-                overrides.extend(row.overrides.iter().cloned());
-                let at = format!("{name} / {} / {}", suite.name, row.label);
-                let cfg = RunConfig::parse(&base, path, &overrides)
-                    .unwrap_or_else(|e| panic!("{at}: {e:#}"));
-                if row.kind == lstmkd::experiment::suites::Kind::Distill {
-                    cfg.distillation().unwrap_or_else(|e| panic!("{at}: {e:#}"));
+fn every_suite_row_is_a_valid_config_on_the_suite_configs_and_their_budgets() {
+    for (file, min_budgets) in [("fmnist.toml", 4), ("motion.toml", 1)] {
+        let path = format!("{}/configs/experiments/{file}", env!("CARGO_MANIFEST_DIR"));
+        let mut table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let experiment = table.remove("experiment").unwrap();
+        let experiment = experiment.as_table().unwrap();
+        let base = toml::to_string(&table).unwrap();
+        let suites = lstmkd::experiment::suites::all(experiment, &path).unwrap();
+        let budgets: Vec<(&String, Vec<String>)> = experiment
+            .iter()
+            .filter_map(|(name, v)| {
+                let list = v.as_array()?;
+                Some((
+                    name,
+                    list.iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect(),
+                ))
+            })
+            .collect();
+        assert!(budgets.len() >= min_budgets, "{file}: {budgets:?}");
+        for (name, budget) in &budgets {
+            for suite in &suites {
+                for row in &suite.rows {
+                    let mut overrides = budget.clone();
+                    overrides.extend(row.overrides.iter().cloned());
+                    let at = format!("{file} / {name} / {} / {}", suite.name, row.label);
+                    let cfg = RunConfig::parse(&base, &path, &overrides)
+                        .unwrap_or_else(|e| panic!("{at}: {e:#}"));
+                    if row.kind == lstmkd::experiment::suites::Kind::Distill {
+                        cfg.distillation().unwrap_or_else(|e| panic!("{at}: {e:#}"));
+                    }
                 }
             }
         }
