@@ -11,6 +11,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::qrnn::BiQrnn;
 use crate::models::flops;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -28,6 +29,17 @@ pub struct ExtractorConfig {
     /// Stacked bidirectional layers.
     #[serde(default = "default_layers")]
     pub layers: usize,
+    /// The recurrent core: "lstm" (the method) or "qrnn" (its future work: Quasi-RNN).
+    /// Left out of the saved config when "lstm", so that the ledgers' keys hold.
+    #[serde(default = "default_core", skip_serializing_if = "is_lstm")]
+    pub core: String,
+}
+
+fn default_core() -> String {
+    "lstm".into()
+}
+fn is_lstm(core: &str) -> bool {
+    core == "lstm"
 }
 
 fn default_window() -> usize {
@@ -50,6 +62,7 @@ impl Default for ExtractorConfig {
             conv_channels: default_conv_channels(),
             hidden: default_hidden(),
             layers: default_layers(),
+            core: default_core(),
         }
     }
 }
@@ -66,6 +79,12 @@ impl ExtractorConfig {
                 anyhow::bail!("distill.extractor.{name}: must be at least 1");
             }
         }
+        if !matches!(self.core.as_str(), "lstm" | "qrnn") {
+            anyhow::bail!(
+                "distill.extractor.core: expected \"lstm\" or \"qrnn\", got \"{}\"",
+                self.core
+            );
+        }
         Ok(())
     }
 
@@ -81,19 +100,24 @@ impl ExtractorConfig {
         let conv = Conv3dConfig::new([channels, self.conv_channels], [3, 3, 3])
             .with_padding(PaddingConfig3d::Explicit(1, 1, 1))
             .init(device);
-        let lstm = (0..self.layers)
-            .map(|l| {
-                let d_in = if l == 0 {
-                    self.conv_channels
-                } else {
-                    2 * self.hidden
-                };
-                BiLstmConfig::new(d_in, self.hidden, true).init(device)
-            })
-            .collect();
+        let d_in = |l: usize| {
+            if l == 0 {
+                self.conv_channels
+            } else {
+                2 * self.hidden
+            }
+        };
+        let (mut lstm, mut qrnn) = (Vec::new(), Vec::new());
+        for l in 0..self.layers {
+            match self.core.as_str() {
+                "qrnn" => qrnn.push(BiQrnn::new(d_in(l), self.hidden, device)),
+                _ => lstm.push(BiLstmConfig::new(d_in(l), self.hidden, true).init(device)),
+            }
+        }
         Extractor {
             conv,
             lstm,
+            qrnn,
             head: LinearConfig::new(2 * self.hidden, num_classes).init(device),
             window: self.window,
             frames,
@@ -104,8 +128,11 @@ impl ExtractorConfig {
 #[derive(Module, Debug)]
 pub struct Extractor {
     pub conv: Conv3d,
-    /// Stacked BiLSTMs, batch-first.
+    /// Stacked BiLSTMs, batch-first; empty with the QRNN core.
     pub lstm: Vec<BiLstm>,
+    /// Stacked bidirectional QRNNs; empty with the LSTM core. Two lists rather than one enum,
+    /// so that checkpoints of LSTM extractors keep their parameter paths.
+    pub qrnn: Vec<BiQrnn>,
     pub head: Linear,
     pub window: usize,
     /// 1 for images. Above 1 a tap is [B x frames, C, H, W] and the sequence is the frames:
@@ -313,7 +340,7 @@ impl Extractor {
         self.sequence(x)
     }
 
-    /// The stacked BiLSTM over x [B, steps, D], the mean over time and the aux head.
+    /// The stacked recurrent core over x [B, steps, D], the mean over time and the aux head.
     fn sequence(&self, x: Tensor<3>) -> ExtractorOut {
         let [b, n, _] = x.dims();
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
@@ -326,6 +353,16 @@ impl Extractor {
             let (out, state) = layer.forward(x, None);
             hs.push(state.hidden);
             cs.push(state.cell);
+            x = out;
+        }
+        for layer in &self.qrnn {
+            if flops::is_counting() {
+                let [_, _, d_in] = x.dims();
+                flops::add((2 * 2 * d_in * 3 * layer.forward.d_hidden * n) as u64);
+            }
+            let (out, hidden, cell) = layer.run(x);
+            hs.push(hidden);
+            cs.push(cell);
             x = out;
         }
         let [_, _, o] = x.dims();

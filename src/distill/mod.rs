@@ -5,6 +5,7 @@ pub mod extractor;
 pub mod losses;
 pub mod mix;
 pub mod phases;
+pub mod qrnn;
 pub mod student;
 pub mod teacher;
 pub mod temperature;

@@ -180,6 +180,14 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
     let (bytes, check) = match args.format {
         ExportFormat::Onnx => {
             let net = Deployed::load(&ckpt, &device)?.fold_bn();
+            if let Deployed::Fused(f) = &net
+                && f.head.extractors.iter().any(|e| !e.qrnn.is_empty())
+            {
+                bail!(
+                    "{}: a fused student with QRNN extractors has no ONNX form (ONNX has no QRNN operator); export the plain student of a non-fused run, or use the LSTM core",
+                    args.checkpoint.display()
+                );
+            }
             let bytes = onnx_model(&ckpt.meta, &net, &device).encode_to_vec();
             let [c, h, w] = ckpt.meta.input;
             let frames = net.frames();

@@ -325,14 +325,19 @@ fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
     };
     let x = Tensor::<4>::random([2 * frames, 1, 8, 8], Distribution::Default, &device);
     let m = m.valid();
-    let got: Vec<f32> = m.forward(x.clone()).logits.into_data().to_vec().unwrap();
-    let host = |t: Tensor<4>| -> Vec<f32> { t.into_data().to_vec().unwrap() };
+    let got: Vec<f32> = m
+        .forward(x.clone())
+        .logits
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let host = |t: Tensor<4>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
     // The head written out on the host from the backbone's per-frame embeddings.
     let emb: Vec<f32> = m.backbone[0]
         .forward(x)
         .logits
         .into_data()
-        .to_vec()
+        .try_to_vec()
         .unwrap();
     let mut want = Vec::new();
     for b in 0..2 {
@@ -352,7 +357,7 @@ fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
                 .unwrap()
                 .val()
                 .into_data()
-                .to_vec()
+                .try_to_vec()
                 .unwrap();
             h = (0..frames)
                 .map(|t| {
@@ -376,14 +381,14 @@ fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
         let pooled: Vec<f32> = (0..e)
             .map(|i| h.iter().map(|f| f[i]).sum::<f32>() / frames as f32)
             .collect();
-        let wf: Vec<f32> = m.fc.weight.val().into_data().to_vec().unwrap(); // [in, out]
+        let wf: Vec<f32> = m.fc.weight.val().into_data().try_to_vec().unwrap(); // [in, out]
         let bf: Vec<f32> =
             m.fc.bias
                 .as_ref()
                 .unwrap()
                 .val()
                 .into_data()
-                .to_vec()
+                .try_to_vec()
                 .unwrap();
         for o in 0..k {
             want.push(bf[o] + (0..e).map(|i| pooled[i] * wf[i * k + o]).sum::<f32>());
@@ -521,14 +526,15 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
         conv_channels: d,
         hidden: 5,
         layers: 2,
+        ..Default::default()
     };
     let e = cfg.init(c, 6, frames, &device).valid();
     let x = Tensor::<4>::random([b * frames, c, h, w], Distribution::Default, &device);
     let got = e.forward(x.clone(), None);
     // The features written out: a 3x3x3 convolution with zero padding over (frame, row,
     // column) of each clip, ReLU, the mean over rows and columns: [B, frames, D].
-    let xv: Vec<f32> = x.into_data().to_vec().unwrap();
-    let wv: Vec<f32> = e.conv.weight.val().into_data().to_vec().unwrap(); // [D, C, 3, 3, 3]
+    let xv: Vec<f32> = x.into_data().try_to_vec().unwrap();
+    let wv: Vec<f32> = e.conv.weight.val().into_data().try_to_vec().unwrap(); // [D, C, 3, 3, 3]
     let bv: Vec<f32> = e
         .conv
         .bias
@@ -536,7 +542,7 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
         .unwrap()
         .val()
         .into_data()
-        .to_vec()
+        .try_to_vec()
         .unwrap();
     let at = |n: usize, t: isize, ch: usize, y: isize, x: isize| -> f32 {
         if t < 0 || y < 0 || x < 0 || t >= frames as isize || y >= h as isize || x >= w as isize {
@@ -579,8 +585,8 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
         hidden.push(state.hidden);
         seq = out;
     }
-    let want: Vec<f32> = Tensor::cat(hidden, 0).into_data().to_vec().unwrap();
-    let got: Vec<f32> = got.hidden.into_data().to_vec().unwrap();
+    let want: Vec<f32> = Tensor::cat(hidden, 0).into_data().try_to_vec().unwrap();
+    let got: Vec<f32> = got.hidden.into_data().try_to_vec().unwrap();
     assert_eq!(got.len(), 2 * 2 * b * 5, "[layers x directions, B, hidden]");
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");

@@ -16,6 +16,7 @@ fn small() -> ExtractorConfig {
         conv_channels: 8,
         hidden: 6,
         layers: 2,
+        ..Default::default()
     }
 }
 

@@ -15,4 +15,5 @@ mod layout;
 mod loader;
 mod losses;
 mod models;
+mod qrnn;
 mod training;
