@@ -151,6 +151,17 @@ pub struct ExtractorOut {
     pub cell: Tensor<3>,
 }
 
+/// How the extractors of one step read their taps.
+#[derive(Debug, Clone, Copy)]
+pub enum Reading<'a> {
+    /// Every window position, the configured window.
+    Whole,
+    /// Extractor i reads only crop i (RTC).
+    Crops(&'a [Crop]),
+    /// Sample j is read with a window of `windows[j]` rows (adaptive window).
+    Windows(&'a [usize]),
+}
+
 /// The mean of several heads' logits (aux heads, or a backbone with its aux heads).
 pub fn mean_logits(logits: impl IntoIterator<Item = Tensor<2>>) -> Tensor<2> {
     let mut n = 0usize;
@@ -245,8 +256,7 @@ impl Extractor {
     /// no im2col of the T-fold stack. What that kernel gets wrong is the stack's padding along
     /// positions: at i' = 0 the di = 0 slices must read nothing, at i' = N - 1 the di = 2
     /// slices; those two rows are computed apart (T x 3 kernels) and subtracted.
-    pub fn window_conv(&self, f: Tensor<4>) -> Tensor<5> {
-        let window = self.window;
+    pub fn window_conv(&self, f: Tensor<4>, window: usize) -> Tensor<5> {
         let f = pad_rows(f, window);
         let [b, c, h, w] = f.dims();
         let device = f.device();
@@ -299,8 +309,65 @@ impl Extractor {
         if self.frames > 1 {
             return self.forward_frames(f);
         }
+        self.forward_window(f, crop, self.window)
+    }
+
+    /// Extractor `i` of a step reading `f` as `reading` says.
+    pub fn read(&self, f: Tensor<4>, reading: Reading, i: usize) -> ExtractorOut {
+        match reading {
+            Reading::Whole => self.forward(f, None),
+            Reading::Crops(c) => self.forward(f, Some(c[i])),
+            Reading::Windows(w) => self.forward_windows(f, w),
+        }
+    }
+
+    /// The extractor with a window of `windows[i]` rows for sample i (the adaptive window):
+    /// each group of samples that share a window runs as one batch, and the outputs return
+    /// to the samples' order.
+    pub fn forward_windows(&self, f: Tensor<4>, windows: &[usize]) -> ExtractorOut {
+        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, &w) in windows.iter().enumerate() {
+            groups.entry(w).or_default().push(i);
+        }
+        if groups.len() == 1 {
+            return self.forward_window(f, None, windows[0]);
+        }
+        let device = f.device();
+        let index = |v: &[usize]| {
+            let v: Vec<i64> = v.iter().map(|&i| i as i64).collect();
+            Tensor::<1, burn::tensor::Int>::from_data(
+                burn::tensor::TensorData::new(v.clone(), [v.len()]),
+                &device,
+            )
+        };
+        let (mut order, mut outs) = (Vec::new(), Vec::new());
+        for (&w, members) in &groups {
+            outs.push(self.forward_window(f.clone().select(0, index(members)), None, w));
+            order.extend_from_slice(members);
+        }
+        // `order[k]` is the sample in row k of the concatenation; its inverse restores order.
+        let mut inverse = vec![0; order.len()];
+        for (k, &i) in order.iter().enumerate() {
+            inverse[i] = k;
+        }
+        let back = index(&inverse);
+        let cat2 = |pick: fn(&ExtractorOut) -> Tensor<2>| {
+            Tensor::cat(outs.iter().map(pick).collect(), 0).select(0, back.clone())
+        };
+        let cat3 = |pick: fn(&ExtractorOut) -> Tensor<3>| {
+            Tensor::cat(outs.iter().map(pick).collect(), 1).select(1, back.clone())
+        };
+        ExtractorOut {
+            descriptor: cat2(|o| o.descriptor.clone()),
+            aux_logits: cat2(|o| o.aux_logits.clone()),
+            hidden: cat3(|o| o.hidden.clone()),
+            cell: cat3(|o| o.cell.clone()),
+        }
+    }
+
+    /// `forward` with a window of `t` rows instead of the configured one.
+    pub fn forward_window(&self, f: Tensor<4>, crop: Option<Crop>, t: usize) -> ExtractorOut {
         let [b, c, h, w] = f.dims();
-        let t = self.window;
         // A crop of window positions start..start+len is the stack of rows start..start+len+T-1.
         let f = match crop {
             Some(Crop { start, len }) => {
@@ -314,7 +381,7 @@ impl Extractor {
             }
             None => f,
         };
-        let y = relu(self.window_conv(f));
+        let y = relu(self.window_conv(f, t));
         let [_, _, d, n, _] = y.dims();
         if flops::is_counting() {
             let fixes = if t > 1 { 2 * 3 * t } else { 0 };

@@ -1,6 +1,7 @@
 //! Distillation: the spatio-temporal extractor, the losses, the temperature policy, the
 //! progressive schedule, the temporal augmentations, and the student/teacher wiring.
 
+pub mod adaptive_window;
 pub mod extractor;
 pub mod losses;
 pub mod mix;
@@ -108,6 +109,10 @@ pub struct DistillConfig {
     /// of the windows.
     #[serde(default)]
     pub rtc: bool,
+    /// Adaptive window: each sample's extractor window from the teacher's prediction entropy
+    /// (`{ table = [[0.05, 2], [0.5, 3]], top = 5 }`); absent = `extractor.window` for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_window: Option<adaptive_window::AdaptiveWindow>,
     /// Probability per batch of temporal mixing (a band of rows from another image, labels
     /// mixed in proportion).
     #[serde(default)]
@@ -203,6 +208,14 @@ impl DistillConfig {
             bail!("distill.adapt_epochs / adapt_lr: must be positive");
         }
         self.extractor.validate()?;
+        if let Some(a) = &self.adaptive_window {
+            a.validate()?;
+            if self.rtc {
+                bail!(
+                    "distill.adaptive_window / rtc: a random crop is drawn for one window size; use one of them"
+                );
+            }
+        }
         self.temperature.validate()?;
         let names = self.active_losses();
         phases::validate(&self.phases(), &names)

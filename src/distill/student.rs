@@ -6,7 +6,7 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::extractor::{Extractor, ExtractorOut, mean_logits};
+use super::extractor::{Extractor, ExtractorOut, Reading, mean_logits};
 use super::losses::{Parts, PartsContext};
 use super::teacher::{Teacher, TeacherHead, tap_shapes};
 use super::{DistillConfig, FusedSpec, TemporalInit};
@@ -25,11 +25,7 @@ pub struct StudentHead {
 
 impl StudentHead {
     /// Runs the extractors on the distilled taps (through the adapters if any).
-    pub fn extract(
-        &self,
-        taps: &[Tensor<4>],
-        crops: Option<&[super::extractor::Crop]>,
-    ) -> Vec<ExtractorOut> {
+    pub fn extract(&self, taps: &[Tensor<4>], reading: Reading) -> Vec<ExtractorOut> {
         self.extractors
             .iter()
             .enumerate()
@@ -38,7 +34,7 @@ impl StudentHead {
                     Some(a) => a.forward(taps[i].clone()),
                     None => taps[i].clone(),
                 };
-                e.forward(tap, crops.map(|c| c[i]))
+                e.read(tap, reading, i)
             })
             .collect()
     }
@@ -47,7 +43,10 @@ impl StudentHead {
     /// deepest taps.
     pub fn fuse(&self, out: crate::models::Output) -> Tensor<2> {
         let taps = super::deepest(out.taps, self.extractors.len());
-        let aux = self.extract(&taps, None).into_iter().map(|o| o.aux_logits);
+        let aux = self
+            .extract(&taps, Reading::Whole)
+            .into_iter()
+            .map(|o| o.aux_logits);
         mean_logits(std::iter::once(out.logits).chain(aux))
     }
 

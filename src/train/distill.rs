@@ -13,7 +13,7 @@ use super::checkpoint::{Checkpoint, Meta};
 use super::run::{BEST, Run};
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
-use crate::distill::extractor::ExtractorOut;
+use crate::distill::extractor::{ExtractorOut, Reading};
 use crate::distill::losses::{self, Inputs, Parts};
 use crate::distill::mix::{random_crops, tmix};
 use crate::distill::phases::{self, Phase};
@@ -105,6 +105,17 @@ impl Task for Distill {
                 .collect();
             random_crops(&heights, self.cfg.extractor.window, &mut rng)
         });
+        let windows = self
+            .cfg
+            .adaptive_window
+            .as_ref()
+            .filter(|_| needs_extractors)
+            .map(|a| a.windows(&t_out.logits));
+        let reading = match (&crops, &windows) {
+            (Some(c), _) => Reading::Crops(c),
+            (_, Some(w)) => Reading::Windows(w),
+            _ => Reading::Whole,
+        };
         let (t_ext, s_ext): (Vec<ExtractorOut>, Vec<ExtractorOut>) = if needs_extractors {
             let head = self
                 .teacher
@@ -116,11 +127,11 @@ impl Task for Distill {
                     .iter()
                     .zip(&t_taps)
                     .enumerate()
-                    .map(|(i, (e, t))| e.forward(t.clone(), crops.as_ref().map(|c| c[i])))
+                    .map(|(i, (e, t))| e.read(t.clone(), reading, i))
                     .collect()
             });
             let s_ext = profile::part("student extractors", || {
-                student.head.extract(&s_taps, crops.as_deref())
+                student.head.extract(&s_taps, reading)
             });
             (t_ext, s_ext)
         } else {
@@ -284,9 +295,9 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
             meta.model.frames
         );
     }
-    if frames > 1 && (dcfg.rtc || dcfg.tmix > 0.0 || dcfg.fused) {
+    if frames > 1 && (dcfg.rtc || dcfg.tmix > 0.0 || dcfg.fused || dcfg.adaptive_window.is_some()) {
         bail!(
-            "distill.rtc / tmix / fused: row crops, row mixing and fused extractors are for images, not clips"
+            "distill.rtc / tmix / fused / adaptive_window: row crops, row mixing, fused extractors and row windows are for images, not clips"
         );
     }
     if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {

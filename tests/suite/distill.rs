@@ -78,7 +78,7 @@ fn row_wise_window_conv_equals_the_conv3d_over_the_stack() {
                 _ => (stack, f.clone()),
             };
             let plain = ext.conv.forward(plain);
-            let fast = ext.window_conv(rows).swap_dims(1, 2);
+            let fast = ext.window_conv(rows, window).swap_dims(1, 2);
             let what = format!("window {window}, h {h}, crop {crop:?}");
             assert!(
                 max_diff(plain.clone(), fast.clone()) < 1e-4,

@@ -1,5 +1,6 @@
 //! One integration-test binary (one link of burn instead of one per file).
 
+mod adaptive_window;
 mod batch_norm_ops;
 mod bench;
 mod clips;
