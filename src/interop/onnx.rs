@@ -466,9 +466,8 @@ pub fn network(g: &mut Graph, net: &Network, x: &str, height: usize) -> (String,
 fn clip_net(g: &mut Graph, m: &clip::ClipNet, x: &str, height: usize) -> (String, Vec<String>) {
     let (embedding, taps) = network(g, &m.backbone[0], x, height);
     let e = m.fc.weight.dims()[0] as i64;
-    let y = g.relu(&embedding);
     let shape = g.constant_i64("clip_shape", &[-1, m.frames as i64, e]);
-    let y = g.node("Reshape", &[&y, &shape], vec![]);
+    let y = g.node("Reshape", &[&embedding, &shape], vec![]);
     let y = g.node("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1])]);
     let axis = g.constant_i64("clip_axis", &[3]);
     let mut y = g.node("Unsqueeze", &[&y, &axis], vec![]);

@@ -94,8 +94,10 @@ impl ClipNet {
         let out = self.backbone[0].forward(x);
         let [bf, e] = out.logits.dims();
         let b = bf / self.frames;
-        // [B, E, frames, 1]: the frames as the height of a one-pixel-wide map.
-        let mut h = relu(out.logits)
+        // [B, E, frames, 1]: the frames as the height of a one-pixel-wide map. The embedding
+        // enters linearly: a ReLU on it can silence every frame of a clip early in training.
+        let mut h = out
+            .logits
             .reshape([b, self.frames, e])
             .swap_dims(1, 2)
             .reshape([b, e, self.frames, 1]);

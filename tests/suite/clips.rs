@@ -342,12 +342,7 @@ fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
     let mut want = Vec::new();
     for b in 0..2 {
         let mut h: Vec<Vec<f32>> = (0..frames)
-            .map(|t| {
-                emb[(b * frames + t) * e..][..e]
-                    .iter()
-                    .map(|v| v.max(0.0))
-                    .collect()
-            })
+            .map(|t| emb[(b * frames + t) * e..][..e].to_vec())
             .collect();
         for layer in &m.temporal {
             let w = host(layer.weight.val()); // [out, in, 3, 1]
