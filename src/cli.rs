@@ -367,6 +367,11 @@ pub fn main() -> Result<()> {
             if cfg.distill.is_some() || cfg.teacher.is_some() {
                 bail!("this config has [teacher]/[distill] tables: run it with `lstmkd distill`");
             }
+            if cfg.data.label_fraction < 1.0 {
+                bail!(
+                    "data.label_fraction: plain training has only labels to learn from; train on the labelled share alone with data.limit_train"
+                );
+            }
             let run = Run::new(cfg, resuming)?;
             println!(
                 "run {}: {} on {} ({} train / {} val {}, {} classes), device {}",

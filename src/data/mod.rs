@@ -128,6 +128,11 @@ pub struct DataConfig {
     /// Batches prepared ahead of the training step.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
+    /// Share of the training split whose labels distillation may use (seeded: the split's
+    /// first images, the same a `limit_train` of that many would train on alone); the others
+    /// are read without labels. 0 is label-free distillation.
+    #[serde(default = "one_share", skip_serializing_if = "is_all")]
+    pub label_fraction: f64,
     /// Clips: frames sampled from each clip (default 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<usize>,
@@ -141,6 +146,12 @@ fn default_val_fraction() -> f64 {
 }
 fn default_cifar100_labels() -> Cifar100Labels {
     Cifar100Labels::Fine
+}
+fn one_share() -> f64 {
+    1.0
+}
+fn is_all(share: &f64) -> bool {
+    *share == 1.0
 }
 fn default_prefetch() -> usize {
     4
@@ -182,6 +193,7 @@ impl DataConfig {
             std: None,
             limit_train: None,
             prefetch: default_prefetch(),
+            label_fraction: 1.0,
             frames: None,
         }
     }
@@ -204,6 +216,12 @@ impl DataConfig {
             && std.iter().any(|&s| s <= 0.0)
         {
             bail!("data.std: every entry must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.label_fraction) {
+            bail!(
+                "data.label_fraction: a share in [0, 1], got {}",
+                self.label_fraction
+            );
         }
         if self.limit_train == Some(0) {
             bail!("data.limit_train: must be at least 1");

@@ -10,6 +10,7 @@ pub mod qrnn;
 pub mod student;
 pub mod teacher;
 pub mod temperature;
+pub mod views;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -166,6 +167,7 @@ impl DistillConfig {
             .filter_map(|n| losses::find(n))
             .fold(Needs::default(), |a, s| Needs {
                 extractors: a.extractors || s.needs.extractors,
+                second_view: a.second_view || s.needs.second_view,
             })
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -19,6 +19,7 @@ use crate::distill::mix::{random_crops, tmix};
 use crate::distill::phases::{self, Phase};
 use crate::distill::student::{FusedStudent, Student};
 use crate::distill::teacher::{Teacher, TeacherHead};
+use crate::distill::views::{ViewAugment, second_view};
 use crate::distill::{DistillConfig, TeacherConfig, TemporalInit, deepest};
 use crate::profile;
 
@@ -31,6 +32,11 @@ pub struct Distill {
     pub seed: u64,
     /// The temperature of the current epoch.
     pub temperature: f64,
+    /// With `data.label_fraction` < 1: the training positions below this have labels the
+    /// losses may use; the others' targets are zero rows.
+    pub labelled: Option<usize>,
+    /// How a second view is drawn, for losses that compare two (`ntxent`).
+    pub view: Option<ViewAugment>,
 }
 
 impl Distill {
@@ -52,6 +58,8 @@ impl Distill {
             seed,
             teacher,
             cfg,
+            labelled: None,
+            view: None,
         }
     }
 }
@@ -85,6 +93,19 @@ impl Task for Distill {
             self.cfg.tmix,
             &mut rng,
         );
+        let soft_targets = match self.labelled {
+            Some(n) => {
+                let keep: Vec<f32> = samples
+                    .iter()
+                    .map(|&p| f32::from(u8::from(p < n)))
+                    .collect();
+                let b = keep.len();
+                let mask =
+                    Tensor::<1>::from_data(TensorData::new(keep, [b]), &soft_targets.device());
+                soft_targets * mask.reshape([b, 1])
+            }
+            None => soft_targets,
+        };
 
         // The teacher sees the same (mixed) images, on the plain device: no graph is recorded.
         let t_out = profile::part("teacher forward", || {
@@ -92,6 +113,14 @@ impl Task for Distill {
         });
         let t_all = t_out.taps;
         let t_taps = deepest(t_all.clone(), self.cfg.taps);
+        let needs_view = active.iter().any(|s| s.needs.second_view);
+        let t_view_taps = match (&self.view, needs_view) {
+            (Some(view), true) => profile::part("teacher second view", || {
+                let v2 = second_view(images.clone().without_autodiff(), view, &mut rng);
+                self.teacher.net.forward(v2).taps
+            }),
+            _ => Vec::new(),
+        };
         let s_out = profile::part("student forward", || student.net.forward(images));
         let s_all = s_out.taps;
         let s_taps = deepest(s_all.clone(), self.cfg.taps);
@@ -142,6 +171,7 @@ impl Task for Distill {
             teacher_logits: &t_out.logits,
             student_taps: &s_all,
             teacher_taps: &t_all,
+            teacher_view_taps: &t_view_taps,
             taps: self.cfg.taps,
             student_extractors: &s_ext,
             teacher_extractors: &t_ext,
@@ -286,29 +316,48 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     // The student sees the teacher's normalisation, so both read the same inputs.
     cfg.data.mean = cfg.data.mean.or_else(|| Some(meta.mean.clone()));
     cfg.data.std = cfg.data.std.or_else(|| Some(meta.std.clone()));
-    let run = Run::new(cfg, resume)?;
-    let frames = run.dataset.frames();
-    if meta.model.frames != frames {
-        bail!(
-            "teacher {}: reads {} frame(s) per sample but the data has {frames}",
-            teacher_cfg.checkpoint.display(),
-            meta.model.frames
-        );
-    }
-    if frames > 1 && (dcfg.rtc || dcfg.tmix > 0.0 || dcfg.fused || dcfg.adaptive_window.is_some()) {
-        bail!(
-            "distill.rtc / tmix / fused / adaptive_window: row crops, row mixing, fused extractors and row windows are for images, not clips"
-        );
-    }
-    if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
-        bail!(
-            "data: images {:?} with {} classes do not fit the teacher's {:?} with {} classes",
-            run.dataset.shape(),
-            run.dataset.num_classes(),
-            meta.input,
-            meta.classes.len()
-        );
-    }
+    let run = Run::new_checked(cfg, resume, |run| {
+        let frames = run.dataset.frames();
+        if meta.model.frames != frames {
+            bail!(
+                "teacher {}: reads {} frame(s) per sample but the data has {frames}",
+                teacher_cfg.checkpoint.display(),
+                meta.model.frames
+            );
+        }
+        if run.cfg.data.label_fraction < 1.0 {
+            for (on, what) in [
+                (dcfg.tmix > 0.0, "tmix (it mixes in a partner's label)"),
+                (
+                    dcfg.weights.get("dkd").is_some_and(|w| *w != 0.0),
+                    "dkd (it reads the true class)",
+                ),
+            ] {
+                if on {
+                    bail!(
+                        "data.label_fraction < 1: {what} would use labels outside the labelled share"
+                    );
+                }
+            }
+        }
+        if frames > 1
+            && (dcfg.rtc || dcfg.tmix > 0.0 || dcfg.fused || dcfg.adaptive_window.is_some())
+        {
+            bail!(
+                "distill.rtc / tmix / fused / adaptive_window: row crops, row mixing, fused extractors and row windows are for images, not clips"
+            );
+        }
+        if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
+            bail!(
+                "data: images {:?} with {} classes do not fit the teacher's {:?} with {} classes",
+                run.dataset.shape(),
+                run.dataset.num_classes(),
+                meta.input,
+                meta.classes.len()
+            );
+        }
+        Ok(())
+    })?;
     run.train_device.seed(run.cfg.train.seed);
     let student = new_student(&run.cfg, &teacher, run.train.split.len(), &run.train_device)?;
     let (student, optim, start) = start_or_resume(&run, student, run.cfg.optim.init())?;
@@ -339,6 +388,26 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
         run.cfg.train.seed,
         start.val_acc,
     );
+    if task.cfg.needs().second_view {
+        let (mean, std) = (
+            run.cfg.data.mean.clone().unwrap_or_default(),
+            run.cfg.data.std.clone().unwrap_or_default(),
+        );
+        task.view = Some(ViewAugment {
+            pad: run.cfg.data.augment.pad_crop,
+            hflip: run.cfg.data.augment.hflip,
+            black: mean.iter().zip(&std).map(|(m, s)| -m / s).collect(),
+        });
+    }
+    if run.cfg.data.label_fraction < 1.0 {
+        let n = (run.cfg.data.label_fraction * run.train.split.len() as f64).round() as usize;
+        println!(
+            "labels: the losses use {n} of {} training labels (data.label_fraction = {})",
+            run.train.split.len(),
+            run.cfg.data.label_fraction
+        );
+        task.labelled = Some(n);
+    }
     fit(&run, &mut task, student, optim, start)?;
     export_deployed(&run, &task)?;
     Ok(run)

@@ -35,6 +35,16 @@ impl Run {
     /// a run; `resuming` continues the run there: from its `last.ckpt`, or, when it never
     /// finished an epoch (a failure in the first one), again from epoch 0.
     pub fn new(cfg: RunConfig, resuming: bool) -> Result<Self> {
+        Self::new_checked(cfg, resuming, |_| Ok(()))
+    }
+
+    /// `new`, with `check` run on the opened data before anything is written, so that a
+    /// run its caller refuses leaves no directory behind.
+    pub fn new_checked(
+        cfg: RunConfig,
+        resuming: bool,
+        check: impl FnOnce(&Run) -> Result<()>,
+    ) -> Result<Self> {
         let dir = cfg.train.out_dir.clone();
         let has_last = dir.join(LAST).exists();
         let has_run = has_last || dir.join(CONFIG_FILE).exists();
@@ -52,6 +62,7 @@ impl Run {
             );
         }
         let mut run = Self::open(cfg)?;
+        check(&run)?;
         run.resume = has_last;
         if !has_last {
             if resuming {

@@ -1,7 +1,7 @@
 //! Each loss against an independent computation done here on host values.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use lstmkd::distill::losses::{at, ce, dkd, kd, temporal};
+use lstmkd::distill::losses::{at, ce, dkd, kd, ntxent, temporal};
 
 fn t2(v: &[f32], shape: [usize; 2]) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), &Device::flex())
@@ -48,6 +48,7 @@ struct Step<'a> {
     progress: f64,
     student_taps: &'a [Tensor<4>],
     teacher_taps: &'a [Tensor<4>],
+    teacher_view_taps: &'a [Tensor<4>],
     taps: usize,
     samples: &'a [usize],
     step_seed: u64,
@@ -61,6 +62,7 @@ impl Step<'_> {
             progress: 1.0,
             student_taps: &[],
             teacher_taps: &[],
+            teacher_view_taps: &[],
             taps: 2,
             samples: &[],
             step_seed: 0,
@@ -95,6 +97,7 @@ fn registry_loss_on(
         teacher_logits: &t,
         student_taps: step.student_taps,
         teacher_taps: step.teacher_taps,
+        teacher_view_taps: step.teacher_view_taps,
         taps: step.taps,
         student_extractors: &[],
         teacher_extractors: &[],
@@ -592,4 +595,48 @@ fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
     let again = registry_loss_on("crd", &step, &targets, &soft, &parts);
     assert_eq!(host(parts.states[2].value())[0], z);
     assert!(again.is_finite());
+}
+
+#[test]
+fn cross_entropy_counts_only_the_labelled_rows() {
+    // Rows 0 and 2 labelled (classes 1 and 0), row 1 without a label (a zero row).
+    let logits = [0.5f32, 1.5, -1.0, 2.0, 0.0, 0.0, 0.3, 0.3, 0.9];
+    let soft = [0f32, 1., 0., 0., 0., 0., 1., 0., 0.];
+    let lse = |r: &[f32]| r.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+    let want = ((lse(&logits[0..3]) - 1.5) + (lse(&logits[6..9]) - 0.3)) / 2.0;
+    let got = scalar(ce::soft_cross_entropy(
+        t2(&logits, [3, 3]),
+        t2(&soft, [3, 3]),
+    ));
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    // No label in the batch: nothing to learn from CE.
+    let none = scalar(ce::soft_cross_entropy(
+        t2(&logits, [3, 3]),
+        t2(&[0.; 9], [3, 3]),
+    ));
+    assert_eq!(none, 0.0);
+}
+
+#[test]
+fn nt_xent_is_simclrs_loss_over_both_sides() {
+    // SimCLR's NT-Xent written out: 2B embeddings, each one's positive its partner, the
+    // denominator every other embedding; mean over the 2B anchors.
+    let zs = [0.6f32, 0.8, 1.0, 0.0];
+    let zt = [0.0f32, 1.0, 0.8, -0.6];
+    let tau = 0.5;
+    let z: Vec<[f64; 2]> = zs
+        .chunks(2)
+        .chain(zt.chunks(2))
+        .map(|c| [c[0] as f64, c[1] as f64])
+        .collect();
+    let sim = |a: usize, b: usize| (z[a][0] * z[b][0] + z[a][1] * z[b][1]) / tau;
+    let mut want = 0.0;
+    for i in 0..4 {
+        let pos = (i + 2) % 4;
+        let denom: f64 = (0..4).filter(|&k| k != i).map(|k| sim(i, k).exp()).sum();
+        want += -(sim(i, pos).exp() / denom).ln();
+    }
+    want /= 4.0;
+    let got = scalar(ntxent::nt_xent(t2(&zs, [2, 2]), t2(&zt, [2, 2]), tau));
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
 }

@@ -12,6 +12,7 @@ mod distill;
 mod elementwise_ops;
 mod fuzz;
 mod interop;
+mod label_free;
 mod layout;
 mod loader;
 mod losses;

@@ -1,14 +1,15 @@
-//! Cross-entropy against (possibly soft) targets, batch mean. One-hot targets give the usual
-//! CE; TMix gives row-proportional soft targets.
+//! Cross-entropy against (possibly soft) targets, mean over the labelled samples. One-hot
+//! targets give the usual CE; TMix gives row-proportional soft targets; a sample whose label
+//! may not be used (`data.label_fraction`) has a zero row and counts for nothing.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 
 pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-    let [b, _] = logits.dims();
-    (targets * log_softmax(logits, 1))
-        .sum()
-        .div_scalar(-(b as f64))
+    // Each labelled row sums to 1: the total is the number of labelled samples (at least 1,
+    // so that a batch without labels gives 0).
+    let labelled = targets.clone().sum().clamp_min(1.0);
+    (targets * log_softmax(logits, 1)).sum().neg() / labelled
 }
 
 pub const SPEC: super::LossSpec = super::LossSpec {

@@ -25,7 +25,7 @@ const EPS: f64 = 1e-7;
 /// [B x frames, C, H, W] -> [B, C]: the global average pool in front of a ResNet's
 /// classifier, over a clip's frames too, so that each sample has one embedding as the memory
 /// holds one row per sample.
-fn pooled(tap: &Tensor<4>, samples: usize) -> Tensor<2> {
+pub(super) fn pooled(tap: &Tensor<4>, samples: usize) -> Tensor<2> {
     let [bf, c, _, _] = tap.dims();
     tap.clone()
         .mean_dim(3)

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod dkd;
 pub mod fitnet;
 pub mod kd;
+pub mod ntxent;
 pub mod temporal;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ pub struct Inputs<'a> {
     /// Every tap of each model (one per stage), shallow to deep; `taps_of` picks a loss's.
     pub student_taps: &'a [Tensor<4>],
     pub teacher_taps: &'a [Tensor<4>],
+    /// The teacher's taps on a second augmented view of the batch (empty unless a loss
+    /// needs it).
+    pub teacher_view_taps: &'a [Tensor<4>],
     /// How many of the deepest taps are distilled (`distill.taps`).
     pub taps: usize,
     /// Present when a loss that needs extractors is configured.
@@ -140,6 +144,21 @@ pub struct LossOptions {
     pub crd_temperature: f64,
     #[serde(default = "crd_momentum")]
     pub crd_momentum: f64,
+    /// NT-Xent: embedding size and temperature (SimCLR's 128 and 0.5).
+    #[serde(default = "crd_feat_dim", skip_serializing_if = "is_default_feat_dim")]
+    pub ntxent_feat_dim: usize,
+    #[serde(default = "half", skip_serializing_if = "is_half")]
+    pub ntxent_temperature: f64,
+}
+
+fn is_default_feat_dim(d: &usize) -> bool {
+    *d == crd_feat_dim()
+}
+fn half() -> f64 {
+    0.5
+}
+fn is_half(t: &f64) -> bool {
+    *t == 0.5
 }
 
 impl LossOptions {
@@ -169,6 +188,15 @@ impl LossOptions {
             if n == 0 {
                 anyhow::bail!("distill.loss_taps.{name}: must be at least 1");
             }
+        }
+        if self.ntxent_feat_dim == 0
+            || !(self.ntxent_temperature > 0.0 && self.ntxent_temperature.is_finite())
+        {
+            anyhow::bail!(
+                "distill.ntxent_feat_dim / ntxent_temperature: must be positive, got {} and {}",
+                self.ntxent_feat_dim,
+                self.ntxent_temperature
+            );
         }
         if self.crd_feat_dim == 0 || self.crd_negatives == 0 {
             anyhow::bail!("distill.crd_feat_dim / crd_negatives: must be at least 1");
@@ -232,6 +260,8 @@ impl Default for LossOptions {
             crd_negatives: crd_negatives(),
             crd_temperature: crd_temperature(),
             crd_momentum: crd_momentum(),
+            ntxent_feat_dim: crd_feat_dim(),
+            ntxent_temperature: half(),
         }
     }
 }
@@ -241,11 +271,23 @@ impl Default for LossOptions {
 pub struct Needs {
     /// Spatio-temporal extractors on both sides.
     pub extractors: bool,
+    /// The teacher's taps on a second augmented view of the batch (contrastive losses).
+    pub second_view: bool,
 }
 
 impl Needs {
-    pub const NONE: Needs = Needs { extractors: false };
-    pub const EXTRACTORS: Needs = Needs { extractors: true };
+    pub const NONE: Needs = Needs {
+        extractors: false,
+        second_view: false,
+    };
+    pub const EXTRACTORS: Needs = Needs {
+        extractors: true,
+        second_view: false,
+    };
+    pub const SECOND_VIEW: Needs = Needs {
+        extractors: false,
+        second_view: true,
+    };
 }
 
 /// Sums a loss over the distilled taps.
@@ -276,6 +318,7 @@ pub const REGISTRY: &[LossSpec] = &[
     aux_ce::SPEC,
     dkd::SPEC,
     crd::SPEC,
+    ntxent::SPEC,
 ];
 
 pub fn find(name: &str) -> Option<&'static LossSpec> {
