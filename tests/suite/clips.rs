@@ -325,12 +325,12 @@ fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
     };
     let x = Tensor::<4>::random([2 * frames, 1, 8, 8], Distribution::Default, &device);
     let m = m.valid();
-    let got: Vec<f32> = m
-        .forward(x.clone())
-        .logits
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let out = m.forward(x.clone());
+    // Taps stay per frame (what AT and the extractors read); logits are one row per clip.
+    let shapes: Vec<[usize; 4]> = out.taps.iter().map(|t| t.dims()).collect();
+    assert_eq!(shapes, [[6, 16, 8, 8], [6, 32, 4, 4], [6, 64, 2, 2]]);
+    assert_eq!(out.logits.dims(), [2, k]);
+    let got: Vec<f32> = out.logits.into_data().try_to_vec().unwrap();
     let host = |t: Tensor<4>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
     // The head written out on the host from the backbone's per-frame embeddings.
     let emb: Vec<f32> = m.backbone[0]

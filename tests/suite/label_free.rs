@@ -114,7 +114,10 @@ fn label_free_distillation_runs_and_labels_are_refused_where_they_would_leak() {
             !bad.status.success() && err.contains(wanted),
             "{set}: {err}"
         );
-        assert!(!d.path().join("other").exists(), "a refused run writes nothing");
+        assert!(
+            !d.path().join("other").exists(),
+            "a refused run writes nothing"
+        );
     }
     let train = d.path().join("alone.toml");
     std::fs::write(
