@@ -16,3 +16,22 @@ pub mod predict;
 pub mod profile;
 pub mod stats;
 pub mod train;
+
+/// A file-system name for a label: lowercase letters and digits, runs of anything else as
+/// one dash (suite rows' folders, generated class folders).
+pub fn slug(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}

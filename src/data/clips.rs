@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::image_folder::{class_names, is_image, sorted_entries};
+use super::image_folder::{class_names, is_image, sorted_entries, split_dirs};
 use super::{Dataset, Source};
 
 pub struct Clips {
@@ -173,18 +173,10 @@ impl Source for Clips {
 }
 
 pub fn open(root: &Path, frames: usize) -> Result<Dataset> {
-    let train_dir = root.join("train");
-    if !train_dir.is_dir() {
-        bail!(
-            "{}: missing 'train' folder (clips are train/<class>/<clip>/<frame>.png and val/<class>/...)",
-            root.display()
-        );
-    }
-    let test_dir = ["val", "test"]
-        .iter()
-        .map(|d| root.join(d))
-        .find(|d| d.is_dir())
-        .with_context(|| format!("{}: missing 'val' (or 'test') folder", root.display()))?;
+    let (train_dir, test_dir) = split_dirs(
+        root,
+        "clips are train/<class>/<clip>/<frame>.png and val/<class>/...",
+    )?;
     let classes = class_names(&train_dir)?;
     let train = Clips::scan(&train_dir, &classes, frames, None)?;
     let test = Clips::scan(&test_dir, &classes, frames, Some(train.shape[0] == 1))?;

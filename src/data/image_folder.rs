@@ -251,19 +251,24 @@ impl Source for ImageFolder {
     }
 }
 
-pub fn open(root: &Path, resize: usize, crop: usize, random_resized_crop: bool) -> Result<Dataset> {
+/// `root/train` and `root/val` (or `root/test`); `layout` describes the expected layout in
+/// the error when one is missing.
+pub fn split_dirs(root: &Path, layout: &str) -> Result<(PathBuf, PathBuf)> {
     let train_dir = root.join("train");
     if !train_dir.is_dir() {
-        bail!(
-            "{}: missing 'train' folder (ImageFolder expects train/<class>/ and val/<class>/)",
-            root.display()
-        );
+        bail!("{}: missing 'train' folder ({layout})", root.display());
     }
     let test_dir = ["val", "test"]
         .iter()
         .map(|d| root.join(d))
         .find(|d| d.is_dir())
         .with_context(|| format!("{}: missing 'val' (or 'test') folder", root.display()))?;
+    Ok((train_dir, test_dir))
+}
+
+pub fn open(root: &Path, resize: usize, crop: usize, random_resized_crop: bool) -> Result<Dataset> {
+    let (train_dir, test_dir) =
+        split_dirs(root, "ImageFolder expects train/<class>/ and val/<class>/")?;
     let classes = class_names(&train_dir)?;
     let train = ImageFolder::scan(&train_dir, &classes, resize, crop, random_resized_crop)?;
     let test = ImageFolder::scan(&test_dir, &classes, resize, crop, false)?;

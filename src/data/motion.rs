@@ -74,22 +74,7 @@ impl MotionArgs {
 
 /// Folder-safe class name: "<item>-<name>-<motion>", e.g. "3-dress-left".
 fn class_name(item: usize, name: &str, motion: &str) -> String {
-    let slug: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let slug = slug
-        .split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    format!("{item}-{slug}-{motion}")
+    format!("{item}-{}-{motion}", crate::slug(name))
 }
 
 /// Item offset along one axis at frame `j` of `len`: 0..=travel, forwards or backwards. The

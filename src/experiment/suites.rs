@@ -4,6 +4,8 @@
 //! torchdistill keeps a whole experiment in one file.
 
 use anyhow::{Context, Result, bail};
+
+pub use crate::slug;
 use serde::Deserialize;
 
 use Kind::{Alone, Distill};
@@ -322,22 +324,4 @@ pub fn all(experiment: &toml::Table, origin: &str) -> Result<Vec<Suite>> {
         suites.push(suite);
     }
     Ok(suites)
-}
-
-/// A file-system name for a row label.
-pub fn slug(label: &str) -> String {
-    let s: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
 }
