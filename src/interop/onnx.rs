@@ -465,18 +465,40 @@ pub fn network(g: &mut Graph, net: &Network, x: &str, height: usize) -> (String,
 /// `x` is [B x frames, C, H, W] as in `ClipNet::forward`; the taps stay per frame.
 fn clip_net(g: &mut Graph, m: &clip::ClipNet, x: &str, height: usize) -> (String, Vec<String>) {
     let (embedding, taps) = network(g, &m.backbone[0], x, height);
-    let e = m.fc.weight.dims()[0] as i64;
-    let shape = g.constant_i64("clip_shape", &[-1, m.frames as i64, e]);
-    let y = g.node("Reshape", &[&embedding, &shape], vec![]);
-    let y = g.node("Transpose", &[&y], vec![attr_ints("perm", &[0, 2, 1])]);
-    let axis = g.constant_i64("clip_axis", &[3]);
-    let mut y = g.node("Unsqueeze", &[&y, &axis], vec![]);
-    for layer in &m.temporal {
-        let c = g.conv(layer, &y);
+    let f = m.frames as i64;
+    let e = m.fc.weight.dims()[0] as i64 - m.motion.last().map_or(0, |l| l.weight.dims()[0] as i64);
+    let shape = g.constant_i64("clip_embed_shape", &[-1, f, e]);
+    let per_clip = g.node("Reshape", &[&embedding, &shape], vec![]);
+    let appearance = g.node(
+        "ReduceMean",
+        &[&per_clip],
+        vec![attr_ints("axes", &[1]), attr_int("keepdims", 0)],
+    );
+    // The deepest tap [B x frames, C, h, w] as [B, C, frames, h, w], its C, h, w read from
+    // the tap's own shape.
+    let deepest = taps.last().expect("a model has taps").clone();
+    let dims = g.node("Shape", &[&deepest], vec![]);
+    let (from, to) = (g.constant_i64("from1", &[1]), g.constant_i64("to4", &[4]));
+    let chw = g.node("Slice", &[&dims, &from, &to], vec![]);
+    let lead = g.constant_i64("clip_lead", &[-1, f]);
+    let shape = g.node("Concat", &[&lead, &chw], vec![attr_int("axis", 0)]);
+    let y = g.node("Reshape", &[&deepest, &shape], vec![]);
+    let mut y = g.node(
+        "Transpose",
+        &[&y],
+        vec![attr_ints("perm", &[0, 2, 1, 3, 4])],
+    );
+    for layer in &m.motion {
+        let c = g.conv3d(layer, [1, 1, 1], &y);
         y = g.relu(&c);
     }
-    let pooled = g.pool_flat(&y);
-    (g.linear(&m.fc, &pooled), taps)
+    let motion = g.node(
+        "ReduceMean",
+        &[&y],
+        vec![attr_ints("axes", &[2, 3, 4]), attr_int("keepdims", 0)],
+    );
+    let both = g.node("Concat", &[&appearance, &motion], vec![attr_int("axis", 1)]);
+    (g.linear(&m.fc, &both), taps)
 }
 
 fn basic_block(g: &mut Graph, b: &resnet_cifar::BasicBlock, x: &str) -> String {

@@ -1,19 +1,19 @@
 //! Clip models: a zoo backbone runs on every frame, its classifier resized into a per-frame
-//! embedding; a small temporal head then reads the frame sequence. No single frame need tell
-//! the class (a direction of motion is only in the frames' order), so the head's temporal
-//! convolutions compare neighbouring frames before a mean over time and a linear classifier.
-//! Convolutions over (frames x 1) keep the head inside what the ONNX writer and every backend
-//! already run.
+//! embedding (appearance), and a head over the clip adds motion. A frame's pooled embedding
+//! cannot say where the item is, so a mean of embeddings cannot tell a direction of motion;
+//! the motion stream therefore reads the deepest tap, still a map per frame, with 3-D
+//! convolutions over (frame, row, column) before pooling. The clip's logits are a linear map of
+//! the two pooled streams side by side.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, PaddingConfig2d};
+use burn::nn::conv::{Conv3d, Conv3dConfig};
+use burn::nn::{Linear, PaddingConfig3d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{conv, fc, linear};
-use super::{Network, Output};
+use super::layers::{fc, linear};
+use super::{Network, Output, flops};
 
 /// The `model.temporal` table: the clip head's size.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -22,7 +22,10 @@ pub struct TemporalConfig {
     /// Size of the per-frame embedding the backbone's classifier now produces.
     #[serde(default = "default_embed")]
     pub embed: usize,
-    /// Temporal convolutions (each kernel 3 over frames, ReLU).
+    /// Channels of the motion stream's 3-D convolutions (kernel 3 over frame, row, column).
+    #[serde(default = "default_embed")]
+    pub motion: usize,
+    /// How many of them.
     #[serde(default = "default_layers")]
     pub layers: usize,
 }
@@ -31,13 +34,14 @@ fn default_embed() -> usize {
     64
 }
 fn default_layers() -> usize {
-    2
+    1
 }
 
 impl Default for TemporalConfig {
     fn default() -> Self {
         Self {
             embed: default_embed(),
+            motion: default_embed(),
             layers: default_layers(),
         }
     }
@@ -49,8 +53,8 @@ impl TemporalConfig {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.embed == 0 {
-            anyhow::bail!("model.temporal.embed: must be at least 1");
+        if self.embed == 0 || self.motion == 0 || self.layers == 0 {
+            anyhow::bail!("model.temporal: embed, motion and layers must be at least 1");
         }
         Ok(())
     }
@@ -60,30 +64,33 @@ impl TemporalConfig {
 pub struct ClipNet {
     /// One network: burn's derive has no `Box`, and the backbone is itself a `Network`.
     pub backbone: Vec<Network>,
-    pub temporal: Vec<Conv2d>,
+    pub motion: Vec<Conv3d>,
+    /// From [appearance embedding, motion channels] to the classes.
     pub fc: Linear,
     pub frames: usize,
 }
 
+/// `deepest` is the channel count of the backbone's deepest tap.
 pub fn clip_net(
     backbone: Network,
+    deepest: usize,
     cfg: &TemporalConfig,
     frames: usize,
     num_classes: usize,
     device: &Device,
 ) -> ClipNet {
-    let e = cfg.embed;
-    let temporal = (0..cfg.layers)
-        .map(|_| {
-            Conv2dConfig::new([e, e], [3, 1])
-                .with_padding(PaddingConfig2d::Explicit(1, 0, 1, 0))
+    let motion = (0..cfg.layers)
+        .map(|l| {
+            let cin = if l == 0 { deepest } else { cfg.motion };
+            Conv3dConfig::new([cin, cfg.motion], [3, 3, 3])
+                .with_padding(PaddingConfig3d::Explicit(1, 1, 1))
                 .init(device)
         })
         .collect();
     ClipNet {
         backbone: vec![backbone],
-        temporal,
-        fc: fc(e, num_classes, device),
+        motion,
+        fc: fc(cfg.embed + cfg.motion, num_classes, device),
         frames,
     }
 }
@@ -93,20 +100,22 @@ impl ClipNet {
     pub fn forward(&self, x: Tensor<4>) -> Output {
         let out = self.backbone[0].forward(x);
         let [bf, e] = out.logits.dims();
-        let b = bf / self.frames;
-        // [B, E, frames, 1]: the frames as the height of a one-pixel-wide map. The embedding
-        // enters linearly: a ReLU on it can silence every frame of a clip early in training.
-        let mut h = out
-            .logits
-            .reshape([b, self.frames, e])
-            .swap_dims(1, 2)
-            .reshape([b, e, self.frames, 1]);
-        for layer in &self.temporal {
-            h = relu(conv(layer, h));
+        let (b, t) = (bf / self.frames, self.frames);
+        let appearance = out.logits.reshape([b, t, e]).mean_dim(1).reshape([b, e]);
+        let deepest = out.taps.last().expect("a model has taps").clone();
+        let [_, c, h, w] = deepest.dims();
+        let mut m = deepest.reshape([b, t, c, h, w]).swap_dims(1, 2);
+        for layer in &self.motion {
+            m = relu(layer.forward(m));
+            if flops::is_counting() {
+                let [cout, cin, ..] = layer.weight.dims();
+                flops::add((cout * cin * 27 * t * h * w) as u64);
+            }
         }
-        let pooled = h.mean_dim(2).reshape([b, e]);
+        let [_, mc, ..] = m.dims();
+        let motion = m.reshape([b, mc, t * h * w]).mean_dim(2).reshape([b, mc]);
         Output {
-            logits: linear(&self.fc, pooled),
+            logits: linear(&self.fc, Tensor::cat(vec![appearance, motion], 1)),
             taps: out.taps,
         }
     }

@@ -166,8 +166,13 @@ impl ModelConfig {
                 ..self.clone()
             };
             let backbone = frame.init(in_channels, self.temporal.embed, device)?;
+            let deepest = summarize(&backbone, [1, in_channels, 32, 32], device)
+                .taps
+                .last()
+                .map_or(1, |t| t[1]);
             return Ok(Network::Clip(clip::clip_net(
                 backbone,
+                deepest,
                 &self.temporal,
                 self.frames,
                 num_classes,

@@ -306,17 +306,18 @@ fn motion_clips_differ_only_in_frame_order_and_the_generator_writes_the_layout()
 }
 
 #[test]
-fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
+fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
     use burn::module::Module;
     use burn::tensor::{Device, Distribution, Tensor};
     use lstmkd::models::{ModelConfig, Network, clip::TemporalConfig};
     let device = Device::flex();
-    let (frames, e, k) = (3, 4, 5);
+    let (frames, e, mc, k) = (3, 4, 3, 5);
     let cfg = ModelConfig {
         frames,
         temporal: TemporalConfig {
             embed: e,
-            layers: 2,
+            motion: mc,
+            layers: 1,
         },
         ..ModelConfig::new("resnet8")
     };
@@ -331,62 +332,65 @@ fn the_clip_head_is_temporal_convolutions_over_frame_embeddings() {
     assert_eq!(shapes, [[6, 16, 8, 8], [6, 32, 4, 4], [6, 64, 2, 2]]);
     assert_eq!(out.logits.dims(), [2, k]);
     let got: Vec<f32> = out.logits.into_data().try_to_vec().unwrap();
-    let host = |t: Tensor<4>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
-    // The head written out on the host from the backbone's per-frame embeddings.
-    let emb: Vec<f32> = m.backbone[0]
-        .forward(x)
-        .logits
+    // The head written out on the host from the backbone's per-frame outputs.
+    let frame = m.backbone[0].forward(x);
+    let emb: Vec<f32> = frame.logits.into_data().try_to_vec().unwrap();
+    let tap: Vec<f32> = frame.taps[2].clone().into_data().try_to_vec().unwrap(); // [6, 64, 2, 2]
+    let w: Vec<f32> = m.motion[0].weight.val().into_data().try_to_vec().unwrap(); // [mc, 64, 3, 3, 3]
+    let bias: Vec<f32> = m.motion[0]
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
         .into_data()
         .try_to_vec()
         .unwrap();
-    let mut want = Vec::new();
-    for b in 0..2 {
-        let mut h: Vec<Vec<f32>> = (0..frames)
-            .map(|t| emb[(b * frames + t) * e..][..e].to_vec())
-            .collect();
-        for layer in &m.temporal {
-            let w = host(layer.weight.val()); // [out, in, 3, 1]
-            let bias: Vec<f32> = layer
-                .bias
-                .as_ref()
-                .unwrap()
-                .val()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
-            h = (0..frames)
-                .map(|t| {
-                    (0..e)
-                        .map(|o| {
-                            let mut s = bias[o];
-                            for i in 0..e {
-                                for dt in 0..3 {
-                                    let src = t as isize + dt as isize - 1;
-                                    if (0..frames as isize).contains(&src) {
-                                        s += w[(o * e + i) * 3 + dt] * h[src as usize][i];
-                                    }
-                                }
-                            }
-                            s.max(0.0)
-                        })
-                        .collect()
-                })
-                .collect();
+    let wf: Vec<f32> = m.fc.weight.val().into_data().try_to_vec().unwrap(); // [e + mc, k]
+    let bf: Vec<f32> =
+        m.fc.bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+    let at = |n: usize, t: isize, c: usize, y: isize, xx: isize| -> f32 {
+        if t < 0 || y < 0 || xx < 0 || t >= frames as isize || y >= 2 || xx >= 2 {
+            return 0.0;
         }
-        let pooled: Vec<f32> = (0..e)
-            .map(|i| h.iter().map(|f| f[i]).sum::<f32>() / frames as f32)
+        tap[(((n * frames + t as usize) * 64 + c) * 2 + y as usize) * 2 + xx as usize]
+    };
+    let mut want = Vec::new();
+    for n in 0..2 {
+        let mut joined: Vec<f32> = (0..e)
+            .map(|i| {
+                (0..frames)
+                    .map(|t| emb[(n * frames + t) * e + i])
+                    .sum::<f32>()
+                    / frames as f32
+            })
             .collect();
-        let wf: Vec<f32> = m.fc.weight.val().into_data().try_to_vec().unwrap(); // [in, out]
-        let bf: Vec<f32> =
-            m.fc.bias
-                .as_ref()
-                .unwrap()
-                .val()
-                .into_data()
-                .try_to_vec()
-                .unwrap();
+        for o in 0..mc {
+            let mut sum = 0.0;
+            for t in 0..frames as isize {
+                for y in 0..2isize {
+                    for xx in 0..2isize {
+                        let mut v = bias[o];
+                        for c in 0..64 {
+                            for kk in 0..27 {
+                                let (kt, ky, kx) = (kk / 9, kk / 3 % 3, kk % 3);
+                                v += w[(o * 64 + c) * 27 + kk as usize]
+                                    * at(n, t + kt - 1, c, y + ky - 1, xx + kx - 1);
+                            }
+                        }
+                        sum += v.max(0.0);
+                    }
+                }
+            }
+            joined.push(sum / (frames * 4) as f32);
+        }
         for o in 0..k {
-            want.push(bf[o] + (0..e).map(|i| pooled[i] * wf[i * k + o]).sum::<f32>());
+            want.push(bf[o] + (0..e + mc).map(|i| joined[i] * wf[i * k + o]).sum::<f32>());
         }
     }
     for (g, w) in got.iter().zip(&want) {
