@@ -5,7 +5,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use lstmkd::distill::adaptive_window::AdaptiveWindow;
 use lstmkd::distill::extractor::ExtractorConfig;
 
-use crate::common::{lstmkd, ok, toml_config};
+use crate::common::lstmkd;
 
 #[test]
 fn windows_follow_the_entropy_of_the_teachers_softmax() {
@@ -78,20 +78,10 @@ fn grouped_windows_equal_each_sample_read_alone() {
 #[test]
 fn a_distillation_with_adaptive_windows_runs_and_rtc_is_refused_beside_it() {
     let d = tempfile::tempdir().unwrap();
-    let (data, teacher_dir) = crate::distill::tiny_teacher(d.path(), 64, 16);
-    let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, temporal = 0.1, aux_ce = 0.5 }}\nend_to_end = true\nadapt_epochs = 1\nadaptive_window = {{ table = [[0.5, 1], [1.0, 2]], top = 3 }}\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
-        teacher_dir.join("best.ckpt").display()
+    let (cfg, _, out) = crate::distill::tiny_distillation(
+        d.path(),
+        "weights = { ce = 1.0, kd = 1.0, temporal = 0.1, aux_ce = 0.5 }\nend_to_end = true\nadapt_epochs = 1\nadaptive_window = { table = [[0.5, 1], [1.0, 2]], top = 3 }\nextractor = { conv_channels = 4, hidden = 4 }\n",
     );
-    let cfg = d.path().join("a.toml");
-    let student = d.path().join("student");
-    std::fs::write(
-        &cfg,
-        toml_config(&data, &student, &distill).replace("epochs = 3", "epochs = 1"),
-    )
-    .unwrap();
-    ok(lstmkd(&["adapt", "--config", cfg.to_str().unwrap()]));
-    let out = ok(lstmkd(&["distill", "--config", cfg.to_str().unwrap()]));
     assert!(out.contains("temporal "), "{out}");
     let bad = lstmkd(&[
         "distill",

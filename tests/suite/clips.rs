@@ -39,6 +39,31 @@ fn frames_read(bytes: &[u8]) -> Vec<usize> {
     bytes.chunks(16).map(|f| f[0] as usize / 10).collect()
 }
 
+/// A small generated motion set (16 classes of 12x12 frames from a toy IDX set) under `dir`.
+fn motion_set(dir: &Path, train_per_class: usize, max_frames: usize) -> std::path::PathBuf {
+    let items = dir.join("idx");
+    write_idx_dataset(&items, 40, 20, 8, false);
+    let data = dir.join("motion");
+    ok(lstmkd(&[
+        "make-clips",
+        "--out",
+        data.to_str().unwrap(),
+        "--items",
+        items.to_str().unwrap(),
+        "--train-per-class",
+        &train_per_class.to_string(),
+        "--test-per-class",
+        "1",
+        "--min-frames",
+        "3",
+        "--max-frames",
+        &max_frames.to_string(),
+        "--travel",
+        "4",
+    ]));
+    data
+}
+
 fn err_of<T>(r: anyhow::Result<T>) -> String {
     match r {
         Ok(_) => panic!("expected an error"),
@@ -404,26 +429,7 @@ fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
 #[test]
 fn a_clip_model_trains_evaluates_and_exports() {
     let d = tempdir().unwrap();
-    let items = d.path().join("idx");
-    write_idx_dataset(&items, 40, 20, 8, false);
-    let data = d.path().join("motion");
-    ok(lstmkd(&[
-        "make-clips",
-        "--out",
-        data.to_str().unwrap(),
-        "--items",
-        items.to_str().unwrap(),
-        "--train-per-class",
-        "3",
-        "--test-per-class",
-        "1",
-        "--min-frames",
-        "3",
-        "--max-frames",
-        "5",
-        "--travel",
-        "4",
-    ]));
+    let data = motion_set(d.path(), 3, 5);
     let run = d.path().join("run");
     let cfg = toml_config(&data, &run, "")
         .replace("format = \"idx\"", "format = \"clips\"\nframes = 3")
@@ -595,26 +601,7 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
 #[test]
 fn a_clip_student_distils_from_a_clip_teacher() {
     let d = tempdir().unwrap();
-    let items = d.path().join("idx");
-    write_idx_dataset(&items, 40, 20, 8, false);
-    let data = d.path().join("motion");
-    ok(lstmkd(&[
-        "make-clips",
-        "--out",
-        data.to_str().unwrap(),
-        "--items",
-        items.to_str().unwrap(),
-        "--train-per-class",
-        "2",
-        "--test-per-class",
-        "1",
-        "--min-frames",
-        "3",
-        "--max-frames",
-        "4",
-        "--travel",
-        "4",
-    ]));
+    let data = motion_set(d.path(), 2, 4);
     let clips = |cfg: String| {
         cfg.replace("format = \"idx\"", "format = \"clips\"\nframes = 3")
             .replace("epochs = 3", "epochs = 1")

@@ -526,6 +526,29 @@ pub fn tiny_teacher(
     (data, teacher_dir)
 }
 
+/// A one-epoch distillation from a tiny teacher under `d` with `distill` as the [distill]
+/// table's body (adapted first): the config's path, the student's folder and the output.
+pub fn tiny_distillation(
+    d: &std::path::Path,
+    distill: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let (data, teacher_dir) = tiny_teacher(d, 64, 16);
+    let table = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\n{distill}",
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = d.join("distill.toml");
+    let student = d.join("student");
+    std::fs::write(
+        &cfg,
+        crate::common::toml_config(&data, &student, &table).replace("epochs = 3", "epochs = 1"),
+    )
+    .unwrap();
+    ok(lstmkd(&["adapt", "--config", cfg.to_str().unwrap()]));
+    let out = ok(lstmkd(&["distill", "--config", cfg.to_str().unwrap()]));
+    (cfg, student, out)
+}
+
 #[test]
 fn tiny_distillation_end_to_end_with_adaptation_resume_and_deployment() {
     let d = tempfile::tempdir().unwrap();

@@ -93,22 +93,12 @@ fn qrnn_is_fo_pooling_over_width_two_convolution_gates() {
 
 #[test]
 fn a_qrnn_core_distils_and_its_fused_student_refuses_onnx() {
-    use crate::common::{lstmkd, ok, toml_config};
+    use crate::common::{lstmkd, ok};
     let d = tempfile::tempdir().unwrap();
-    let (data, teacher_dir) = crate::distill::tiny_teacher(d.path(), 64, 16);
-    let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, temporal = 0.1, aux_ce = 0.5 }}\nend_to_end = true\nfused = true\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4, core = \"qrnn\" }}\n",
-        teacher_dir.join("best.ckpt").display()
+    let (cfg, student, out) = crate::distill::tiny_distillation(
+        d.path(),
+        "weights = { ce = 1.0, kd = 1.0, temporal = 0.1, aux_ce = 0.5 }\nend_to_end = true\nfused = true\nadapt_epochs = 1\nextractor = { conv_channels = 4, hidden = 4, core = \"qrnn\" }\n",
     );
-    let student = d.path().join("student");
-    let cfg = d.path().join("q.toml");
-    std::fs::write(
-        &cfg,
-        toml_config(&data, &student, &distill).replace("epochs = 3", "epochs = 1"),
-    )
-    .unwrap();
-    ok(lstmkd(&["adapt", "--config", cfg.to_str().unwrap()]));
-    let out = ok(lstmkd(&["distill", "--config", cfg.to_str().unwrap()]));
     assert!(out.contains("temporal "), "{out}");
     let deployed = student.join("deployed.ckpt");
     ok(lstmkd(&[
