@@ -43,6 +43,7 @@ pub struct MotionArgs {
     /// Pixels the item travels over a clip (the canvas is the item plus this on each axis).
     #[arg(long, default_value_t = 12)]
     pub travel: usize,
+    /// Seed of every draw (items, clip lengths, offsets): the same seed writes the same set.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
