@@ -236,11 +236,15 @@ fn info(
     let device = burn::tensor::Device::flex();
     let net = cfg.init(c, classes, &device)?;
     let s = summarize(&net, [1, c, h, w], &device);
-    println!("model       {} (width {width})", cfg.name);
+    let (sample, frames) = match cfg.frames {
+        1 => ("image", String::new()),
+        f => ("clip", format!(" per frame + clip head, {f} frames")),
+    };
+    println!("model       {} (width {width}){frames}", cfg.name);
     println!("input       {c}x{h}x{w}, {classes} classes");
     println!("parameters  {}", s.params);
     println!(
-        "forward     {:.2} MMAC = {:.2} MFLOP per image",
+        "forward     {:.2} MMAC = {:.2} MFLOP per {sample}",
         s.macs as f64 / 1e6,
         2.0 * s.macs as f64 / 1e6
     );

@@ -98,7 +98,10 @@ pub fn clip_net(
 impl ClipNet {
     /// `x` is [B x frames, C, H, W], a clip's frames consecutive; the taps stay per frame.
     pub fn forward(&self, x: Tensor<4>) -> Output {
+        let before = flops::current();
         let out = self.backbone[0].forward(x);
+        // Layers count per image; a clip is `frames` images through the backbone.
+        flops::add((flops::current() - before) * (self.frames as u64 - 1));
         let [bf, e] = out.logits.dims();
         let (b, t) = (bf / self.frames, self.frames);
         let appearance = out.logits.reshape([b, t, e]).mean_dim(1).reshape([b, e]);

@@ -357,6 +357,16 @@ fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
     assert_eq!(shapes, [[6, 16, 8, 8], [6, 32, 4, 4], [6, 64, 2, 2]]);
     assert_eq!(out.logits.dims(), [2, k]);
     let got: Vec<f32> = out.logits.into_data().try_to_vec().unwrap();
+    // MACs per clip: the backbone's per image for each frame, plus the motion convolution's
+    // (kernel 27 taps, 64 -> 3 channels, at every frame and 2x2 position), plus the classifier.
+    let (_, clip_macs) = lstmkd::models::flops::count(|| m.forward(x.clone()));
+    let frame = x.clone().slice([0..1, 0..1, 0..8, 0..8]);
+    let (_, frame_macs) = lstmkd::models::flops::count(|| m.backbone[0].forward(frame));
+    let motion = (mc * 64 * 27 * frames * 2 * 2) as u64;
+    assert_eq!(
+        clip_macs,
+        frames as u64 * frame_macs + motion + ((e + mc) * k) as u64
+    );
     // The head written out on the host from the backbone's per-frame outputs.
     let frame = m.backbone[0].forward(x);
     let emb: Vec<f32> = frame.logits.into_data().try_to_vec().unwrap();
