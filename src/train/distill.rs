@@ -276,6 +276,51 @@ fn adapted_extractors(
         );
     }
     let adapted = Checkpoint::load(&path).context("teacher.extractors")?;
+    // Weights load by shape, so extractors adapted with another window or core would load
+    // silently and distil something other than what the config says.
+    if let Some(fitted) = adapted
+        .meta
+        .run
+        .as_ref()
+        .and_then(|r| r.config.distill.as_ref())
+    {
+        let (a, b) = (&fitted.extractor, &dcfg.extractor);
+        let differing: Vec<String> = [
+            ("taps", fitted.taps.to_string(), dcfg.taps.to_string()),
+            (
+                "extractor.window",
+                a.window.to_string(),
+                b.window.to_string(),
+            ),
+            (
+                "extractor.conv_channels",
+                a.conv_channels.to_string(),
+                b.conv_channels.to_string(),
+            ),
+            (
+                "extractor.hidden",
+                a.hidden.to_string(),
+                b.hidden.to_string(),
+            ),
+            (
+                "extractor.layers",
+                a.layers.to_string(),
+                b.layers.to_string(),
+            ),
+            ("extractor.core", a.core.clone(), b.core.clone()),
+        ]
+        .into_iter()
+        .filter(|(_, x, y)| x != y)
+        .map(|(field, x, y)| format!("distill.{field} {x} there, {y} here"))
+        .collect();
+        if !differing.is_empty() {
+            bail!(
+                "teacher.extractors: {} was adapted for another extractor ({}); adapt again into a file of its own (set teacher.extractors, then `lstmkd adapt --config <this config>`)",
+                path.display(),
+                differing.join(", ")
+            );
+        }
+    }
     let template = TeacherHead::init(
         &teacher.net,
         teacher.input,

@@ -595,6 +595,19 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
 
     ok(lstmkd(&["adapt", "--config", cfg_path.to_str().unwrap()]));
     assert!(teacher_dir.join("adapt/best.ckpt").is_file());
+    // A window leaves the weights' shapes alone, so only the adaptation's record tells.
+    let o = lstmkd(&[
+        "distill",
+        "--config",
+        cfg_path.to_str().unwrap(),
+        "--set",
+        "distill.extractor.window=2",
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("distill.extractor.window 3 there, 2 here"),
+        "{e}"
+    );
 
     let out = ok(lstmkd(&["distill", "--config", cfg_path.to_str().unwrap()]));
     assert!(
