@@ -6,6 +6,7 @@ use lstmkd::distill::adaptive_window::AdaptiveWindow;
 use lstmkd::distill::extractor::ExtractorConfig;
 
 use crate::common::lstmkd;
+use crate::common::values;
 
 #[test]
 fn windows_follow_the_entropy_of_the_teachers_softmax() {
@@ -55,13 +56,12 @@ fn grouped_windows_equal_each_sample_read_alone() {
     let windows = [2, 4, 2, 1, 4];
     let f = Tensor::<4>::random([5, 2, 6, 3], Distribution::Default, &device);
     let all = e.forward_windows(f.clone(), &windows);
-    let host = |t: Tensor<3>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
-    let (hidden, cell) = (host(all.hidden), host(all.cell));
-    let logits: Vec<f32> = all.aux_logits.into_data().try_to_vec().unwrap();
+    let (hidden, cell) = (values(all.hidden), values(all.cell));
+    let logits = values(all.aux_logits);
     for (i, &w) in windows.iter().enumerate() {
         let one = e.forward_window(f.clone().slice([i..i + 1, 0..2, 0..6, 0..3]), None, w);
-        let (h1, c1) = (host(one.hidden), host(one.cell));
-        let l1: Vec<f32> = one.aux_logits.into_data().try_to_vec().unwrap();
+        let (h1, c1) = (values(one.hidden), values(one.cell));
+        let l1 = values(one.aux_logits);
         // States are [layers x 2, B, hidden]: sample i's slice of each row.
         for r in 0..4 {
             for k in 0..3 {

@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tempfile::tempdir;
 
+use crate::common::values;
 use crate::common::*;
 
 /// A 4x4 grey frame whose every pixel is `value`.
@@ -356,7 +357,7 @@ fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
     let shapes: Vec<[usize; 4]> = out.taps.iter().map(|t| t.dims()).collect();
     assert_eq!(shapes, [[6, 16, 8, 8], [6, 32, 4, 4], [6, 64, 2, 2]]);
     assert_eq!(out.logits.dims(), [2, k]);
-    let got: Vec<f32> = out.logits.into_data().try_to_vec().unwrap();
+    let got = values(out.logits);
     // MACs per clip: the backbone's per image for each frame, plus the motion convolution's
     // (kernel 27 taps, 64 -> 3 channels, at every frame and 2x2 position), plus the classifier.
     let (_, clip_macs) = lstmkd::models::flops::count(|| m.forward(x.clone()));
@@ -369,9 +370,9 @@ fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
     );
     // The head written out on the host from the backbone's per-frame outputs.
     let frame = m.backbone[0].forward(x);
-    let emb: Vec<f32> = frame.logits.into_data().try_to_vec().unwrap();
-    let tap: Vec<f32> = frame.taps[2].clone().into_data().try_to_vec().unwrap(); // [6, 64, 2, 2]
-    let w: Vec<f32> = m.motion[0].weight.val().into_data().try_to_vec().unwrap(); // [mc, 64, 3, 3, 3]
+    let emb = values(frame.logits);
+    let tap = values(frame.taps[2].clone()); // [6, 64, 2, 2]
+    let w = values(m.motion[0].weight.val()); // [mc, 64, 3, 3, 3]
     let bias: Vec<f32> = m.motion[0]
         .bias
         .as_ref()
@@ -380,7 +381,7 @@ fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
         .into_data()
         .try_to_vec()
         .unwrap();
-    let wf: Vec<f32> = m.fc.weight.val().into_data().try_to_vec().unwrap(); // [e + mc, k]
+    let wf = values(m.fc.weight.val()); // [e + mc, k]
     let bf: Vec<f32> =
         m.fc.bias
             .as_ref()
@@ -548,8 +549,8 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
     let got = e.forward(x.clone(), None);
     // The features written out: a 3x3x3 convolution with zero padding over (frame, row,
     // column) of each clip, ReLU, the mean over rows and columns: [B, frames, D].
-    let xv: Vec<f32> = x.into_data().try_to_vec().unwrap();
-    let wv: Vec<f32> = e.conv.weight.val().into_data().try_to_vec().unwrap(); // [D, C, 3, 3, 3]
+    let xv = values(x);
+    let wv = values(e.conv.weight.val()); // [D, C, 3, 3, 3]
     let bv: Vec<f32> = e
         .conv
         .bias
@@ -600,8 +601,8 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
         hidden.push(state.hidden);
         seq = out;
     }
-    let want: Vec<f32> = Tensor::cat(hidden, 0).into_data().try_to_vec().unwrap();
-    let got: Vec<f32> = got.hidden.into_data().try_to_vec().unwrap();
+    let want = values(Tensor::cat(hidden, 0));
+    let got = values(got.hidden);
     assert_eq!(got.len(), 2 * 2 * b * 5, "[layers x directions, B, hidden]");
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");

@@ -116,6 +116,11 @@ out_dir = "{}"
     )
 }
 
+/// A tensor's values on the host, in row-major order.
+pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data().iter::<f32>().collect()
+}
+
 /// Runs the lstmkd binary.
 pub fn lstmkd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))

@@ -7,6 +7,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::common::uniform;
+use crate::common::values;
 
 struct Case {
     x: [usize; 4],
@@ -89,16 +90,15 @@ fn check(c: Case) {
     let y = conv2d(x.clone(), w.clone(), None, options);
     let grads = (y.clone() * r).sum().backward();
     let [ry, rdx, rdw] = reference(&c, &xv, &wv, &rv, ho, wo);
-    let host = |t: Tensor<4>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
     let what = format!("x {:?} out {} groups {}", c.x, c.out, c.groups);
-    close(host(y), &ry, &format!("{what}: output"));
+    close(values(y), &ry, &format!("{what}: output"));
     close(
-        host(x.grad(&grads).unwrap()),
+        values(x.grad(&grads).unwrap()),
         &rdx,
         &format!("{what}: input gradient"),
     );
     close(
-        host(w.grad(&grads).unwrap()),
+        values(w.grad(&grads).unwrap()),
         &rdw,
         &format!("{what}: weight gradient"),
     );

@@ -1,5 +1,6 @@
 use burn::module::Module;
 
+use crate::common::values;
 use crate::common::{lstmkd, ok};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
@@ -29,7 +30,7 @@ fn windows_follow_the_definition() {
     );
     let s = windows(f, 3);
     assert_eq!(s.dims(), [1, 1, 3, 3, 4]);
-    let v: Vec<f32> = s.into_data().iter::<f32>().collect();
+    let v = values(s);
     // S[0, 0, t, i, x] = F[0, 0, i + t, x] = 4 (i + t) + x
     for t in 0..3 {
         for i in 0..3 {
@@ -245,8 +246,8 @@ fn tmix_labels_sum_to_one_in_row_proportion() {
     );
     let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
     let (mixed, soft) = tmix(images, targets, 3, 1.0, &mut StdRng::seed_from_u64(5));
-    let soft: Vec<f32> = soft.into_data().iter::<f32>().collect();
-    let mixed: Vec<f32> = mixed.into_data().iter::<f32>().collect();
+    let soft = values(soft);
+    let mixed = values(mixed);
     for r in 0..2 {
         let sum: f32 = soft[r * 3..r * 3 + 3].iter().sum();
         assert!((sum - 1.0).abs() < 1e-6);
@@ -406,9 +407,8 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
             .logits
             .into_data(),
     );
-    let host = |t: Tensor<2>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
-    let s_logits = host(student.net.forward(images.clone()).logits);
-    let t_logits = host(
+    let s_logits = values(student.net.forward(images.clone()).logits);
+    let t_logits = values(
         teacher
             .net
             .forward(images.clone().without_autodiff())
@@ -446,7 +446,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
             }
             match self.0.get::<D>(p.id) {
                 Some(g) => {
-                    let g: Vec<f32> = g.into_data().iter::<f32>().collect();
+                    let g = values(g);
                     self.3 += g.iter().filter(|v| **v != 0.0).count();
                     self.2
                         .extend(w.iter().zip(g).map(|(w, g)| w - self.1 as f32 * g));

@@ -13,6 +13,7 @@ use lstmkd::models::{ModelConfig, Network};
 use lstmkd::train::checkpoint::{Checkpoint, Meta};
 use tempfile::tempdir;
 
+use crate::common::values;
 use crate::common::{lstmkd, ok};
 
 /// Random batch-norm parameters and statistics (fresh ones are the identity, which would
@@ -447,7 +448,7 @@ fn weights_pytorch_saved_give_pytorchs_logits_and_export_back_to_its_file() {
         .unwrap()
         .valid();
     let x = Tensor::<4>::from_data(fixture_input(2), &Device::flex());
-    let got: Vec<f32> = net.forward(x).logits.into_data().try_to_vec().unwrap();
+    let got = values(net.forward(x).logits);
     assert_close(&got, &want, "PyTorch's logits");
 
     // Exported again, every tensor is PyTorch's own: names, dtypes, shapes and bytes.

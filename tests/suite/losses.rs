@@ -1,5 +1,6 @@
 //! Each loss against an independent computation done here on host values.
 
+use crate::common::values;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lstmkd::distill::losses::{at, ce, dkd, kd, ntxent, temporal};
 
@@ -277,7 +278,7 @@ fn temporal_loss_has_finite_gradients_when_the_states_already_match() {
     let grads = loss.backward();
     // At a minimum of a smoothed norm the gradient is zero, not NaN (sqrt'(0)) or a sub-gradient.
     for g in [h.grad(&grads).unwrap(), c.grad(&grads).unwrap()] {
-        let v: Vec<f32> = g.into_data().try_to_vec().unwrap();
+        let v = values(g);
         assert!(v.iter().all(|x| *x == 0.0), "{v:?}");
     }
 }
@@ -366,7 +367,7 @@ fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
     // Then the 1x1 projection (no bias) and an untrained batch norm in inference mode
     // (mean 0, variance 1, gamma 1, beta 0): W . pooled / sqrt(1 + 1e-5).
     let valid = reg.valid();
-    let w: Vec<f32> = valid.conv.weight.val().into_data().iter::<f32>().collect();
+    let w = values(valid.conv.weight.val());
     let want: Vec<f32> = (0..3)
         .flat_map(|o| {
             let (w, means) = (&w, &means);
@@ -389,7 +390,7 @@ fn fitnet_regressor_resizes_like_pytorch_then_projects_and_is_trained() {
     // The hint loss is the mean squared difference, and it trains the projection.
     let teacher: Vec<f32> = (0..12).map(|v| (v as f32 * 0.7).sin()).collect();
     let regressed = regress(&reg, x, [2, 2]);
-    let r: Vec<f32> = regressed.clone().into_data().iter::<f32>().collect();
+    let r = values(regressed.clone());
     let mse = r
         .iter()
         .zip(&teacher)

@@ -1,11 +1,8 @@
 //! The QRNN core against its recurrence written out on the host.
 
+use crate::common::values;
 use burn::tensor::{Device, Distribution, Tensor};
 use lstmkd::distill::qrnn::{BiQrnn, Qrnn};
-
-fn host(t: Tensor<3>) -> Vec<f32> {
-    t.into_data().try_to_vec().unwrap()
-}
 
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
@@ -13,7 +10,7 @@ fn sigmoid(v: f32) -> f32 {
 
 /// fo-pooling over `x` ([T][D] for one sample) with gates from [x_{t-1}, x_t]: ([T][H], c_T).
 fn reference(q: &Qrnn, x: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<f32>) {
-    let w: Vec<f32> = q.gates.weight.val().into_data().try_to_vec().unwrap(); // [2D, 3H]
+    let w = values(q.gates.weight.val()); // [2D, 3H]
     let b: Vec<f32> = q
         .gates
         .bias
@@ -56,8 +53,8 @@ fn qrnn_is_fo_pooling_over_width_two_convolution_gates() {
     let q = BiQrnn::new(d, h, &device);
     let x = Tensor::<3>::random([b, t, d], Distribution::Default, &device);
     let (out, hidden, cell) = q.run(x.clone());
-    let (out, hidden, cell) = (host(out), host(hidden), host(cell));
-    let xv = host(x);
+    let (out, hidden, cell) = (values(out), values(hidden), values(cell));
+    let xv = values(x);
     for n in 0..b {
         let seq: Vec<Vec<f32>> = (0..t)
             .map(|s| xv[(n * t + s) * d..][..d].to_vec())
