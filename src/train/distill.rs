@@ -284,35 +284,7 @@ fn adapted_extractors(
         .as_ref()
         .and_then(|r| r.config.distill.as_ref())
     {
-        let (a, b) = (&fitted.extractor, &dcfg.extractor);
-        let differing: Vec<String> = [
-            ("taps", fitted.taps.to_string(), dcfg.taps.to_string()),
-            (
-                "extractor.window",
-                a.window.to_string(),
-                b.window.to_string(),
-            ),
-            (
-                "extractor.conv_channels",
-                a.conv_channels.to_string(),
-                b.conv_channels.to_string(),
-            ),
-            (
-                "extractor.hidden",
-                a.hidden.to_string(),
-                b.hidden.to_string(),
-            ),
-            (
-                "extractor.layers",
-                a.layers.to_string(),
-                b.layers.to_string(),
-            ),
-            ("extractor.core", a.core.clone(), b.core.clone()),
-        ]
-        .into_iter()
-        .filter(|(_, x, y)| x != y)
-        .map(|(field, x, y)| format!("distill.{field} {x} there, {y} here"))
-        .collect();
+        let differing = extractor_differences(fitted, dcfg)?;
         if !differing.is_empty() {
             bail!(
                 "teacher.extractors: {} was adapted for another extractor ({}); adapt again into a file of its own (set teacher.extractors, then `lstmkd adapt --config <this config>`)",
@@ -332,6 +304,34 @@ fn adapted_extractors(
     adapted
         .apply(template)
         .context("teacher.extractors (does distill.extractor match the adaptation's?)")
+}
+
+/// The extractor settings and taps in which `fitted` and `wanted` differ, each as
+/// "distill.<field> <fitted> there, <wanted> here". Compared as serialised, so a field added to
+/// the extractor's config is compared too; a field left out at its default reads "default".
+fn extractor_differences(fitted: &DistillConfig, wanted: &DistillConfig) -> Result<Vec<String>> {
+    let fields = |d: &DistillConfig| -> Result<BTreeMap<String, toml::Value>> {
+        let mut out = BTreeMap::from([("taps".to_string(), toml::Value::Integer(d.taps as i64))]);
+        if let toml::Value::Table(t) = toml::Value::try_from(&d.extractor)? {
+            out.extend(t.into_iter().map(|(k, v)| (format!("extractor.{k}"), v)));
+        }
+        Ok(out)
+    };
+    let (a, b) = (fields(fitted)?, fields(wanted)?);
+    let shown =
+        |v: Option<&toml::Value>| v.map_or_else(|| "default".to_string(), |v| v.to_string());
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "distill.{k} {} there, {} here",
+                shown(a.get(k)),
+                shown(b.get(k))
+            )
+        })
+        .collect())
 }
 
 /// A fresh student for `teacher`; with a shared lens its extractors start as copies of the

@@ -5,8 +5,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use lstmkd::distill::adaptive_window::AdaptiveWindow;
 use lstmkd::distill::extractor::ExtractorConfig;
 
-use crate::common::lstmkd;
-use crate::common::values;
+use crate::common::{lstmkd, values};
 
 #[test]
 fn windows_follow_the_entropy_of_the_teachers_softmax() {

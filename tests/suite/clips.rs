@@ -9,7 +9,6 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tempfile::tempdir;
 
-use crate::common::values;
 use crate::common::*;
 
 /// A 4x4 grey frame whose every pixel is `value`.
@@ -373,23 +372,9 @@ fn the_clip_head_joins_mean_appearance_and_motion_from_3d_convolutions() {
     let emb = values(frame.logits);
     let tap = values(frame.taps[2].clone()); // [6, 64, 2, 2]
     let w = values(m.motion[0].weight.val()); // [mc, 64, 3, 3, 3]
-    let bias: Vec<f32> = m.motion[0]
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let bias = values(m.motion[0].bias.as_ref().unwrap().val());
     let wf = values(m.fc.weight.val()); // [e + mc, k]
-    let bf: Vec<f32> =
-        m.fc.bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec()
-            .unwrap();
+    let bf = values(m.fc.bias.as_ref().unwrap().val());
     let at = |n: usize, t: isize, c: usize, y: isize, xx: isize| -> f32 {
         if t < 0 || y < 0 || xx < 0 || t >= frames as isize || y >= 2 || xx >= 2 {
             return 0.0;
@@ -551,15 +536,7 @@ fn on_clips_the_extractor_runs_its_lstm_over_frames() {
     // column) of each clip, ReLU, the mean over rows and columns: [B, frames, D].
     let xv = values(x);
     let wv = values(e.conv.weight.val()); // [D, C, 3, 3, 3]
-    let bv: Vec<f32> = e
-        .conv
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let bv = values(e.conv.bias.as_ref().unwrap().val());
     let at = |n: usize, t: isize, ch: usize, y: isize, x: isize| -> f32 {
         if t < 0 || y < 0 || x < 0 || t >= frames as isize || y >= h as isize || x >= w as isize {
             return 0.0;

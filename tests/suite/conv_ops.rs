@@ -6,8 +6,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::common::uniform;
-use crate::common::values;
+use crate::common::{uniform, values};
 
 struct Case {
     x: [usize; 4],

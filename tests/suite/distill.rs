@@ -1,7 +1,6 @@
 use burn::module::Module;
 
-use crate::common::values;
-use crate::common::{lstmkd, ok};
+use crate::common::{lstmkd, ok, values};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
 use lstmkd::distill::mix::{random_crops, tmix};

@@ -13,8 +13,7 @@ use lstmkd::models::{ModelConfig, Network};
 use lstmkd::train::checkpoint::{Checkpoint, Meta};
 use tempfile::tempdir;
 
-use crate::common::values;
-use crate::common::{lstmkd, ok};
+use crate::common::{lstmkd, ok, values};
 
 /// Random batch-norm parameters and statistics (fresh ones are the identity, which would
 /// hide a wrong mapping of mean/var/weight/bias).

@@ -11,15 +11,7 @@ fn sigmoid(v: f32) -> f32 {
 /// fo-pooling over `x` ([T][D] for one sample) with gates from [x_{t-1}, x_t]: ([T][H], c_T).
 fn reference(q: &Qrnn, x: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<f32>) {
     let w = values(q.gates.weight.val()); // [2D, 3H]
-    let b: Vec<f32> = q
-        .gates
-        .bias
-        .as_ref()
-        .unwrap()
-        .val()
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let b = values(q.gates.bias.as_ref().unwrap().val());
     let (d, h) = (x[0].len(), q.d_hidden);
     let mut c = vec![0f32; h];
     let mut out = Vec::new();
