@@ -64,8 +64,9 @@ pub enum Command {
         overrides: Vec<String>,
     },
     /// Run a comparison suite (rows x seeds on a shared teacher) and write results.md,
-    /// results.json and plots. Runs recorded in the ledger (same row, seed and config) and
-    /// finished runs are reused, interrupted ones resumed.
+    /// results.json and plots under OUT/<suite>-<budget>. A run recorded with the same config
+    /// and teacher, in the ledger or another `*-runs.json` ledger in its folder, is not trained
+    /// again; finished runs are reused, interrupted ones resumed.
     Experiment {
         /// seed-benchmark, seed-ablation, schedule, baselines, comparison, or a suite the
         /// suite config defines under [experiment.suites.<name>].
@@ -444,7 +445,7 @@ pub fn main() -> Result<()> {
             };
             let t0 = std::time::Instant::now();
             crate::experiment::run(&opts)?;
-            let dir = opts.out.join(&opts.suite);
+            let dir = opts.dir();
             println!(
                 "done in {:.0}s: {}/results.md",
                 t0.elapsed().as_secs_f64(),

@@ -95,6 +95,28 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
     Ok(())
 }
 
+/// The settings in which `there` and `here` differ, each as "<prefix><key> <there> there,
+/// <here> here", nested tables flattened to dotted keys; a key one side leaves out reads
+/// "default". Compared as serialised, so a field added to a config later is compared too.
+pub fn differences(prefix: &str, there: &toml::Table, here: &toml::Table) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = there.keys().chain(here.keys()).collect();
+    let shown =
+        |v: Option<&toml::Value>| v.map_or_else(|| "default".to_string(), |v| v.to_string());
+    let mut out = Vec::new();
+    for k in keys {
+        match (there.get(k), here.get(k)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                out.extend(differences(&format!("{prefix}{k}."), a, b));
+            }
+            (a, b) if a != b => {
+                out.push(format!("{prefix}{k} {} there, {} here", shown(a), shown(b)))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 impl RunConfig {
     /// Parses TOML text (`origin` names it in errors) with overrides applied.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {

@@ -111,12 +111,47 @@ impl Ledger {
         &self.path
     }
 
-    /// The recorded run of `row` and `seed`, if its config is `config_sha256`.
-    pub fn find(&self, row: &str, seed: u64, config_sha256: &str) -> Option<&Entry> {
+    /// The recorded run of `seed` whose key (`digest`) is `config_sha256`, whatever its row
+    /// was called: the key is the run.
+    pub fn find(&self, seed: u64, config_sha256: &str) -> Option<&Entry> {
         self.file
             .runs
             .iter()
-            .find(|e| e.row == row && e.seed == seed && e.config_sha256 == config_sha256)
+            .find(|e| e.seed == seed && e.config_sha256 == config_sha256)
+    }
+
+    /// The other ledgers in this one's folder (`*-runs.json`), where another suite may have
+    /// recorded a run with the same key: the comparison's KD is the research suite's KD. A
+    /// file there that is not a ledger is reported and passed over, since it is not this
+    /// suite's to fix.
+    pub fn siblings(&self) -> Result<Vec<Ledger>> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("{}: cannot list", dir.display())),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with("-runs.json"))
+                    && p.file_name() != self.path.file_name()
+            })
+            .collect();
+        paths.sort();
+        Ok(paths
+            .iter()
+            .filter_map(|p| {
+                Ledger::open(p)
+                    .map_err(|e| eprintln!("warning: {e:#}; its runs are not reused"))
+                    .ok()
+            })
+            .collect())
     }
 
     /// Records `entry` (replacing an earlier one of its row and seed) and writes the file.

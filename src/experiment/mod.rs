@@ -1,6 +1,7 @@
 //! `lstmkd experiment`: a suite's rows over several seeds on one shared teacher and dataset,
-//! with `results.md`, `results.json` and PNG plots. Runs recorded in the suite's ledger and
-//! finished runs are not rerun; interrupted ones resume.
+//! with `results.md`, `results.json` and PNG plots. Runs recorded in the suite's ledger (or in
+//! another ledger beside it, under the same config) and finished runs are not rerun;
+//! interrupted ones resume.
 
 pub mod ledger;
 pub mod plot;
@@ -143,9 +144,40 @@ fn row_config(
         .with_context(|| format!("row '{}'", row.label))
 }
 
+/// The settings in which the run already in `dir` differs from `cfg`, leaving out what a run
+/// fills in when it starts (normalisation, frame count) where `cfg` leaves it to the run.
+fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
+    let stored = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+    let mut wanted = cfg.clone();
+    wanted.train.out_dir = stored.train.out_dir.clone();
+    wanted.data.mean = wanted.data.mean.or_else(|| stored.data.mean.clone());
+    wanted.data.std = wanted.data.std.or_else(|| stored.data.std.clone());
+    if wanted.model.frames == 1 {
+        wanted.model.frames = stored.model.frames;
+    }
+    let table = |c: &RunConfig| toml::Table::try_from(c).context("serialising a run's config");
+    Ok(crate::config::differences(
+        "",
+        &table(&stored)?,
+        &table(&wanted)?,
+    ))
+}
+
 /// Trains one row/seed unless already finished; returns its run directory.
 fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     let dir = cfg.train.out_dir.clone();
+    // A run left by another suite config in the same folder is not this row's: neither taken
+    // as finished nor continued.
+    if dir.join(CONFIG_FILE).exists() {
+        let differ = stored_differences(&dir, &cfg)?;
+        if !differ.is_empty() {
+            bail!(
+                "{}: holds a run of another config ({}); move it away or give --out another folder",
+                dir.display(),
+                differ.join("; ")
+            );
+        }
+    }
     // A started run is continued (from epoch 0 when it never finished one).
     let resume = dir.join(CONFIG_FILE).exists();
     if dir.join(LAST).exists() {
@@ -181,6 +213,14 @@ pub struct Options {
     pub ledger: Option<PathBuf>,
 }
 
+impl Options {
+    /// Where the suite's runs and results go: one folder per suite and budget, since the
+    /// same row and seed is another run at another budget.
+    pub fn dir(&self) -> PathBuf {
+        self.out.join(format!("{}-{}", self.suite, self.budget))
+    }
+}
+
 /// Fits the teacher's extractors once, before the first run that reads them.
 fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
     let (t, d) = cfg
@@ -213,9 +253,13 @@ pub fn run(o: &Options) -> Result<Results> {
             names.join(", ")
         );
     };
-    let suite_dir = o.out.join(&suite.name);
+    let suite_dir = o.dir();
 
     let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
+    let siblings = match &ledger {
+        Some(l) => l.siblings()?,
+        None => Vec::new(),
+    };
     let mut rows = Vec::new();
     for (r, row) in suite.rows.iter().enumerate() {
         let mut seeds = Vec::new();
@@ -242,18 +286,39 @@ pub fn run(o: &Options) -> Result<Results> {
                 Some(_) => Some(ledger::digest(&cfg, row.kind == Kind::Distill)?),
                 None => None,
             };
-            let recorded = ledger
+            let own = ledger
                 .as_ref()
                 .zip(key.as_deref())
-                .and_then(|(l, key)| Some((l.path(), l.find(&row.label, seed as u64, key)?)));
-            if let Some((path, e)) = recorded {
+                .and_then(|(l, key)| Some((l.path().to_path_buf(), l.find(seed as u64, key)?)));
+            let recorded = own.map(|(path, e)| (path, e.clone(), false)).or_else(|| {
+                let key = key.as_deref()?;
+                siblings.iter().find_map(|l| {
+                    Some((
+                        l.path().to_path_buf(),
+                        l.find(seed as u64, key)?.clone(),
+                        true,
+                    ))
+                })
+            });
+            if let Some((path, e, elsewhere)) = recorded {
+                let named = if elsewhere || e.row != row.label {
+                    format!(" as '{}'", e.row)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "  recorded in {}: test top-1 {:.2}%",
+                    "  recorded in {}{named}: test top-1 {:.2}%",
                     path.display(),
                     100.0 * e.result.test_top1
                 );
                 seeds.push(e.result.clone());
                 last_report = Some((e.params, e.latency_ms_b1, e.throughput_b64));
+                if let Some(l) = ledger.as_mut().filter(|_| elsewhere) {
+                    l.record(ledger::Entry {
+                        row: row.label.to_string(),
+                        ..e
+                    })?;
+                }
                 continue;
             }
             if row.kind == Kind::Distill {

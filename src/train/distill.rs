@@ -307,31 +307,19 @@ fn adapted_extractors(
 }
 
 /// The extractor settings and taps in which `fitted` and `wanted` differ, each as
-/// "distill.<field> <fitted> there, <wanted> here". Compared as serialised, so a field added to
-/// the extractor's config is compared too; a field left out at its default reads "default".
+/// "distill.<field> <fitted> there, <wanted> here" (`config::differences`).
 fn extractor_differences(fitted: &DistillConfig, wanted: &DistillConfig) -> Result<Vec<String>> {
-    let fields = |d: &DistillConfig| -> Result<BTreeMap<String, toml::Value>> {
-        let mut out = BTreeMap::from([("taps".to_string(), toml::Value::Integer(d.taps as i64))]);
-        if let toml::Value::Table(t) = toml::Value::try_from(&d.extractor)? {
-            out.extend(t.into_iter().map(|(k, v)| (format!("extractor.{k}"), v)));
-        }
+    let fields = |d: &DistillConfig| -> Result<toml::Table> {
+        let mut out = toml::Table::new();
+        out.insert("taps".into(), toml::Value::Integer(d.taps as i64));
+        out.insert("extractor".into(), toml::Value::try_from(&d.extractor)?);
         Ok(out)
     };
-    let (a, b) = (fields(fitted)?, fields(wanted)?);
-    let shown =
-        |v: Option<&toml::Value>| v.map_or_else(|| "default".to_string(), |v| v.to_string());
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    Ok(keys
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| {
-            format!(
-                "distill.{k} {} there, {} here",
-                shown(a.get(k)),
-                shown(b.get(k))
-            )
-        })
-        .collect())
+    Ok(crate::config::differences(
+        "distill.",
+        &fields(fitted)?,
+        &fields(wanted)?,
+    ))
 }
 
 /// A fresh student for `teacher`; with a shared lens its extractors start as copies of the

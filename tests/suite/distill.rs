@@ -697,6 +697,10 @@ fn experiment_suite_runs_rows_over_seeds_and_reuses_finished_runs() {
 target_acc = 0.3
 quick = ["train.epochs=2"]
 
+[experiment.suites.again]
+about = "seed-benchmark's LSTM KD under another name"
+rows = [{{ label = "same as LSTM KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5}}', 'distill.temperature.policy="dynamic"'] }}]
+
 {}
 [teacher]
 checkpoint = "{}"
@@ -712,7 +716,10 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     let cfg = d.path().join("suite.toml");
     std::fs::write(&cfg, suite).unwrap();
     let out = d.path().join("exp");
-    let ledger = d.path().join("ledger").join("runs.json");
+    let ledger = d
+        .path()
+        .join("ledger")
+        .join("seed-benchmark-quick-runs.json");
     let args = [
         "experiment",
         "--suite",
@@ -731,7 +738,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         first.contains("adapting the teacher"),
         "LSTM KD needs adapted extractors: {first}"
     );
-    let dir = out.join("seed-benchmark");
+    let dir = out.join("seed-benchmark-quick");
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let rows = results["rows"].as_array().unwrap();
@@ -827,6 +834,64 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         assert_eq!(a["seeds"], b["seeds"]);
         assert_eq!(a["test_top1_mean"], b["test_top1_mean"]);
     }
+    // Another suite's row with the same config is the same run: taken from the first suite's
+    // ledger in the same folder and recorded in its own under its own name.
+    let again_ledger = ledger.with_file_name("again-quick-runs.json");
+    let again = |seeds: &str, ledger: &[&str]| {
+        let cfg = cfg.to_str().unwrap();
+        let out = out.to_str().unwrap();
+        let mut args = vec![
+            "experiment",
+            "--suite",
+            "again",
+            "--seeds",
+            seeds,
+            "--config",
+            cfg,
+            "--out",
+            out,
+        ];
+        args.extend(ledger);
+        lstmkd(&args)
+    };
+    let again_ledger_arg = again_ledger.to_str().unwrap();
+    let reused = ok(again("2", &["--ledger", again_ledger_arg]));
+    assert_eq!(reused.matches("as 'LSTM KD'").count(), 2, "{reused}");
+    assert!(!reused.contains("adapting"), "{reused}");
+    let copied: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&again_ledger).unwrap()).unwrap();
+    for (k, entry) in copied["runs"].as_array().unwrap().iter().enumerate() {
+        let original = runs
+            .iter()
+            .find(|r| r["row"] == "LSTM KD" && r["seed"] == k)
+            .unwrap();
+        assert_eq!(entry["row"], "same as LSTM KD");
+        assert_eq!(entry["config_sha256"], original["config_sha256"]);
+        assert_eq!(entry["result"], original["result"]);
+    }
+    // A run folder holding a run of another config is refused, not continued or taken as
+    // finished, and left as it was.
+    ok(again("1", &["--no-ledger"]));
+    let run_dir = out
+        .join("again-quick")
+        .join(lstmkd::experiment::suites::slug("same as LSTM KD"))
+        .join("seed0");
+    let saved = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("train.epochs=2", "train.epochs=3")).unwrap();
+    let e = again("1", &["--no-ledger"]);
+    assert!(!e.status.success());
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        err.contains("holds a run of another config")
+            && err.contains("train.epochs 2 there, 3 here"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("config.toml")).unwrap(),
+        saved
+    );
+    std::fs::write(&cfg, text).unwrap();
     // A ledger that is not one is an error naming it, and is left as it was.
     std::fs::write(&ledger, "not json").unwrap();
     let e = lstmkd(&args);
