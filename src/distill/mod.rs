@@ -171,6 +171,12 @@ impl DistillConfig {
             })
     }
 
+    /// Whether the student's extractors start as the teacher's adapted ones (a shared lens),
+    /// so that distilling reads `teacher.extractors`.
+    pub fn reads_adapted_extractors(&self) -> bool {
+        self.needs().extractors && self.temporal_init == TemporalInit::SharedLens
+    }
+
     /// The configured losses that train parts of their own, in registry order (the order of
     /// `Student::parts`).
     pub fn owning_losses(&self) -> Vec<&'static losses::LossSpec> {

@@ -7,14 +7,17 @@ pub mod ledger;
 pub mod plot;
 pub mod suites;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::config::RunConfig;
+use crate::distill::DistillConfig;
 use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, write_atomic};
+use crate::train::distill::{adapted_checkpoint, extractor_differences};
 use crate::train::metrics::read_jsonl;
 use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run};
 use suites::{Kind, Row, Suite};
@@ -236,6 +239,39 @@ fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses, before anything trains, rows that would read teacher extractors adapted for
+/// another extractor (than the file holds, or than another row reading the same file needs):
+/// met only when its row is reached, that error would come hours into a suite.
+fn check_lenses(rows: &[(&Row, RunConfig)]) -> Result<()> {
+    let mut first: BTreeMap<PathBuf, (&str, &DistillConfig)> = BTreeMap::new();
+    for (row, cfg) in rows {
+        let Some((t, d)) = cfg.teacher.as_ref().zip(cfg.distill.as_ref()) else {
+            continue;
+        };
+        if row.kind != Kind::Distill || !d.reads_adapted_extractors() {
+            continue;
+        }
+        let path = t.extractors_path();
+        if let Some((label, other)) = first.get(&path) {
+            let differ = extractor_differences(other, d)?;
+            if !differ.is_empty() {
+                bail!(
+                    "rows '{label}' (there) and '{}' (here) read the teacher's extractors from {} but need different ones ({}); give one of them a teacher.extractors of its own",
+                    row.label,
+                    path.display(),
+                    differ.join(", ")
+                );
+            }
+        } else {
+            if path.exists() {
+                adapted_checkpoint(t, d).with_context(|| format!("row '{}'", row.label))?;
+            }
+            first.insert(path, (&row.label, d));
+        }
+    }
+    Ok(())
+}
+
 pub fn run(o: &Options) -> Result<Results> {
     let (base, exp) = load_suite_config(&o.config)?;
     let budget = budget_overrides(&exp, &o.budget, &o.config)?;
@@ -254,6 +290,21 @@ pub fn run(o: &Options) -> Result<Results> {
         );
     };
     let suite_dir = o.dir();
+    let seed_config = |row: &Row, seed: usize| {
+        let mut overrides = budget.clone();
+        let dir = suite_dir
+            .join(suites::slug(&row.label))
+            .join(format!("seed{seed}"));
+        overrides.push(format!("train.seed={seed}"));
+        overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
+        row_config(&base, row, &overrides, &origin)
+    };
+    let first_seeds = suite
+        .rows
+        .iter()
+        .map(|row| Ok((row, seed_config(row, 0)?)))
+        .collect::<Result<Vec<_>>>()?;
+    check_lenses(&first_seeds)?;
 
     let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
     let siblings = match &ledger {
@@ -274,13 +325,7 @@ pub fn run(o: &Options) -> Result<Results> {
                 seed + 1,
                 o.seeds
             );
-            let mut overrides = budget.clone();
-            let dir = suite_dir
-                .join(suites::slug(&row.label))
-                .join(format!("seed{seed}"));
-            overrides.push(format!("train.seed={seed}"));
-            overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
-            let cfg = row_config(&base, row, &overrides, &origin)?;
+            let cfg = seed_config(row, seed)?;
             // Without a ledger there is nothing to look up, and no teacher to hash.
             let key = match &ledger {
                 Some(_) => Some(ledger::digest(&cfg, row.kind == Kind::Distill)?),

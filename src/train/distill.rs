@@ -20,7 +20,7 @@ use crate::distill::phases::{self, Phase};
 use crate::distill::student::{FusedStudent, Student};
 use crate::distill::teacher::{Teacher, TeacherHead};
 use crate::distill::views::{ViewAugment, second_view};
-use crate::distill::{DistillConfig, TeacherConfig, TemporalInit, deepest};
+use crate::distill::{DistillConfig, TeacherConfig, deepest};
 use crate::profile;
 
 pub struct Distill {
@@ -261,13 +261,9 @@ pub fn load_teacher(
     Ok((teacher, meta))
 }
 
-/// The teacher's extractors as `lstmkd adapt` fitted them.
-fn adapted_extractors(
-    cfg: &TeacherConfig,
-    dcfg: &DistillConfig,
-    teacher: &Teacher,
-    device: &Device,
-) -> Result<TeacherHead> {
+/// The checkpoint `lstmkd adapt` wrote at `teacher.extractors`, refused when missing or when
+/// fitted for another extractor than `dcfg`'s.
+pub fn adapted_checkpoint(cfg: &TeacherConfig, dcfg: &DistillConfig) -> Result<Checkpoint> {
     let path = cfg.extractors_path();
     if !path.exists() {
         bail!(
@@ -293,6 +289,17 @@ fn adapted_extractors(
             );
         }
     }
+    Ok(adapted)
+}
+
+/// The teacher's extractors as `lstmkd adapt` fitted them.
+fn adapted_extractors(
+    cfg: &TeacherConfig,
+    dcfg: &DistillConfig,
+    teacher: &Teacher,
+    device: &Device,
+) -> Result<TeacherHead> {
+    let adapted = adapted_checkpoint(cfg, dcfg)?;
     let template = TeacherHead::init(
         &teacher.net,
         teacher.input,
@@ -308,7 +315,10 @@ fn adapted_extractors(
 
 /// The extractor settings and taps in which `fitted` and `wanted` differ, each as
 /// "distill.<field> <fitted> there, <wanted> here" (`config::differences`).
-fn extractor_differences(fitted: &DistillConfig, wanted: &DistillConfig) -> Result<Vec<String>> {
+pub fn extractor_differences(
+    fitted: &DistillConfig,
+    wanted: &DistillConfig,
+) -> Result<Vec<String>> {
     let fields = |d: &DistillConfig| -> Result<toml::Table> {
         let mut out = toml::Table::new();
         out.insert("taps".into(), toml::Value::Integer(d.taps as i64));
@@ -332,7 +342,7 @@ pub fn new_student(
 ) -> Result<Student> {
     let (teacher_cfg, dcfg) = cfg.distillation()?;
     let student = Student::init(&cfg.model, dcfg, teacher, samples, device)?;
-    if dcfg.needs().extractors && dcfg.temporal_init == TemporalInit::SharedLens {
+    if dcfg.reads_adapted_extractors() {
         let adapted = adapted_extractors(teacher_cfg, dcfg, teacher, device)?;
         return Ok(student.share_lens(adapted, dcfg.freeze_student_extractor));
     }

@@ -701,6 +701,17 @@ quick = ["train.epochs=2"]
 about = "seed-benchmark's LSTM KD under another name"
 rows = [{{ label = "same as LSTM KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5}}', 'distill.temperature.policy="dynamic"'] }}]
 
+[experiment.suites.clash]
+about = "two windows reading one adapted file"
+rows = [
+    {{ label = "window 3", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}'] }},
+    {{ label = "window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }},
+]
+
+[experiment.suites.other-window]
+about = "a window the adapted file was not fitted for"
+rows = [{{ label = "window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }}]
+
 {}
 [teacher]
 checkpoint = "{}"
@@ -892,6 +903,35 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         saved
     );
     std::fs::write(&cfg, text).unwrap();
+    // Rows that would read teacher extractors fitted for another extractor are refused before
+    // anything trains: two rows against each other, one row against the adapted file.
+    for (suite, expected) in [
+        (
+            "clash",
+            "rows 'window 3' (there) and 'window 2' (here) read the teacher's extractors",
+        ),
+        ("other-window", "was adapted for another extractor"),
+    ] {
+        let args = [
+            "experiment",
+            "--suite",
+            suite,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-ledger",
+        ];
+        let e = lstmkd(&args);
+        let err = String::from_utf8_lossy(&e.stderr);
+        assert!(
+            !e.status.success()
+                && err.contains(expected)
+                && err.contains("distill.extractor.window 3 there, 2 here"),
+            "{suite}: {err}"
+        );
+        assert!(!out.join(format!("{suite}-quick")).exists(), "{suite}");
+    }
     // A ledger that is not one is an error naming it, and is left as it was.
     std::fs::write(&ledger, "not json").unwrap();
     let e = lstmkd(&args);
