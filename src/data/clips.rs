@@ -180,17 +180,12 @@ pub fn open(root: &Path, frames: usize) -> Result<Dataset> {
     let classes = class_names(&train_dir)?;
     let train = Clips::scan(&train_dir, &classes, frames, None)?;
     let test = Clips::scan(&test_dir, &classes, frames, Some(train.shape[0] == 1))?;
-    if test.shape != train.shape {
-        bail!(
-            "{}: frames are {:?} but training frames are {:?}",
-            test_dir.display(),
-            test.shape,
-            train.shape
-        );
-    }
-    Ok(Dataset {
-        train: Arc::new(train),
-        test: Arc::new(test),
+    Dataset::of_splits(
+        Arc::new(train),
+        Arc::new(test),
         classes,
-    })
+        &test_dir,
+        "frames",
+        "",
+    )
 }

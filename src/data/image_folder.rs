@@ -272,17 +272,12 @@ pub fn open(root: &Path, resize: usize, crop: usize, random_resized_crop: bool) 
     let classes = class_names(&train_dir)?;
     let train = ImageFolder::scan(&train_dir, &classes, resize, crop, random_resized_crop)?;
     let test = ImageFolder::scan(&test_dir, &classes, resize, crop, false)?;
-    if test.shape != train.shape {
-        bail!(
-            "{}: images are {:?} but training images are {:?} (set data.crop)",
-            test_dir.display(),
-            test.shape,
-            train.shape
-        );
-    }
-    Ok(Dataset {
-        train: Arc::new(train),
-        test: Arc::new(test),
+    Dataset::of_splits(
+        Arc::new(train),
+        Arc::new(test),
         classes,
-    })
+        &test_dir,
+        "images",
+        " (set data.crop)",
+    )
 }

@@ -9,7 +9,7 @@ pub mod image_folder;
 pub mod loader;
 pub mod motion;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -165,6 +165,32 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The splits a folder format read from `train/` and `test_dir`, refused when the test
+    /// split's `what` (images, frames) do not have the training split's shape; `hint` follows
+    /// the error.
+    pub fn of_splits(
+        train: Arc<dyn Source>,
+        test: Arc<dyn Source>,
+        classes: Vec<String>,
+        test_dir: &Path,
+        what: &str,
+        hint: &str,
+    ) -> Result<Self> {
+        if test.shape() != train.shape() {
+            bail!(
+                "{}: {what} are {:?} but training {what} are {:?}{hint}",
+                test_dir.display(),
+                test.shape(),
+                train.shape()
+            );
+        }
+        Ok(Self {
+            train,
+            test,
+            classes,
+        })
+    }
+
     pub fn num_classes(&self) -> usize {
         self.classes.len()
     }

@@ -161,6 +161,19 @@ fn bad_clips_are_named() {
     );
     write_clips(d.path(), &good);
 
+    // Test clips of one size, but another than the training clips'.
+    for j in 0..3 {
+        image::GrayImage::new(5, 4)
+            .save(d.path().join(format!("test/a/t0/f{j:02}.png")))
+            .unwrap();
+    }
+    let e = err_of(clips::open(d.path(), 2));
+    assert!(
+        e.contains("test") && e.contains("frames are [1, 4, 5] but training frames are [1, 4, 4]"),
+        "{e}"
+    );
+    write_clips(d.path(), &good);
+
     std::fs::create_dir_all(d.path().join("train/c")).unwrap();
     let e = err_of(clips::open(d.path(), 2));
     assert!(e.contains("train/c") && e.contains("no clips"), "{e}");

@@ -302,6 +302,21 @@ fn image_folder_bad_inputs_name_the_file_and_problem() {
         "{e}"
     );
 
+    // Without a crop, test images of another size than the training images are refused.
+    for class in ["cat", "dog"] {
+        image::RgbImage::new(20, 10)
+            .save(d.path().join("val").join(class).join("0.png"))
+            .unwrap();
+    }
+    let e = err_of(image_folder::open(d.path(), 0, 0, false));
+    assert!(
+        e.contains("val")
+            && e.contains(
+                "images are [3, 10, 20] but training images are [3, 30, 40] (set data.crop)"
+            ),
+        "{e}"
+    );
+
     std::fs::remove_dir_all(d.path().join("val")).unwrap();
     let e = err_of(image_folder::open(d.path(), 0, 16, false));
     assert!(e.contains("missing 'val'"), "{e}");
