@@ -219,6 +219,9 @@ fn every_suite_row_is_a_valid_config_on_the_suite_configs_and_their_budgets() {
         assert!(budgets.len() >= min_budgets, "{file}: {budgets:?}");
         for (name, budget) in &budgets {
             for suite in &suites {
+                // Rows reading one adapted extractor file must need the same extractor, or the
+                // runner refuses the suite when it starts.
+                let mut lenses = std::collections::BTreeMap::new();
                 for row in &suite.rows {
                     let mut overrides = budget.clone();
                     overrides.extend(row.overrides.iter().cloned());
@@ -226,7 +229,13 @@ fn every_suite_row_is_a_valid_config_on_the_suite_configs_and_their_budgets() {
                     let cfg = RunConfig::parse(&base, &path, &overrides)
                         .unwrap_or_else(|e| panic!("{at}: {e:#}"));
                     if row.kind == lstmkd::experiment::suites::Kind::Distill {
-                        cfg.distillation().unwrap_or_else(|e| panic!("{at}: {e:#}"));
+                        let (t, d) = cfg.distillation().unwrap_or_else(|e| panic!("{at}: {e:#}"));
+                        if d.reads_adapted_extractors() {
+                            let first = lenses.entry(t.extractors_path()).or_insert(d.clone());
+                            let differ =
+                                lstmkd::train::distill::extractor_differences(first, d).unwrap();
+                            assert!(differ.is_empty(), "{at}: {differ:?}");
+                        }
                     }
                 }
             }
