@@ -89,6 +89,10 @@ pub enum Command {
         /// Keep no ledger: neither read nor write one.
         #[arg(long, conflicts_with = "ledger")]
         no_ledger: bool,
+        /// Say where each run stands (recorded in a ledger, finished or interrupted in its
+        /// folder, to train) and train or write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Evaluate a checkpoint on its test set as deployed (batch norm folded into the
     /// convolutions): accuracy, per-class accuracy, confusion matrix,
@@ -426,6 +430,7 @@ pub fn main() -> Result<()> {
             out,
             ledger,
             no_ledger,
+            dry_run,
         } => {
             if seeds == 0 {
                 bail!("--seeds: must be at least 1");
@@ -442,9 +447,12 @@ pub fn main() -> Result<()> {
                 budget,
                 out,
                 ledger,
+                dry_run,
             };
             let t0 = std::time::Instant::now();
-            crate::experiment::run(&opts)?;
+            if crate::experiment::run(&opts)?.is_none() {
+                return Ok(());
+            }
             let dir = opts.dir();
             println!(
                 "done in {:.0}s: {}/results.md",

@@ -166,6 +166,41 @@ fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
     ))
 }
 
+/// Where the run of `cfg` stands in its folder, for a dry run.
+fn folder_state(cfg: &RunConfig) -> Result<String> {
+    let dir = &cfg.train.out_dir;
+    if !dir.join(CONFIG_FILE).exists() {
+        return Ok("to train".into());
+    }
+    let differ = stored_differences(dir, cfg)?;
+    if !differ.is_empty() {
+        return Ok(format!(
+            "refused: {} holds a run of another config ({})",
+            dir.display(),
+            differ.join("; ")
+        ));
+    }
+    if !dir.join(LAST).exists() {
+        return Ok(format!(
+            "to train ({} holds no finished epoch)",
+            dir.display()
+        ));
+    }
+    let done = Checkpoint::load(&dir.join(LAST))?
+        .meta
+        .run("a suite run")?
+        .epoch;
+    Ok(if done >= cfg.train.epochs {
+        format!("finished in {} (to evaluate and record)", dir.display())
+    } else {
+        format!(
+            "interrupted in {} after epoch {done} of {}: resumes",
+            dir.display(),
+            cfg.train.epochs
+        )
+    })
+}
+
 /// Trains one row/seed unless already finished; returns its run directory.
 fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     let dir = cfg.train.out_dir.clone();
@@ -214,6 +249,9 @@ pub struct Options {
     pub out: PathBuf,
     /// The ledger of finished runs (None: none kept).
     pub ledger: Option<PathBuf>,
+    /// Say where each run stands (recorded, finished or interrupted in its folder, to train)
+    /// and train nothing.
+    pub dry_run: bool,
 }
 
 impl Options {
@@ -272,7 +310,8 @@ fn check_lenses(rows: &[(&Row, RunConfig)]) -> Result<()> {
     Ok(())
 }
 
-pub fn run(o: &Options) -> Result<Results> {
+/// Runs the suite and writes its results (None: a dry run, which trains and writes nothing).
+pub fn run(o: &Options) -> Result<Option<Results>> {
     let (base, exp) = load_suite_config(&o.config)?;
     let budget = budget_overrides(&exp, &o.budget, &o.config)?;
     let target_acc = exp
@@ -312,6 +351,7 @@ pub fn run(o: &Options) -> Result<Results> {
         None => Vec::new(),
     };
     let mut rows = Vec::new();
+    let mut recorded_runs = 0;
     for (r, row) in suite.rows.iter().enumerate() {
         let mut seeds = Vec::new();
         let mut last_report = None;
@@ -358,12 +398,20 @@ pub fn run(o: &Options) -> Result<Results> {
                 );
                 seeds.push(e.result.clone());
                 last_report = Some((e.params, e.latency_ms_b1, e.throughput_b64));
+                if o.dry_run {
+                    recorded_runs += 1;
+                    continue;
+                }
                 if let Some(l) = ledger.as_mut().filter(|_| elsewhere) {
                     l.record(ledger::Entry {
                         row: row.label.to_string(),
                         ..e
                     })?;
                 }
+                continue;
+            }
+            if o.dry_run {
+                println!("  {}", folder_state(&cfg)?);
                 continue;
             }
             if row.kind == Kind::Distill {
@@ -410,6 +458,9 @@ pub fn run(o: &Options) -> Result<Results> {
             seeds.push(result);
             last_report = Some((report.params, report.latency_ms_b1, report.throughput_b64));
         }
+        if o.dry_run {
+            continue;
+        }
         let (params, latency_ms_b1, throughput_b64) = last_report.context("at least one seed")?;
         let (mean, std) = mean_std(&seeds.iter().map(|s| s.test_top1).collect::<Vec<_>>());
         rows.push(RowResult {
@@ -423,6 +474,14 @@ pub fn run(o: &Options) -> Result<Results> {
             throughput_b64,
             paired: None,
         });
+    }
+    if o.dry_run {
+        let total = suite.rows.len() * o.seeds;
+        println!(
+            "{recorded_runs} of {total} runs recorded in a ledger, {} to train or to take from their folders",
+            total - recorded_runs
+        );
+        return Ok(None);
     }
     if let Some(reference) = &suite.reference
         && let Some(k) = rows.iter().position(|r| r.label == *reference)
@@ -442,7 +501,7 @@ pub fn run(o: &Options) -> Result<Results> {
         rows,
     };
     write_results(&results, suite, &suite_dir)?;
-    Ok(results)
+    Ok(Some(results))
 }
 
 fn mean_curve(seeds: &[SeedResult], pick: impl Fn(&SeedResult) -> &Vec<f64>) -> Vec<(f64, f64)> {

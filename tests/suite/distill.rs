@@ -866,6 +866,14 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         lstmkd(&args)
     };
     let again_ledger_arg = again_ledger.to_str().unwrap();
+    // A dry run finds both runs in the other ledger, and writes nothing.
+    let plan = ok(again("3", &["--ledger", again_ledger_arg, "--dry-run"]));
+    assert_eq!(plan.matches("as 'LSTM KD'").count(), 2, "{plan}");
+    assert!(
+        plan.contains("to train") && plan.contains("2 of 3 runs recorded in a ledger, 1 to train"),
+        "{plan}"
+    );
+    assert!(!again_ledger.exists() && !out.join("again-quick").exists());
     let reused = ok(again("2", &["--ledger", again_ledger_arg]));
     assert_eq!(reused.matches("as 'LSTM KD'").count(), 2, "{reused}");
     assert!(!reused.contains("adapting"), "{reused}");
@@ -888,8 +896,15 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         .join(lstmkd::experiment::suites::slug("same as LSTM KD"))
         .join("seed0");
     let saved = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    let plan = ok(again("1", &["--no-ledger", "--dry-run"]));
+    assert!(plan.contains("finished in"), "{plan}");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("train.epochs=2", "train.epochs=3")).unwrap();
+    let plan = ok(again("1", &["--no-ledger", "--dry-run"]));
+    assert!(
+        plan.contains("refused") && plan.contains("train.epochs 2 there, 3 here"),
+        "{plan}"
+    );
     let e = again("1", &["--no-ledger"]);
     assert!(!e.status.success());
     let err = String::from_utf8_lossy(&e.stderr);
