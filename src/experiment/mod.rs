@@ -352,6 +352,8 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
     };
     let mut rows = Vec::new();
     let mut recorded_runs = 0;
+    // Seconds of training left where a row has recorded seeds, and the runs of rows without.
+    let mut estimated = (0.0, 0);
     for (r, row) in suite.rows.iter().enumerate() {
         let mut seeds = Vec::new();
         let mut last_report = None;
@@ -459,6 +461,14 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             last_report = Some((report.params, report.latency_ms_b1, report.throughput_b64));
         }
         if o.dry_run {
+            // Recorded seeds of a row tell how long its other seeds will train.
+            let left = o.seeds - seeds.len();
+            if left > 0 && !seeds.is_empty() {
+                let secs: Vec<f64> = seeds.iter().map(|s| s.train_seconds).collect();
+                estimated.0 += left as f64 * mean_std(&secs).0;
+            } else {
+                estimated.1 += left;
+            }
             continue;
         }
         let (params, latency_ms_b1, throughput_b64) = last_report.context("at least one seed")?;
@@ -481,6 +491,18 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             "{recorded_runs} of {total} runs recorded in a ledger, {} to train or to take from their folders",
             total - recorded_runs
         );
+        let (secs, unknown) = estimated;
+        if recorded_runs < total {
+            println!(
+                "about {:.1} h ({secs:.0} s) of training for the rows with recorded seeds (their mean on the machines that ran them){}",
+                secs / 3600.0,
+                if unknown > 0 {
+                    format!(", plus {unknown} run(s) of rows with none recorded")
+                } else {
+                    String::new()
+                }
+            );
+        }
         return Ok(None);
     }
     if let Some(reference) = &suite.reference

@@ -873,6 +873,18 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         plan.contains("to train") && plan.contains("2 of 3 runs recorded in a ledger, 1 to train"),
         "{plan}"
     );
+    // The third seed is estimated from the two recorded ones.
+    let secs: Vec<f64> = runs
+        .iter()
+        .filter(|r| r["row"] == "LSTM KD")
+        .map(|r| r["result"]["train_seconds"].as_f64().unwrap())
+        .collect();
+    let mean = (secs[0] + secs[1]) / 2.0;
+    let hours = format!("about {:.1} h ({mean:.0} s) of training", mean / 3600.0);
+    assert!(
+        plan.contains(&hours) && !plan.contains("none recorded"),
+        "{hours}: {plan}"
+    );
     assert!(!again_ledger.exists() && !out.join("again-quick").exists());
     let reused = ok(again("2", &["--ledger", again_ledger_arg]));
     assert_eq!(reused.matches("as 'LSTM KD'").count(), 2, "{reused}");
