@@ -352,8 +352,9 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
     };
     let mut rows = Vec::new();
     let mut recorded_runs = 0;
-    // Seconds of training left where a row has recorded seeds, and the runs of rows without.
-    let mut estimated = (0.0, 0);
+    // Seconds of training left where a row has recorded seeds, those runs, and the runs of
+    // rows without.
+    let mut estimated = (0.0, 0, 0);
     for (r, row) in suite.rows.iter().enumerate() {
         let mut seeds = Vec::new();
         let mut last_report = None;
@@ -463,10 +464,11 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         if o.dry_run {
             // Recorded seeds of a row tell how long its other seeds will train.
             let left = o.seeds - seeds.len();
-            if left > 0 && !seeds.is_empty() {
+            if seeds.is_empty() {
+                estimated.2 += left;
+            } else {
                 let secs: Vec<f64> = seeds.iter().map(|s| s.train_seconds).collect();
                 estimated.0 += left as f64 * mean_std(&secs).0;
-            } else {
                 estimated.1 += left;
             }
             continue;
@@ -491,17 +493,15 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             "{recorded_runs} of {total} runs recorded in a ledger, {} to train or to take from their folders",
             total - recorded_runs
         );
-        let (secs, unknown) = estimated;
-        if recorded_runs < total {
+        let (secs, known, unknown) = estimated;
+        if known > 0 {
             println!(
-                "about {:.1} h ({secs:.0} s) of training for the rows with recorded seeds (their mean on the machines that ran them){}",
-                secs / 3600.0,
-                if unknown > 0 {
-                    format!(", plus {unknown} run(s) of rows with none recorded")
-                } else {
-                    String::new()
-                }
+                "about {:.1} h ({secs:.0} s) of training for the {known} run(s) of rows with recorded seeds (from their mean on the machines that ran them)",
+                secs / 3600.0
             );
+        }
+        if unknown > 0 {
+            println!("{unknown} run(s) of rows with no recorded seed: not estimated");
         }
         return Ok(None);
     }

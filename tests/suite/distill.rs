@@ -880,9 +880,12 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         .map(|r| r["result"]["train_seconds"].as_f64().unwrap())
         .collect();
     let mean = (secs[0] + secs[1]) / 2.0;
-    let hours = format!("about {:.1} h ({mean:.0} s) of training", mean / 3600.0);
+    let hours = format!(
+        "about {:.1} h ({mean:.0} s) of training for the 1 run(s)",
+        mean / 3600.0
+    );
     assert!(
-        plan.contains(&hours) && !plan.contains("none recorded"),
+        plan.contains(&hours) && !plan.contains("not estimated"),
         "{hours}: {plan}"
     );
     assert!(!again_ledger.exists() && !out.join("again-quick").exists());
