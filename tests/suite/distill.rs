@@ -866,8 +866,18 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         lstmkd(&args)
     };
     let again_ledger_arg = again_ledger.to_str().unwrap();
-    // A dry run finds both runs in the other ledger, and writes nothing.
-    let plan = ok(again("3", &["--ledger", again_ledger_arg, "--dry-run"]));
+    // A dry run finds both runs in the other ledger, and writes nothing. A file beside them
+    // named like a ledger but not one is reported and passed over.
+    let junk = ledger.with_file_name("junk-runs.json");
+    std::fs::write(&junk, "[1, 2]").unwrap();
+    let dry = again("3", &["--ledger", again_ledger_arg, "--dry-run"]);
+    let warned = String::from_utf8_lossy(&dry.stderr).into_owned();
+    assert!(
+        warned.contains("junk-runs.json") && warned.contains("its runs are not reused"),
+        "{warned}"
+    );
+    std::fs::remove_file(&junk).unwrap();
+    let plan = ok(dry);
     assert_eq!(plan.matches("as 'LSTM KD'").count(), 2, "{plan}");
     assert!(
         plan.contains("to train") && plan.contains("2 of 3 runs recorded in a ledger, 1 to train"),
