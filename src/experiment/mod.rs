@@ -166,68 +166,78 @@ fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
     ))
 }
 
-/// Where the run of `cfg` stands in its folder, for a dry run.
-fn folder_state(cfg: &RunConfig) -> Result<String> {
+/// What a run's folder holds.
+enum Folder {
+    /// No run: it starts from scratch.
+    Empty,
+    /// A run of another config: the settings that differ.
+    Other(Vec<String>),
+    /// A run of this config that finished this many epochs (0: none yet).
+    Started(usize),
+    /// A run of this config that finished all its epochs.
+    Finished(usize),
+}
+
+fn folder(cfg: &RunConfig) -> Result<Folder> {
     let dir = &cfg.train.out_dir;
     if !dir.join(CONFIG_FILE).exists() {
-        return Ok("to train".into());
+        return Ok(Folder::Empty);
     }
     let differ = stored_differences(dir, cfg)?;
     if !differ.is_empty() {
-        return Ok(format!(
-            "refused: {} holds a run of another config ({})",
-            dir.display(),
-            differ.join("; ")
-        ));
+        return Ok(Folder::Other(differ));
     }
     if !dir.join(LAST).exists() {
-        return Ok(format!(
-            "to train ({} holds no finished epoch)",
-            dir.display()
-        ));
+        return Ok(Folder::Started(0));
     }
     let done = Checkpoint::load(&dir.join(LAST))?
         .meta
         .run("a suite run")?
         .epoch;
     Ok(if done >= cfg.train.epochs {
-        format!("finished in {} (to evaluate and record)", dir.display())
+        Folder::Finished(done)
     } else {
-        format!(
-            "interrupted in {} after epoch {done} of {}: resumes",
-            dir.display(),
+        Folder::Started(done)
+    })
+}
+
+/// Where the run of `cfg` stands in its folder, for a dry run.
+fn folder_state(cfg: &RunConfig) -> Result<String> {
+    let dir = cfg.train.out_dir.display();
+    Ok(match folder(cfg)? {
+        Folder::Empty => "to train".into(),
+        Folder::Other(differ) => format!(
+            "refused: {dir} holds a run of another config ({})",
+            differ.join("; ")
+        ),
+        Folder::Started(0) => format!("to train ({dir} holds no finished epoch)"),
+        Folder::Started(done) => format!(
+            "interrupted in {dir} after epoch {done} of {}: resumes",
             cfg.train.epochs
-        )
+        ),
+        Folder::Finished(_) => format!("finished in {dir} (to evaluate and record)"),
     })
 }
 
 /// Trains one row/seed unless already finished; returns its run directory.
 fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     let dir = cfg.train.out_dir.clone();
-    // A run left by another suite config in the same folder is not this row's: neither taken
-    // as finished nor continued.
-    if dir.join(CONFIG_FILE).exists() {
-        let differ = stored_differences(&dir, &cfg)?;
-        if !differ.is_empty() {
-            bail!(
-                "{}: holds a run of another config ({}); move it away or give --out another folder",
-                dir.display(),
-                differ.join("; ")
-            );
-        }
-    }
-    // A started run is continued (from epoch 0 when it never finished one).
-    let resume = dir.join(CONFIG_FILE).exists();
-    if dir.join(LAST).exists() {
-        let done = Checkpoint::load(&dir.join(LAST))?
-            .meta
-            .run("a suite run")?
-            .epoch;
-        if done >= cfg.train.epochs {
+    // A started run is continued (from epoch 0 when it never finished one). A run left by
+    // another suite config in the same folder is not this row's: neither taken as finished
+    // nor continued.
+    let resume = match folder(&cfg)? {
+        Folder::Empty => false,
+        Folder::Started(_) => true,
+        Folder::Other(differ) => bail!(
+            "{}: holds a run of another config ({}); move it away or give --out another folder",
+            dir.display(),
+            differ.join("; ")
+        ),
+        Folder::Finished(done) => {
             println!("  already finished ({done} epochs): {}", dir.display());
             return Ok(dir);
         }
-    }
+    };
     match kind {
         Kind::Alone => {
             let run = Run::new(cfg, resume)?;
@@ -283,10 +293,11 @@ fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
 fn check_lenses(rows: &[(&Row, RunConfig)]) -> Result<()> {
     let mut first: BTreeMap<PathBuf, (&str, &DistillConfig)> = BTreeMap::new();
     for (row, cfg) in rows {
+        // A row of the student alone has neither table (`row_config`).
         let Some((t, d)) = cfg.teacher.as_ref().zip(cfg.distill.as_ref()) else {
             continue;
         };
-        if row.kind != Kind::Distill || !d.reads_adapted_extractors() {
+        if !d.reads_adapted_extractors() {
             continue;
         }
         let path = t.extractors_path();
