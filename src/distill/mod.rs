@@ -171,8 +171,8 @@ impl DistillConfig {
             })
     }
 
-    /// Whether the student's extractors start as the teacher's adapted ones (a shared lens),
-    /// so that distilling reads `teacher.extractors`.
+    /// Whether the student's extractors start as copies of the teacher's adapted ones (a
+    /// shared lens). The teacher reads its adapted extractors whenever `needs().extractors`.
     pub fn reads_adapted_extractors(&self) -> bool {
         self.needs().extractors && self.temporal_init == TemporalInit::SharedLens
     }

@@ -122,8 +122,8 @@ impl Ledger {
 
     /// The other ledgers in this one's folder (`*-runs.json`), where another suite may have
     /// recorded a run with the same key: the comparison's KD is the research suite's KD. A
-    /// file there that is not a ledger is reported and passed over, since it is not this
-    /// suite's to fix.
+    /// file there that is not a ledger is an error, since passing over it would train its runs
+    /// again, hours of them.
     pub fn siblings(&self) -> Result<Vec<Ledger>> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -135,7 +135,10 @@ impl Ledger {
             Err(e) => return Err(e).with_context(|| format!("{}: cannot list", dir.display())),
         };
         let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("{}: cannot list", dir.display()))?
+            .into_iter()
             .filter(|p| {
                 p.file_name()
                     .and_then(|n| n.to_str())
@@ -144,14 +147,17 @@ impl Ledger {
             })
             .collect();
         paths.sort();
-        Ok(paths
+        paths
             .iter()
-            .filter_map(|p| {
-                Ledger::open(p)
-                    .map_err(|e| eprintln!("warning: {e:#}; its runs are not reused"))
-                    .ok()
+            .map(|p| {
+                Ledger::open(p).with_context(|| {
+                    format!(
+                        "another suite's ledger beside {} (fix it or move it away)",
+                        self.path.display()
+                    )
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Records `entry` (replacing an earlier one of its row and seed) and writes the file.

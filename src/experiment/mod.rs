@@ -201,22 +201,28 @@ fn folder(cfg: &RunConfig) -> Result<Folder> {
     })
 }
 
-/// Where the run of `cfg` stands in its folder, for a dry run.
-fn folder_state(cfg: &RunConfig) -> Result<String> {
+/// Where the run of `cfg` stands in its folder, for a dry run, and the share of its epochs
+/// left to train. A folder that cannot be read is reported, not fatal: a dry run reports.
+fn folder_state(cfg: &RunConfig) -> (String, f64) {
     let dir = cfg.train.out_dir.display();
-    Ok(match folder(cfg)? {
-        Folder::Empty => "to train".into(),
-        Folder::Other(differ) => format!(
-            "refused: {dir} holds a run of another config ({})",
-            differ.join("; ")
+    let epochs = cfg.train.epochs;
+    match folder(cfg) {
+        Err(e) => (format!("unreadable: {e:#}"), 1.0),
+        Ok(Folder::Empty) => ("to train".into(), 1.0),
+        Ok(Folder::Other(differ)) => (
+            format!(
+                "refused: {dir} holds a run of another config ({})",
+                differ.join("; ")
+            ),
+            1.0,
         ),
-        Folder::Started(0) => format!("to train ({dir} holds no finished epoch)"),
-        Folder::Started(done) => format!(
-            "interrupted in {dir} after epoch {done} of {}: resumes",
-            cfg.train.epochs
+        Ok(Folder::Started(0)) => (format!("to train ({dir} holds no finished epoch)"), 1.0),
+        Ok(Folder::Started(done)) => (
+            format!("interrupted in {dir} after epoch {done} of {epochs}: resumes"),
+            (epochs - done) as f64 / epochs as f64,
         ),
-        Folder::Finished(_) => format!("finished in {dir} (to evaluate and record)"),
-    })
+        Ok(Folder::Finished(_)) => (format!("finished in {dir} (to evaluate and record)"), 0.0),
+    }
 }
 
 /// Trains one row/seed unless already finished; returns its run directory.
@@ -287,38 +293,57 @@ fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Refuses, before anything trains, rows that would read teacher extractors adapted for
-/// another extractor (than the file holds, or than another row reading the same file needs):
-/// met only when its row is reached, that error would come hours into a suite.
-fn check_lenses(rows: &[(&Row, RunConfig)]) -> Result<()> {
+/// Refuses, before anything trains, runs that would read teacher extractors adapted for
+/// another extractor (than the file holds, or than another run reading the same file needs):
+/// met only when its row is reached, that error would come hours into a suite. `runs` are
+/// (row label, config); the student alone's have no distill table and read no extractors.
+pub fn check_lenses<'a>(runs: impl IntoIterator<Item = (&'a str, &'a RunConfig)>) -> Result<()> {
     let mut first: BTreeMap<PathBuf, (&str, &DistillConfig)> = BTreeMap::new();
-    for (row, cfg) in rows {
-        // A row of the student alone has neither table (`row_config`).
+    for (label, cfg) in runs {
         let Some((t, d)) = cfg.teacher.as_ref().zip(cfg.distill.as_ref()) else {
             continue;
         };
-        if !d.reads_adapted_extractors() {
+        // The teacher reads the file whenever the extractor losses are on, whatever the
+        // student's extractors start from (`load_teacher`).
+        if !d.needs().extractors {
             continue;
         }
         let path = t.extractors_path();
-        if let Some((label, other)) = first.get(&path) {
+        if let Some((there, other)) = first.get(&path) {
             let differ = extractor_differences(other, d)?;
             if !differ.is_empty() {
                 bail!(
-                    "rows '{label}' (there) and '{}' (here) read the teacher's extractors from {} but need different ones ({}); give one of them a teacher.extractors of its own",
-                    row.label,
+                    "rows '{there}' (there) and '{label}' (here) read the teacher's extractors from {} but need different ones ({}); give one of them a teacher.extractors of its own",
                     path.display(),
                     differ.join(", ")
                 );
             }
         } else {
             if path.exists() {
-                adapted_checkpoint(t, d).with_context(|| format!("row '{}'", row.label))?;
+                adapted_checkpoint(t, d).with_context(|| format!("row '{label}'"))?;
             }
-            first.insert(path, (&row.label, d));
+            first.insert(path, (label, d));
         }
     }
     Ok(())
+}
+
+/// A run recorded in a ledger: which file, its entry, and whether that file is another
+/// suite's (then the entry is copied into this suite's ledger under this row's name).
+struct Recorded {
+    path: PathBuf,
+    entry: ledger::Entry,
+    elsewhere: bool,
+}
+
+/// One (row, seed) of the suite.
+struct Planned<'a> {
+    row: &'a Row,
+    seed: usize,
+    cfg: RunConfig,
+    /// Its ledger key (none without a ledger).
+    key: Option<String>,
+    recorded: Option<Recorded>,
 }
 
 /// Runs the suite and writes its results (None: a dry run, which trains and writes nothing).
@@ -340,67 +365,97 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         );
     };
     let suite_dir = o.dir();
-    let seed_config = |row: &Row, seed: usize| {
-        let mut overrides = budget.clone();
-        let dir = suite_dir
-            .join(suites::slug(&row.label))
-            .join(format!("seed{seed}"));
-        overrides.push(format!("train.seed={seed}"));
-        overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
-        row_config(&base, row, &overrides, &origin)
-    };
-    let first_seeds = suite
-        .rows
-        .iter()
-        .map(|row| Ok((row, seed_config(row, 0)?)))
-        .collect::<Result<Vec<_>>>()?;
-    check_lenses(&first_seeds)?;
-
     let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
     let siblings = match &ledger {
         Some(l) => l.siblings()?,
         None => Vec::new(),
     };
+    let mut plan = Vec::new();
+    for row in &suite.rows {
+        for seed in 0..o.seeds {
+            let mut overrides = budget.clone();
+            let dir = suite_dir
+                .join(suites::slug(&row.label))
+                .join(format!("seed{seed}"));
+            overrides.push(format!("train.seed={seed}"));
+            overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
+            let cfg = row_config(&base, row, &overrides, &origin)?;
+            // Without a ledger there is nothing to look up, and no teacher to hash.
+            let key = match &ledger {
+                Some(_) => Some(ledger::digest(&cfg, row.kind == Kind::Distill)?),
+                None => None,
+            };
+            let recorded = key.as_deref().and_then(|key| {
+                let own = ledger.iter().map(|l| (l, false));
+                own.chain(siblings.iter().map(|l| (l, true)))
+                    .find_map(|(l, elsewhere)| {
+                        Some(Recorded {
+                            path: l.path().to_path_buf(),
+                            entry: l.find(seed as u64, key)?.clone(),
+                            elsewhere,
+                        })
+                    })
+            });
+            plan.push(Planned {
+                row,
+                seed,
+                cfg,
+                key,
+                recorded,
+            });
+        }
+    }
+    // What is left to train is checked before any of it trains: a clash found when its row
+    // is reached would come hours into the suite.
+    let to_train: Vec<&Planned> = plan.iter().filter(|p| p.recorded.is_none()).collect();
+    check_lenses(to_train.iter().map(|p| (p.row.label.as_str(), &p.cfg)))?;
+    if !o.dry_run {
+        let mut refused = Vec::new();
+        for p in &to_train {
+            if let Folder::Other(differ) = folder(&p.cfg)? {
+                refused.push(format!(
+                    "{}: holds a run of another config ({})",
+                    p.cfg.train.out_dir.display(),
+                    differ.join("; ")
+                ));
+            }
+        }
+        if !refused.is_empty() {
+            bail!(
+                "{}\nmove them away or give --out another folder; nothing was trained",
+                refused.join("\n")
+            );
+        }
+    }
+
     let mut rows = Vec::new();
     let mut recorded_runs = 0;
     // Seconds of training left where a row has recorded seeds, those runs, and the runs of
     // rows without.
     let mut estimated = (0.0, 0, 0);
-    for (r, row) in suite.rows.iter().enumerate() {
+    for (r, row_plan) in plan.chunks(o.seeds.max(1)).enumerate() {
+        let row = row_plan[0].row;
         let mut seeds = Vec::new();
         let mut last_report = None;
-        for seed in 0..o.seeds {
+        // The share of each run left to train, for a dry run's estimate.
+        let mut left = Vec::new();
+        for p in row_plan {
             println!(
                 "== {} row {}/{} '{}' seed {}/{}",
                 suite.name,
                 r + 1,
                 suite.rows.len(),
                 row.label,
-                seed + 1,
+                p.seed + 1,
                 o.seeds
             );
-            let cfg = seed_config(row, seed)?;
-            // Without a ledger there is nothing to look up, and no teacher to hash.
-            let key = match &ledger {
-                Some(_) => Some(ledger::digest(&cfg, row.kind == Kind::Distill)?),
-                None => None,
-            };
-            let own = ledger
-                .as_ref()
-                .zip(key.as_deref())
-                .and_then(|(l, key)| Some((l.path().to_path_buf(), l.find(seed as u64, key)?)));
-            let recorded = own.map(|(path, e)| (path, e.clone(), false)).or_else(|| {
-                let key = key.as_deref()?;
-                siblings.iter().find_map(|l| {
-                    Some((
-                        l.path().to_path_buf(),
-                        l.find(seed as u64, key)?.clone(),
-                        true,
-                    ))
-                })
-            });
-            if let Some((path, e, elsewhere)) = recorded {
-                let named = if elsewhere || e.row != row.label {
+            if let Some(Recorded {
+                path,
+                entry: e,
+                elsewhere,
+            }) = &p.recorded
+            {
+                let named = if *elsewhere || e.row != row.label {
                     format!(" as '{}'", e.row)
                 } else {
                     String::new()
@@ -414,24 +469,24 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
                 last_report = Some((e.params, e.latency_ms_b1, e.throughput_b64));
                 if o.dry_run {
                     recorded_runs += 1;
-                    continue;
-                }
-                if let Some(l) = ledger.as_mut().filter(|_| elsewhere) {
+                } else if let Some(l) = ledger.as_mut().filter(|_| *elsewhere) {
                     l.record(ledger::Entry {
                         row: row.label.to_string(),
-                        ..e
+                        ..e.clone()
                     })?;
                 }
                 continue;
             }
             if o.dry_run {
-                println!("  {}", folder_state(&cfg)?);
+                let (state, share) = folder_state(&p.cfg);
+                println!("  {state}");
+                left.push(share);
                 continue;
             }
             if row.kind == Kind::Distill {
-                ensure_adapted(&cfg, &origin, &row.label)?;
+                ensure_adapted(&p.cfg, &origin, &row.label)?;
             }
-            let dir = train_one(cfg, row.kind)?;
+            let dir = train_one(p.cfg.clone(), row.kind)?;
             let ckpt = match row.kind {
                 Kind::Alone => dir.join(BEST),
                 Kind::Distill => dir.join(crate::train::distill::DEPLOYED),
@@ -440,7 +495,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             let metrics = read_jsonl(&dir.join(METRICS_FILE))?;
             let val_curve: Vec<f64> = metrics.iter().map(|m| m.val_acc).collect();
             let result = SeedResult {
-                seed: seed as u64,
+                seed: p.seed as u64,
                 test_top1: report.top1,
                 best_val: val_curve.iter().cloned().fold(0.0, f64::max),
                 epochs_to_target: val_curve
@@ -454,10 +509,10 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
                     .collect(),
                 val_curve,
             };
-            if let (Some(l), Some(key)) = (ledger.as_mut(), key) {
+            if let (Some(l), Some(key)) = (ledger.as_mut(), p.key.clone()) {
                 l.record(ledger::Entry {
                     row: row.label.to_string(),
-                    seed: seed as u64,
+                    seed: p.seed as u64,
                     config_sha256: key,
                     result: result.clone(),
                     params: report.params,
@@ -474,13 +529,13 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         }
         if o.dry_run {
             // Recorded seeds of a row tell how long its other seeds will train.
-            let left = o.seeds - seeds.len();
+            let runs = left.iter().filter(|share| **share > 0.0).count();
             if seeds.is_empty() {
-                estimated.2 += left;
+                estimated.2 += runs;
             } else {
                 let secs: Vec<f64> = seeds.iter().map(|s| s.train_seconds).collect();
-                estimated.0 += left as f64 * mean_std(&secs).0;
-                estimated.1 += left;
+                estimated.0 += left.iter().sum::<f64>() * mean_std(&secs).0;
+                estimated.1 += runs;
             }
             continue;
         }

@@ -708,6 +708,13 @@ rows = [
     {{ label = "window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }},
 ]
 
+[experiment.suites.clash-random]
+about = "a randomly initialised student extractor: the teacher still reads the adapted file"
+rows = [
+    {{ label = "window 3", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}'] }},
+    {{ label = "random, window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.temporal_init="random"', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }},
+]
+
 [experiment.suites.other-window]
 about = "a window the adapted file was not fitted for"
 rows = [{{ label = "window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }}]
@@ -866,21 +873,25 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         lstmkd(&args)
     };
     let again_ledger_arg = again_ledger.to_str().unwrap();
-    // A dry run finds both runs in the other ledger, and writes nothing. A file beside them
-    // named like a ledger but not one is reported and passed over.
+    // A file beside the ledgers named like one but not one is an error naming it: passing
+    // over it would train its runs again.
     let junk = ledger.with_file_name("junk-runs.json");
     std::fs::write(&junk, "[1, 2]").unwrap();
-    let dry = again("3", &["--ledger", again_ledger_arg, "--dry-run"]);
-    let warned = String::from_utf8_lossy(&dry.stderr).into_owned();
+    let e = again("3", &["--ledger", again_ledger_arg, "--dry-run"]);
+    let err = String::from_utf8_lossy(&e.stderr);
     assert!(
-        warned.contains("junk-runs.json") && warned.contains("its runs are not reused"),
-        "{warned}"
+        !e.status.success()
+            && err.contains("junk-runs.json: not a suite ledger")
+            && err.contains("fix it or move it away"),
+        "{err}"
     );
     std::fs::remove_file(&junk).unwrap();
-    let plan = ok(dry);
+    // A dry run finds both runs in the other ledger, and writes nothing.
+    let plan = ok(again("3", &["--ledger", again_ledger_arg, "--dry-run"]));
     assert_eq!(plan.matches("as 'LSTM KD'").count(), 2, "{plan}");
     assert!(
-        plan.contains("to train") && plan.contains("2 of 3 runs recorded in a ledger, 1 to train"),
+        plan.contains("seed 3/3\n  to train\n")
+            && plan.contains("2 of 3 runs recorded in a ledger, 1 to train"),
         "{plan}"
     );
     // The third seed is estimated from the two recorded ones.
@@ -904,6 +915,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     assert!(!reused.contains("adapting"), "{reused}");
     let copied: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&again_ledger).unwrap()).unwrap();
+    assert_eq!(copied["runs"].as_array().unwrap().len(), 2, "{copied}");
     for (k, entry) in copied["runs"].as_array().unwrap().iter().enumerate() {
         let original = runs
             .iter()
@@ -943,12 +955,32 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         saved
     );
     std::fs::write(&cfg, text).unwrap();
+    // Every run's folder is checked before any trains: with another seed's run in seed 1's
+    // folder, seed 0 is not trained first.
+    let seed1 = run_dir.with_file_name("seed1");
+    std::fs::rename(&run_dir, &seed1).unwrap();
+    let e = again("2", &["--no-ledger"]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        !e.status.success() && err.contains("train.seed 0 there, 1 here"),
+        "{err}"
+    );
+    assert!(!run_dir.exists(), "seed 0 trained before the refusal");
+    assert_eq!(
+        std::fs::read_to_string(seed1.join("config.toml")).unwrap(),
+        saved
+    );
     // Rows that would read teacher extractors fitted for another extractor are refused before
-    // anything trains: two rows against each other, one row against the adapted file.
+    // anything trains: two rows against each other (the student's extractors shared or
+    // random), one row against the adapted file.
     for (suite, expected) in [
         (
             "clash",
             "rows 'window 3' (there) and 'window 2' (here) read the teacher's extractors",
+        ),
+        (
+            "clash-random",
+            "rows 'window 3' (there) and 'random, window 2' (here) read the teacher's extractors",
         ),
         ("other-window", "was adapted for another extractor"),
     ] {
