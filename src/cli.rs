@@ -418,7 +418,7 @@ pub fn main() -> Result<()> {
             println!(
                 "done: checkpoints in {}, deployed student {}",
                 run.dir.display(),
-                run.dir.join(crate::train::distill::DEPLOYED).display()
+                run.dir.join(crate::train::run::DEPLOYED).display()
             );
             Ok(())
         }

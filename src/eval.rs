@@ -121,16 +121,8 @@ pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
     let device = crate::device::parse(&device_name)?;
     let net = Deployed::load(&ckpt, &device)?;
     let dataset = data.open()?;
-    if dataset.shape() != meta.input || dataset.num_classes() != meta.classes.len() {
-        bail!(
-            "{}: images {:?} with {} classes do not fit the checkpoint's {:?} with {} classes",
-            data.root.display(),
-            dataset.shape(),
-            dataset.num_classes(),
-            meta.input,
-            meta.classes.len()
-        );
-    }
+    meta.check_data(&dataset, &format!("the checkpoint {}", ckpt_path.display()))
+        .with_context(|| format!("{}", data.root.display()))?;
     let batch_size = opts.batch_size.unwrap_or_else(|| {
         meta.run
             .as_ref()

@@ -156,6 +156,7 @@ fn is_all(share: &f64) -> bool {
 fn default_prefetch() -> usize {
     4
 }
+const MAX_PREFETCH: usize = 64;
 
 /// A dataset's train and test sources with its class names.
 pub struct Dataset {
@@ -252,8 +253,12 @@ impl DataConfig {
         if self.limit_train == Some(0) {
             bail!("data.limit_train: must be at least 1");
         }
-        if self.prefetch == 0 {
-            bail!("data.prefetch: must be at least 1");
+        // Every slot of the queue is allocated up front.
+        if !(1..=MAX_PREFETCH).contains(&self.prefetch) {
+            bail!(
+                "data.prefetch: batches prepared ahead, 1 to {MAX_PREFETCH}, got {}",
+                self.prefetch
+            );
         }
         match (self.format, self.frames) {
             (Format::Clips, Some(0)) => bail!("data.frames: must be at least 1"),
@@ -280,7 +285,7 @@ impl DataConfig {
                 self.format
             );
         }
-        match self.format {
+        let dataset = match self.format {
             Format::Idx => idx::open(&self.root),
             Format::Cifar10 => cifar::open_cifar10(&self.root),
             Format::Cifar100 => cifar::open_cifar100(&self.root, self.cifar100_labels),
@@ -288,7 +293,25 @@ impl DataConfig {
                 image_folder::open(&self.root, self.resize, self.crop, self.random_resized_crop)
             }
             Format::Clips => clips::open(&self.root, self.frames.unwrap_or(DEFAULT_FRAMES)),
+        }?;
+        let root = self.root.display();
+        if dataset.num_classes() < 2 {
+            bail!(
+                "data.root: {root} has {} class(es); a classifier needs at least 2",
+                dataset.num_classes()
+            );
         }
+        let shape = dataset.shape();
+        if shape.contains(&0) {
+            bail!("data.root: {root} holds images of shape {shape:?} (C, H, W); none may be 0");
+        }
+        if dataset.test.shape() != shape {
+            bail!(
+                "data.root: {root}: test images are {:?} but training images are {shape:?}",
+                dataset.test.shape()
+            );
+        }
+        Ok(dataset)
     }
 }
 

@@ -48,6 +48,9 @@ pub struct MotionArgs {
     pub seed: u64,
 }
 
+const MAX_TRAVEL: usize = 1024;
+const MAX_FRAMES: usize = 1024;
+
 impl MotionArgs {
     fn validate(&self) -> Result<()> {
         if self.min_frames < 2 || self.min_frames > self.max_frames {
@@ -60,8 +63,16 @@ impl MotionArgs {
         if self.train_per_class == 0 || self.test_per_class == 0 {
             bail!("--train-per-class / --test-per-class: must be at least 1");
         }
-        if self.travel == 0 {
-            bail!("--travel: must be at least 1 pixel");
+        // Bounds far above any useful clip set that keep every canvas and offset in u32 and
+        // a clip's frames in memory.
+        if !(1..=MAX_TRAVEL).contains(&self.travel) {
+            bail!("--travel: 1 to {MAX_TRAVEL} pixels, got {}", self.travel);
+        }
+        if self.max_frames > MAX_FRAMES {
+            bail!(
+                "--max-frames: at most {MAX_FRAMES}, got {}",
+                self.max_frames
+            );
         }
         if self.out.exists() {
             bail!(

@@ -75,8 +75,9 @@ impl ExtractorConfig {
             ("hidden", self.hidden),
             ("layers", self.layers),
         ] {
-            if v == 0 {
-                anyhow::bail!("distill.extractor.{name}: must be at least 1");
+            // The upper bound only keeps an absurd value from aborting on allocation.
+            if !(1..=4096).contains(&v) {
+                anyhow::bail!("distill.extractor.{name}: 1 to 4096, got {v}");
             }
         }
         if !matches!(self.core.as_str(), "lstm" | "qrnn") {

@@ -489,7 +489,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             let dir = train_one(p.cfg.clone(), row.kind)?;
             let ckpt = match row.kind {
                 Kind::Alone => dir.join(BEST),
-                Kind::Distill => dir.join(crate::train::distill::DEPLOYED),
+                Kind::Distill => dir.join(crate::train::run::DEPLOYED),
             };
             let (report, _) = crate::eval::run(&ckpt, &Default::default())?;
             let metrics = read_jsonl(&dir.join(METRICS_FILE))?;

@@ -160,6 +160,7 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
         fused: None,
     };
     let net = model.init(input[0], classes, device)?;
+    crate::models::check_input(&net, &model.name, input, device).context("--input")?;
     let net = state_dict::load(net, &sd, &args.weights.display().to_string())?;
     let ckpt = Checkpoint::new(meta, &net, None)?;
     // Round-trips the header through the same checks a load applies (e.g. the statistics'

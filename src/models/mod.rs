@@ -143,8 +143,9 @@ impl ModelConfig {
             bail!("model.frames: must be at least 1");
         }
         self.temporal.validate()?;
-        if !(self.width > 0.0 && self.width.is_finite()) {
-            bail!("model.width: must be a positive number, got {}", self.width);
+        // Above 16x even a ResNet-8 has hundreds of millions of parameters.
+        if !(self.width > 0.0 && self.width <= 16.0) {
+            bail!("model.width: a multiplier in (0, 16], got {}", self.width);
         }
         let imagenet_resnet = matches!(self.name.as_str(), "resnet18" | "resnet34" | "resnet50");
         let scalable = self.name.starts_with("mobilenetv2")
@@ -268,6 +269,25 @@ pub struct Summary {
     pub macs: u64,
     pub taps: Vec<[usize; 4]>,
     pub logits: [usize; 2],
+}
+
+/// Refuses an input size at which a tap of `net` (model `name`) would be empty: a VGG's
+/// unpadded poolings take 4x4 images to 0x0, and the loss would only show it as NaN.
+pub fn check_input(net: &Network, name: &str, input: [usize; 3], device: &Device) -> Result<()> {
+    let [c, h, w] = input;
+    let taps = summarize(net, [1, c, h, w], device).taps;
+    if let Some((k, t)) = taps
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t[2] == 0 || t[3] == 0)
+    {
+        bail!(
+            "model.name: images of {h}x{w} are too small for '{name}': its tap {k} comes out {}x{}",
+            t[2],
+            t[3]
+        );
+    }
+    Ok(())
 }
 
 /// `input` is [B, C, H, W] with B samples: a clip model gets B x frames images.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 
@@ -103,9 +103,33 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
         ..cfg.optim.clone()
     };
     run_cfg.schedule = ScheduleConfig::default();
-    // Adaptation continues whatever was started in its directory.
+    // Adaptation continues whatever adaptation was started in its directory, and nothing
+    // else: its checkpoints would replace the files of another run there.
+    let teacher_dir = teacher_cfg
+        .checkpoint
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from));
+    if teacher_dir.is_some() && teacher_dir == dir.canonicalize().ok() {
+        bail!(
+            "teacher.extractors: {} is in the teacher's own folder, where adapting would overwrite its files; set teacher.extractors to a file in a folder of its own",
+            target.display()
+        );
+    }
     let resuming = dir.join(CONFIG_FILE).exists();
-    let run = Run::new(run_cfg, resuming)?;
+    if resuming {
+        let there = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+        if there.teacher.is_some() || there.distill.is_none() {
+            bail!(
+                "teacher.extractors: {} holds a run that is not an adaptation; set teacher.extractors to a file in a folder of its own",
+                dir.display()
+            );
+        }
+    }
+    let teacher_name = format!("the teacher {}", teacher_cfg.checkpoint.display());
+    let run = Run::new_checked(run_cfg, resuming, |run| {
+        teacher.meta.check_data(&run.dataset, &teacher_name)
+    })?;
     let backbone = teacher.network(&run.device)?.valid().fold_bn();
     run.train_device.seed(cfg.train.seed);
     let head = TeacherHead::init(

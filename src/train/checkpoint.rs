@@ -88,6 +88,26 @@ struct MetaV1 {
 }
 
 impl Meta {
+    /// Refuses data the network cannot read: images of another shape, another class count,
+    /// or another number of frames per sample. `what` names the network's checkpoint.
+    pub fn check_data(&self, dataset: &crate::data::Dataset, what: &str) -> Result<()> {
+        let describe = |(shape, classes, frames): ([usize; 3], usize, usize)| {
+            format!(
+                "images {shape:?} (C, H, W) with {classes} classes, {frames} frame(s) per sample"
+            )
+        };
+        let data = (dataset.shape(), dataset.num_classes(), dataset.frames());
+        let wanted = (self.input, self.classes.len(), self.model.frames);
+        if data != wanted {
+            bail!(
+                "data: {} do not fit {what}, which reads {}",
+                describe(data),
+                describe(wanted)
+            );
+        }
+        Ok(())
+    }
+
     /// The header of a checkpoint written during a run (its normalisation resolved).
     pub fn of_run(run: RunState, input: [usize; 3], classes: Vec<String>) -> Self {
         let config = &run.config;

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::checkpoint::{Checkpoint, Meta};
-use super::run::{BEST, Run};
+use super::run::{BEST, DEPLOYED, Run};
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
 use crate::distill::extractor::{ExtractorOut, Reading};
@@ -232,8 +232,6 @@ impl Task for Distill {
     }
 }
 
-pub const DEPLOYED: &str = "deployed.ckpt";
-
 /// Loads the teacher backbone, with its adapted extractors when the losses of `dcfg` read
 /// them, and the header of its checkpoint.
 pub fn load_teacher(
@@ -360,14 +358,10 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     cfg.data.mean = cfg.data.mean.or_else(|| Some(meta.mean.clone()));
     cfg.data.std = cfg.data.std.or_else(|| Some(meta.std.clone()));
     let run = Run::new_checked(cfg, resume, |run| {
-        let frames = run.dataset.frames();
-        if meta.model.frames != frames {
-            bail!(
-                "teacher {}: reads {} frame(s) per sample but the data has {frames}",
-                teacher_cfg.checkpoint.display(),
-                meta.model.frames
-            );
-        }
+        meta.check_data(
+            &run.dataset,
+            &format!("the teacher {}", teacher_cfg.checkpoint.display()),
+        )?;
         if run.cfg.data.label_fraction < 1.0 {
             for (on, what) in [
                 (dcfg.tmix > 0.0, "tmix (it mixes in a partner's label)"),
@@ -383,20 +377,11 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
                 }
             }
         }
-        if frames > 1
+        if run.dataset.frames() > 1
             && (dcfg.rtc || dcfg.tmix > 0.0 || dcfg.fused || dcfg.adaptive_window.is_some())
         {
             bail!(
                 "distill.rtc / tmix / fused / adaptive_window: row crops, row mixing, fused extractors and row windows are for images, not clips"
-            );
-        }
-        if run.dataset.shape() != meta.input || run.dataset.num_classes() != meta.classes.len() {
-            bail!(
-                "data: images {:?} with {} classes do not fit the teacher's {:?} with {} classes",
-                run.dataset.shape(),
-                run.dataset.num_classes(),
-                meta.input,
-                meta.classes.len()
             );
         }
         Ok(())

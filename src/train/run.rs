@@ -15,6 +15,8 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const LAST: &str = "last.ckpt";
 pub const BEST: &str = "best.ckpt";
+/// The student a distillation deploys (its backbone, or backbone and extractors when fused).
+pub const DEPLOYED: &str = "deployed.ckpt";
 
 pub struct Run {
     /// The resolved config (normalisation statistics filled in).
@@ -53,6 +55,19 @@ impl Run {
                 "{}: already holds a run; continue it with --resume {} or choose another train.out_dir",
                 dir.display(),
                 dir.display()
+            );
+        }
+        // What a run writes, in a folder that holds no run's config: starting one there
+        // would overwrite those files, and continuing one is not possible.
+        let written: Vec<&str> = [BEST, METRICS_FILE, DEPLOYED]
+            .into_iter()
+            .filter(|f| dir.join(f).exists())
+            .collect();
+        if !has_run && !written.is_empty() {
+            bail!(
+                "{}: holds {} but no {CONFIG_FILE}: not a run lstmkd can continue, and a new one would overwrite them; choose another train.out_dir",
+                dir.display(),
+                written.join(", ")
             );
         }
         if resuming && !has_run {
@@ -98,6 +113,10 @@ impl Run {
             );
         }
         cfg.model.frames = frames;
+        let net = cfg
+            .model
+            .init(dataset.shape()[0], dataset.num_classes(), &device)?;
+        crate::models::check_input(&net, &cfg.model.name, dataset.shape(), &device)?;
         let (mut train, val) =
             train_val_split(dataset.train.clone(), cfg.data.val_fraction, cfg.train.seed);
         if let Some(limit) = cfg.data.limit_train {
@@ -112,7 +131,16 @@ impl Run {
                 cfg.data.val_fraction
             );
         }
-        let channels = dataset.shape()[0];
+        let [channels, h, w] = dataset.shape();
+        // A crop of more padding than image would be mostly padding, and the padded view
+        // is allocated whole.
+        let pad = cfg.data.augment.pad_crop;
+        if pad > h.min(w) {
+            bail!(
+                "data.pad_crop: {pad} pixels of padding on {h}x{w} images; at most {}",
+                h.min(w)
+            );
+        }
         if cfg.data.mean.is_none() || cfg.data.std.is_none() {
             let (mean, std) = channel_stats(&train, 10_000)?;
             cfg.data.mean.get_or_insert(mean);

@@ -230,14 +230,18 @@ pub fn fit<T: Task>(
             // The step has already been applied; the run stops here without saving it, so no
             // non-finite weights reach a checkpoint.
             if !host.total.is_finite() {
+                let last = run.dir.join(LAST);
+                let kept = if last.exists() {
+                    format!("the last good checkpoint is {}", last.display())
+                } else {
+                    "no checkpoint was written before it".to_string()
+                };
                 bail!(
-                    "loss became {} at epoch {}, step {} (global step {}); stopped. The last good checkpoint is {} (epoch {})",
+                    "loss became {} at epoch {}, step {} (global step {}); stopped, {kept}",
                     host.total,
                     epoch + 1,
                     step + 1,
                     epoch * steps + step + 1,
-                    run.dir.join(LAST).display(),
-                    epoch
                 );
             }
             loss_sum += host.total as f64 * b as f64;

@@ -309,10 +309,19 @@ fn motion_clips_differ_only_in_frame_order_and_the_generator_writes_the_layout()
         args.extend_from_slice(extra);
         lstmkd(&args)
     };
-    let bad = run(&["--min-frames", "1"]);
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--min-frames"));
-    assert!(!out.exists(), "nothing written");
+    for (args, expected) in [
+        (&["--min-frames", "1"][..], "--min-frames"),
+        (
+            &["--travel", "4294967296"][..],
+            "--travel: 1 to 1024 pixels",
+        ),
+        (&["--max-frames", "5000"][..], "--max-frames: at most 1024"),
+    ] {
+        let bad = run(args);
+        let e = String::from_utf8_lossy(&bad.stderr);
+        assert!(!bad.status.success() && e.contains(expected), "{e}");
+        assert!(!out.exists(), "nothing written");
+    }
     ok(run(&[
         "--train-per-class",
         "2",

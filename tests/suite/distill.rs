@@ -1172,6 +1172,26 @@ fn adapt_reads_the_distillation_data_and_writes_where_teacher_extractors_says() 
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("/no/such/data"), "{e}");
     let teacher_before = std::fs::read(teacher_dir.join("best.ckpt")).unwrap();
+    // Data the teacher cannot read, and extractors to be written into the teacher's own
+    // folder, are refused before anything is written.
+    let other = d.path().join("other");
+    crate::common::write_idx_dataset(&other, 20, 8, 6, false);
+    let in_teacher = teacher_dir.join("extractors.ckpt");
+    for (set, expected) in [
+        (
+            format!("data.root=\"{}\"", other.display()),
+            "images [1, 6, 6] (C, H, W) with 10 classes, 1 frame(s) per sample do not fit the teacher",
+        ),
+        (
+            format!("teacher.extractors=\"{}\"", in_teacher.display()),
+            "is in the teacher's own folder",
+        ),
+    ] {
+        let o = lstmkd(&["adapt", "--config", path.to_str().unwrap(), "--set", &set]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(expected), "{e}");
+    }
+    assert!(!custom.parent().unwrap().exists() && !in_teacher.exists());
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
     assert!(custom.is_file() && !teacher_dir.join("adapt").exists());
     // Adaptation trains the extractors only: the teacher's checkpoint is the file it was.

@@ -602,3 +602,93 @@ fn resume_on_a_corrupt_last_checkpoint_fails_naming_it() {
     assert!(e.contains("last.ckpt") && e.contains("checksum"), "{e}");
     assert_eq!(std::fs::read(&last).unwrap(), bytes, "left as it was");
 }
+
+#[test]
+fn data_and_folders_a_run_cannot_use_are_refused_before_anything_is_written() {
+    let d = tempdir().unwrap();
+    let run = d.path().join("run");
+    let train = |data: &Path, set: &[&str]| {
+        let cfg = d.path().join("c.toml");
+        std::fs::write(&cfg, toml_config(data, &run, "")).unwrap();
+        let mut args = vec!["train", "--config", cfg.to_str().unwrap()];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        let o = lstmkd(&args);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let idx = |name: &str, train_hw: usize, test_hw: usize| {
+        let root = d.path().join(name);
+        write_idx_dataset(&root, 20, 8, train_hw, false);
+        let (images, labels) = crate::common::toy_images(8, test_hw, test_hw, 4, 5);
+        let n = 8u32;
+        let test_dims = [n, test_hw as u32, test_hw as u32];
+        let bytes = crate::common::idx_bytes(&test_dims, &images);
+        crate::common::write_file(&root.join("t10k-images-idx3-ubyte"), &bytes, false);
+        let bytes = crate::common::idx_bytes(&[n], &labels);
+        crate::common::write_file(&root.join("t10k-labels-idx1-ubyte"), &bytes, false);
+        root
+    };
+    let images = idx("idx8", 8, 8);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            train(&idx("mixed", 8, 6), &[]),
+            "test images are [1, 6, 6] but training images are [1, 8, 8]",
+        ),
+        (
+            train(&idx("empty", 0, 0), &["data.mean=[0.5]", "data.std=[0.25]"]),
+            "holds images of shape [1, 0, 0]",
+        ),
+        (
+            train(&idx("tiny", 4, 4), &["model.name=\"vgg8\""]),
+            "images of 4x4 are too small for 'vgg8': its tap 3 comes out 0x0",
+        ),
+        (
+            train(&images, &["data.pad_crop=9"]),
+            "data.pad_crop: 9 pixels of padding on 8x8 images; at most 8",
+        ),
+        (
+            train(&images, &["data.prefetch=65"]),
+            "data.prefetch: batches prepared ahead, 1 to 64, got 65",
+        ),
+    ];
+    for (err, expected) in &cases {
+        assert!(err.contains(expected), "{expected}: {err}");
+        assert!(!run.exists(), "{expected}: the run folder was written");
+    }
+    // An image folder of one class.
+    let one = d.path().join("one");
+    for split in ["train", "val"] {
+        let dir = one.join(split).join("only");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..4u8 {
+            image::GrayImage::from_pixel(8, 8, image::Luma([i * 60]))
+                .save(dir.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let err = train(
+        &one,
+        &[
+            "data.format=\"image-folder\"",
+            "data.mean=[0.5]",
+            "data.std=[0.25]",
+        ],
+    );
+    assert!(
+        err.contains("has 1 class(es); a classifier needs at least 2"),
+        "{err}"
+    );
+    assert!(!run.exists());
+    // A folder holding a run's files but no config.toml is not a run to continue, nor one to
+    // overwrite.
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("best.ckpt"), b"someone's model").unwrap();
+    let err = train(&images, &[]);
+    assert!(err.contains("holds best.ckpt but no config.toml"), "{err}");
+    assert_eq!(
+        std::fs::read(run.join("best.ckpt")).unwrap(),
+        b"someone's model"
+    );
+}

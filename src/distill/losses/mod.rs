@@ -198,8 +198,15 @@ impl LossOptions {
                 self.ntxent_temperature
             );
         }
-        if self.crd_feat_dim == 0 || self.crd_negatives == 0 {
-            anyhow::bail!("distill.crd_feat_dim / crd_negatives: must be at least 1");
+        // RepDistiller uses 128 and 16,384; the upper bounds only keep an absurd value from
+        // aborting on allocation.
+        for (name, v, max) in [
+            ("crd_feat_dim", self.crd_feat_dim, 4096),
+            ("crd_negatives", self.crd_negatives, 1 << 16),
+        ] {
+            if !(1..=max).contains(&v) {
+                anyhow::bail!("distill.{name}: 1 to {max}, got {v}");
+            }
         }
         if !(self.crd_temperature > 0.0 && self.crd_temperature.is_finite()) {
             anyhow::bail!(
