@@ -493,6 +493,7 @@ fn a_clip_model_trains_evaluates_and_exports() {
     let frames = burn::tensor::TensorData::new(values, [3, 1, 12, 12]);
     let ours = lstmkd::interop::export::lstmkd_logits(&ckpt.meta, &net, &frames, &device);
     assert_eq!(ours.len(), 16, "one clip, 16 classes");
+    assert_eq!(theirs.len(), ours.len());
     for (a, b) in theirs.iter().zip(&ours) {
         assert!(
             (a - b).abs() < 1e-4 * (1.0 + b.abs()),
@@ -529,6 +530,7 @@ fn a_clip_model_trains_evaluates_and_exports() {
         .iter()
         .map(|v| v.as_f64().unwrap())
         .collect();
+    assert_eq!((logits.len(), expected.len()), (16, 16));
     for (a, b) in logits.iter().zip(&expected) {
         assert!(
             (a - *b as f64).abs() < 1e-4 * (1.0 + b.abs() as f64),

@@ -318,10 +318,10 @@ fn dkd_splits_into_target_and_non_target_parts() {
         t2(&T, [2, 3]),
         targets,
         temp,
-        1.0,
+        2.0,
         8.0,
     ));
-    assert!((total - scale * (tckd + 8.0 * nckd)).abs() < 1e-4);
+    assert!((total - scale * (2.0 * tckd + 8.0 * nckd)).abs() < 1e-4);
 }
 
 #[test]
@@ -465,6 +465,7 @@ fn crd_memory_moves_its_rows_towards_the_batch_and_renormalises() {
     let n2 = (0.3f32 * 0.3 + 0.9 * 0.9).sqrt();
     let n0 = 0.5f32.sqrt();
     let want = [0.5 / n0, -0.5 / n0, 0.0, 1.0, 0.3 / n2, 0.9 / n2];
+    assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
     }
