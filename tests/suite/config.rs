@@ -20,7 +20,6 @@ fn parses_with_defaults_and_applies_overrides() {
     assert_eq!(cfg.model.name, "resnet8");
     assert_eq!(cfg.train.device, "flex");
     assert_eq!(cfg.train.eval_batch_size(), 16);
-    assert_eq!(cfg.optim.betas, [0.9, 0.999]);
     let o = [
         "optim.lr=0.2",
         "model.name=\"resnet20\"",

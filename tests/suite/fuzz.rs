@@ -50,8 +50,11 @@ fn mutate(valid: &[u8], rng: &mut StdRng) -> Vec<u8> {
     b
 }
 
-/// Runs `read` on `cases()` mutations of `valid`; fails listing any that panicked.
-fn campaign(name: &str, seed: u64, valid: &[u8], read: impl Fn(&[u8])) {
+/// Runs `read` (true: the bytes were read) on `cases()` mutations of `valid`; fails listing
+/// any that panicked. `valid` itself must read, or the mutations would only ever meet a
+/// reader that refuses everything.
+fn campaign(name: &str, seed: u64, valid: &[u8], read: impl Fn(&[u8]) -> bool) {
+    assert!(read(valid), "{name}: the unmutated input is refused");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut panicked = Vec::new();
     let hook = std::panic::take_hook();
@@ -82,7 +85,7 @@ fn write(dir: &Path, file: &str, bytes: &[u8]) -> std::path::PathBuf {
 fn fuzz_idx_and_cifar_readers() {
     let images = idx_bytes(&[3, 4, 4], &[7; 48]);
     campaign("idx", 1, &images, |b| {
-        let _ = lstmkd::data::idx::parse(b, 3, Path::new("x"));
+        lstmkd::data::idx::parse(b, 3, Path::new("x")).is_ok()
     });
     let d = tempfile::tempdir().unwrap();
     let sub = d.path().join("cifar-100-binary");
@@ -91,7 +94,7 @@ fn fuzz_idx_and_cifar_readers() {
     write(&sub, "test.bin", &records);
     campaign("cifar100", 2, &records, |b| {
         write(&sub, "train.bin", b);
-        let _ = lstmkd::data::cifar::open_cifar100(d.path(), Cifar100Labels::Fine);
+        lstmkd::data::cifar::open_cifar100(d.path(), Cifar100Labels::Fine).is_ok()
     });
 }
 
@@ -122,7 +125,7 @@ fn fuzz_image_decoding_for_predict_and_image_folders() {
     for (name, seed, valid) in [("png", 3, &png), ("jpg", 4, &jpg)] {
         campaign(name, seed, valid, |b| {
             let p = write(d.path(), &format!("x.{name}"), b);
-            let _ = lstmkd::predict::load_image(&p, &meta);
+            lstmkd::predict::load_image(&p, &meta).is_ok()
         });
     }
 }
@@ -155,21 +158,20 @@ fn fuzz_checkpoint_and_state_dict_readers() {
             let crc = crc32fast::hash(&b[..n]);
             b[n..].copy_from_slice(&crc.to_le_bytes());
         }
-        if let Ok(c) = Checkpoint::from_bytes(&b, Path::new("x.ckpt")) {
-            let _ = c.network(&burn::tensor::Device::flex());
-        }
+        Checkpoint::from_bytes(&b, Path::new("x.ckpt"))
+            .is_ok_and(|c| c.network(&burn::tensor::Device::flex()).is_ok())
     });
 
     let sd = lstmkd::interop::state_dict::of(&net).unwrap();
     let st = lstmkd::interop::state_dict::safetensors_bytes(&sd, Default::default()).unwrap();
     campaign("safetensors", 6, &st, |b| {
         let p = write(d.path(), "x.safetensors", b);
-        if let Ok(sd) = lstmkd::interop::state_dict::read(&p) {
+        lstmkd::interop::state_dict::read(&p).is_ok_and(|sd| {
             let fresh = lstmkd::models::ModelConfig::new("resnet8")
                 .init(1, 2, &burn::tensor::Device::flex())
                 .unwrap();
-            let _ = lstmkd::interop::state_dict::load(fresh, &sd, "x");
-        }
+            lstmkd::interop::state_dict::load(fresh, &sd, "x").is_ok()
+        })
     });
     // A PyTorch zip checkpoint (torch.save of a state_dict) saved by torch 2.9 for this test.
     let pth = std::fs::read(
@@ -178,6 +180,6 @@ fn fuzz_checkpoint_and_state_dict_readers() {
     .unwrap();
     campaign("pth", 7, &pth, |b| {
         let p = write(d.path(), "x.pth", b);
-        let _ = lstmkd::interop::state_dict::read(&p);
+        lstmkd::interop::state_dict::read(&p).is_ok()
     });
 }

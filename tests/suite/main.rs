@@ -17,5 +17,6 @@ mod layout;
 mod loader;
 mod losses;
 mod models;
+mod optim;
 mod qrnn;
 mod training;
