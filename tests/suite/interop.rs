@@ -1,6 +1,7 @@
 //! Import, export and predict: ONNX run in another runtime (tract), safetensors against
-//! torchvision's own key lists and a PyTorch-layout file written here, checkpoint format
-//! versions and corruption.
+//! torchvision's own key lists and a PyTorch-layout file written here, every family's import
+//! against PyTorch's logits (tests/fixtures, scripts/torch/make_fixtures.py), checkpoint
+//! format versions and corruption.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -270,6 +271,11 @@ fn repdistiller_resnet_safetensors(net: &Network, prefix: &str) -> Vec<u8> {
             bytes,
         ));
     }
+    safetensors_of(&owned)
+}
+
+/// A safetensors file of (name, dtype, shape, little-endian bytes).
+fn safetensors_of(owned: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = owned
         .iter()
         .map(|(n, d, s, b)| {
@@ -406,15 +412,107 @@ fn weights(net: &Network) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
-/// Inputs the fixture's logits were computed on (scripts/torch/make_fixtures.py).
-fn fixture_input(n: usize) -> TensorData {
-    let v: Vec<f32> = (0..n * 3 * 32 * 32)
+/// Inputs the fixtures' logits were computed on (scripts/torch/make_fixtures.py).
+fn fixture_input(n: usize, side: usize) -> TensorData {
+    let (plane, image) = (side * side, 3 * side * side);
+    let v: Vec<f32> = (0..n * image)
         .map(|i| {
-            let (b, c, h, w) = (i / 3072, (i / 1024) % 3, (i / 32) % 32, i % 32);
+            let (b, c) = (i / image, (i / plane) % 3);
+            let (h, w) = ((i / side) % side, i % side);
             ((b * 7 + c * 5 + h * 3 + w) % 17) as f32 / 8.0 - 1.0
         })
         .collect();
-    TensorData::new(v, [n, 3, 32, 32])
+    TensorData::new(v, [n, 3, side, side])
+}
+
+/// make_fixtures.py's `formula_`: tensor `j` of the state_dict at flat index i, by its role.
+fn formula(name: &str, j: usize, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    (0..n as u64)
+        .map(|i| {
+            let u = ((i * 40503 + j as u64 * 9973 + 17) % 65536) as f64 / 65536.0 - 0.5;
+            let v = if shape.len() > 1 {
+                u * 2.0 * (3.0 / (n / shape[0]) as f64).sqrt()
+            } else if name.ends_with("running_var") {
+                u + 1.5
+            } else if name.ends_with("weight") {
+                u * 0.4 + 1.0
+            } else {
+                u * 0.2
+            };
+            v as f32
+        })
+        .collect()
+}
+
+#[test]
+fn every_family_imported_from_pytorchs_layout_gives_pytorchs_logits() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("zoo_torch_logits.json")).unwrap(),
+    )
+    .unwrap();
+    let families = reference["families"].as_array().unwrap();
+    assert_eq!(families.len(), 7);
+    let dir = tempdir().unwrap();
+    for family in families {
+        let model = family["model"].as_str().unwrap();
+        let keys = family["keys"].as_array().unwrap();
+        let owned: Vec<_> = keys
+            .iter()
+            .enumerate()
+            .map(|(j, k)| {
+                let name = k[0].as_str().unwrap().to_string();
+                let shape: Vec<usize> = k[1]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_u64().unwrap() as usize)
+                    .collect();
+                match k[2].as_str().unwrap() {
+                    "int64" => (
+                        name,
+                        safetensors::Dtype::I64,
+                        shape,
+                        0i64.to_le_bytes().to_vec(),
+                    ),
+                    "float32" => {
+                        let v = formula(&name, j, &shape);
+                        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        (name, safetensors::Dtype::F32, shape, bytes)
+                    }
+                    other => panic!("{model}: {other}"),
+                }
+            })
+            .collect();
+        let weights = dir.path().join(format!("{model}.safetensors"));
+        std::fs::write(&weights, safetensors_of(&owned)).unwrap();
+        let side = family["input"][2].as_u64().unwrap() as usize;
+        let ckpt = dir.path().join(format!("{model}.ckpt"));
+        ok(import(&[
+            "--model",
+            model,
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            &format!("3x{side}x{side}"),
+            "--out",
+            ckpt.to_str().unwrap(),
+        ]));
+        let net = Checkpoint::load(&ckpt)
+            .unwrap()
+            .network(&Device::flex())
+            .unwrap()
+            .valid();
+        let x = Tensor::<4>::from_data(fixture_input(2, side), &Device::flex());
+        let want: Vec<f32> = family["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_close(&values(net.forward(x).logits), &want, model);
+    }
 }
 
 #[test]
@@ -446,7 +544,7 @@ fn weights_pytorch_saved_give_pytorchs_logits_and_export_back_to_its_file() {
         .network(&Device::flex())
         .unwrap()
         .valid();
-    let x = Tensor::<4>::from_data(fixture_input(2), &Device::flex());
+    let x = Tensor::<4>::from_data(fixture_input(2, 32), &Device::flex());
     let got = values(net.forward(x).logits);
     assert_close(&got, &want, "PyTorch's logits");
 
