@@ -10,6 +10,8 @@ and torchvision's resnet18/50 and mobilenet_v2), each state_dict's names, shapes
 and PyTorch's logits on that input when every tensor is filled by `formula_` below, which the
 test recomputes: the weights need no file.
 torchvision_<model>_keys.txt: torchvision's state_dict names, shapes and dtypes at 10 classes.
+tiny_state_dict.pth: torch.save of a small state_dict inside a training container
+({"model": ..., "epoch": 3}); tiny_state_dict.json: its tensors' shapes and values.
 
 Usage: scripts/torch/.venv/bin/python scripts/torch/make_fixtures.py
 """
@@ -117,7 +119,25 @@ def torchvision_keys():
         (OUT / f"torchvision_{name}_keys.txt").write_text("\n".join(lines) + "\n")
 
 
+def tiny_pth():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(), torch.nn.Linear(2, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([0.5, 1.5]))
+        model[1].bias.copy_(torch.tensor([-0.25, 0.75]))
+        model[1].running_mean.copy_(torch.tensor([0.1, -0.2]))
+        model[1].running_var.copy_(torch.tensor([2.0, 0.5]))
+        model[1].num_batches_tracked.fill_(7)
+    state = model.state_dict()
+    torch.save({"model": state, "epoch": 3}, OUT / "tiny_state_dict.pth")
+    (OUT / "tiny_state_dict.json").write_text(json.dumps({
+        k: {"shape": list(t.shape), "values": t.flatten().tolist()} for k, t in state.items()
+    }, indent=1) + "\n")
+
+
 if __name__ == "__main__":
     main()
     zoo_logits()
     torchvision_keys()
+    tiny_pth()

@@ -173,7 +173,7 @@ fn fuzz_checkpoint_and_state_dict_readers() {
             lstmkd::interop::state_dict::load(fresh, &sd, "x").is_ok()
         })
     });
-    // A PyTorch zip checkpoint (torch.save of a state_dict) saved by torch 2.9 for this test.
+    // A PyTorch zip checkpoint (torch.save of a state_dict), from scripts/torch/make_fixtures.py.
     let pth = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_state_dict.pth"),
     )

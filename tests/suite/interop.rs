@@ -1028,3 +1028,40 @@ fn imported_checkpoints_describe_themselves_and_evaluate_on_given_data() {
     assert!(String::from_utf8_lossy(&zero.stderr).contains("--batch-size"));
     assert_eq!(std::fs::read(out.join("eval.json")).unwrap(), written);
 }
+
+#[test]
+fn a_pytorch_zip_checkpoint_reads_to_torchs_own_tensors() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let sd = lstmkd::interop::state_dict::read(&fixtures.join("tiny_state_dict.pth")).unwrap();
+    let want: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("tiny_state_dict.json")).unwrap(),
+    )
+    .unwrap();
+    // Unwrapped from {"model": ..., "epoch": 3}: the state_dict's tensors, nothing else.
+    assert_eq!(
+        sd.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (name, data) in &sd {
+        let shape: Vec<usize> = want[name]["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(data.shape().to_vec(), shape, "{name}");
+        // JSON holds each f32 widened to f64, as text: parsed back and compared as f32.
+        let values: Vec<f32> = want[name]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let got: Vec<f32> = if name.ends_with("num_batches_tracked") {
+            data.iter::<i64>().map(|v| v as f32).collect()
+        } else {
+            data.iter::<f32>().collect()
+        };
+        assert_eq!(got, values, "{name}");
+    }
+}
