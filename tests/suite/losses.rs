@@ -471,6 +471,51 @@ fn crd_memory_moves_its_rows_towards_the_batch_and_renormalises() {
     }
 }
 
+/// A [R, C] tensor's rows on the host.
+fn host(t: Tensor<2>) -> Vec<Vec<f64>> {
+    let [r, c] = t.dims();
+    let v: Vec<f64> = t.into_data().iter::<f32>().map(|x| x as f64).collect();
+    (0..r).map(|i| v[i * c..(i + 1) * c].to_vec()).collect()
+}
+
+/// CRD's and NT-Xent's embedding written out: a tap [B, C, H, W] average-pooled, through
+/// `linear` (x W + b, burn's [in, out] weight), L2-normalised.
+fn embed(linear: &burn::nn::Linear, tap: &Tensor<4>) -> Vec<Vec<f64>> {
+    let [b, c, h, w] = tap.dims();
+    let x: Vec<f64> = tap
+        .clone()
+        .into_data()
+        .iter::<f32>()
+        .map(|v| v as f64)
+        .collect();
+    let weight = host(linear.weight.val());
+    let bias: Vec<f64> = linear
+        .bias
+        .as_ref()
+        .unwrap()
+        .val()
+        .into_data()
+        .iter::<f32>()
+        .map(|v| v as f64)
+        .collect();
+    let plane = h * w;
+    (0..b)
+        .map(|i| {
+            let pooled: Vec<f64> = (0..c)
+                .map(|ch| {
+                    let at = (i * c + ch) * plane;
+                    x[at..at + plane].iter().sum::<f64>() / plane as f64
+                })
+                .collect();
+            let y: Vec<f64> = (0..bias.len())
+                .map(|o| bias[o] + (0..c).map(|ch| pooled[ch] * weight[ch][o]).sum::<f64>())
+                .collect();
+            let norm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+            y.iter().map(|v| v / norm).collect()
+        })
+        .collect()
+}
+
 #[test]
 fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
     use lstmkd::distill::losses::crd::contrast_indices;
@@ -492,50 +537,12 @@ fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
         Tensor::<4>::from_data(TensorData::new(v, [2, c, 2, 2]), &device)
     };
     let (student, teacher) = ([tap(1, 2)], [tap(2, 4)]);
-    let host = |t: Tensor<2>| -> Vec<Vec<f64>> {
-        let [r, c] = t.dims();
-        let v: Vec<f64> = t.into_data().iter::<f32>().map(|x| x as f64).collect();
-        (0..r).map(|i| v[i * c..(i + 1) * c].to_vec()).collect()
-    };
     // Host copies before the step moves the memories.
     let (mem_s, mem_t) = (host(parts.states[0].value()), host(parts.states[1].value()));
-    let embed = |k: usize, tap: &Tensor<4>| -> Vec<Vec<f64>> {
-        let [b, c, _, _] = tap.dims();
-        let x: Vec<f64> = tap
-            .clone()
-            .into_data()
-            .iter::<f32>()
-            .map(|v| v as f64)
-            .collect();
-        let w = host(parts.linears[k].weight.val());
-        let bias: Vec<f64> = parts.linears[k]
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .iter::<f32>()
-            .map(|v| v as f64)
-            .collect();
-        (0..b)
-            .map(|i| {
-                let pooled: Vec<f64> = (0..c)
-                    .map(|ch| {
-                        x[(i * c + ch) * 4..(i * c + ch + 1) * 4]
-                            .iter()
-                            .sum::<f64>()
-                            / 4.0
-                    })
-                    .collect();
-                let y: Vec<f64> = (0..3)
-                    .map(|o| bias[o] + (0..c).map(|ch| pooled[ch] * w[ch][o]).sum::<f64>())
-                    .collect();
-                let norm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
-                y.iter().map(|v| v / norm).collect()
-            })
-            .collect()
-    };
-    let (v_s, v_t) = (embed(0, &student[0]), embed(1, &teacher[0]));
+    let (v_s, v_t) = (
+        embed(&parts.linears[0], &student[0]),
+        embed(&parts.linears[1], &teacher[0]),
+    );
     let samples = [3usize, 7];
     let idx = contrast_indices(&samples, 10, 4, 5);
     let scores = |memory: &[Vec<f64>], v: &[Vec<f64>]| -> Vec<Vec<f64>> {
@@ -641,4 +648,54 @@ fn nt_xent_is_simclrs_loss_over_both_sides() {
     want /= 4.0;
     let got = scalar(ntxent::nt_xent(t2(&zs, [2, 2]), t2(&zt, [2, 2]), tau));
     assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+}
+
+#[test]
+fn ntxent_through_the_registry_embeds_the_student_and_the_teachers_second_view() {
+    use lstmkd::distill::losses::{LossOptions, PartsContext, find};
+    let device = Device::flex();
+    let text = "ntxent_feat_dim = 3\nntxent_temperature = 0.5";
+    let options: LossOptions = toml::from_str(text).unwrap();
+    let cx = PartsContext {
+        student_taps: &[[1, 2, 2, 2]],
+        teacher_taps: &[[1, 4, 2, 2]],
+        taps: 1,
+        classes: 3,
+        samples: 10,
+        options: &options,
+    };
+    let parts = (find("ntxent").unwrap().init.unwrap())(&cx, &device);
+    let tap = |seed, c: usize| {
+        let v = crate::common::uniform(2 * c * 4, seed);
+        Tensor::<4>::from_data(TensorData::new(v, [2, c, 2, 2]), &device)
+    };
+    // The teacher's taps of the first view are not what it reads: they differ from the second.
+    let (student, first, second) = ([tap(1, 2)], [tap(2, 4)], [tap(3, 4)]);
+    let mut z = embed(&parts.linears[0], &student[0]);
+    z.extend(embed(&parts.linears[1], &second[0]));
+    // SimCLR over the 4 embeddings: each one's positive is its partner on the other side, the
+    // softmax over every other embedding.
+    let sim = |i: usize, j: usize| (0..3).map(|d| z[i][d] * z[j][d]).sum::<f64>() / 0.5;
+    let want = (0..4)
+        .map(|i| {
+            let others: f64 = (0..4).filter(|&j| j != i).map(|j| sim(i, j).exp()).sum();
+            -(sim(i, (i + 2) % 4).exp() / others).ln()
+        })
+        .sum::<f64>()
+        / 4.0;
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
+    let soft = targets.clone().one_hot(3).float();
+    let step = Step {
+        student_taps: &student,
+        teacher_taps: &first,
+        teacher_view_taps: &second,
+        taps: 1,
+        samples: &[3, 7],
+        ..Step::new(text)
+    };
+    let got = registry_loss_on("ntxent", &step, &targets, &soft, &parts);
+    assert!(
+        (got - want).abs() < 1e-5 * (1.0 + want.abs()),
+        "{got} vs {want}"
+    );
 }
