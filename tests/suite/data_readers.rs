@@ -252,10 +252,23 @@ fn image_folder_resizes_crops_and_labels_by_folder() {
     let mut buf = vec![0u8; 3 * 16 * 16];
     ds.train.read(3, &mut buf).unwrap(); // dog/0.png (lossless): blue is 200 everywhere
     assert!(buf[2 * 256..].iter().all(|&b| b == 200));
-    assert!(
-        buf[..256].iter().any(|&b| b != buf[0]),
-        "red channel varies along x"
-    );
+    // Red = 6x and green = 8y are ramps, which a (normalised, symmetric) triangle filter keeps
+    // exact away from the edges: the shorter side 30 -> 20 makes 40 -> 26 (truncated, as
+    // torchvision), then the centre crop starts at round(10 / 2) = 5 and round(4 / 2) = 2. Pixel
+    // (i, j) samples the source at centre ((j + 5 + 0.5) 40 / 26 - 0.5, (i + 2 + 0.5) 1.5 - 0.5).
+    for i in 0..16 {
+        for j in 0..16 {
+            let sx = (j as f64 + 5.5) * 40.0 / 26.0 - 0.5;
+            let sy = (i as f64 + 2.5) * 1.5 - 0.5;
+            let (red, green) = (buf[i * 16 + j] as f64, buf[256 + i * 16 + j] as f64);
+            assert!(
+                (red - 6.0 * sx).abs() <= 1.0 && (green - 8.0 * sy).abs() <= 1.0,
+                "pixel ({i}, {j}): red {red} vs {}, green {green} vs {}",
+                6.0 * sx,
+                8.0 * sy
+            );
+        }
+    }
 
     // Without a crop the images keep their own (equal) size.
     let ds = image_folder::open(d.path(), 0, 0, false).unwrap();
