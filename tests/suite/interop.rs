@@ -489,30 +489,39 @@ fn every_family_imported_from_pytorchs_layout_gives_pytorchs_logits() {
         std::fs::write(&weights, safetensors_of(&owned)).unwrap();
         let side = family["input"][2].as_u64().unwrap() as usize;
         let ckpt = dir.path().join(format!("{model}.ckpt"));
-        ok(import(&[
-            "--model",
-            model,
-            "--weights",
-            weights.to_str().unwrap(),
-            "--input",
-            &format!("3x{side}x{side}"),
-            "--out",
-            ckpt.to_str().unwrap(),
-        ]));
-        let net = Checkpoint::load(&ckpt)
-            .unwrap()
-            .network(&Device::flex())
-            .unwrap()
-            .valid();
-        let x = Tensor::<4>::from_data(fixture_input(2, side), &Device::flex());
-        let want: Vec<f32> = family["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        assert_close(&values(net.forward(x).logits), &want, model);
+        let got = imported_logits(model, &weights, side, &ckpt);
+        assert_close(&got, &floats_of(&family["logits"]), model);
     }
+}
+
+/// Imports `weights` as `model` at side x side into `ckpt` and returns its logits on the
+/// fixtures' two inputs.
+fn imported_logits(model: &str, weights: &Path, side: usize, ckpt: &Path) -> Vec<f32> {
+    ok(import(&[
+        "--model",
+        model,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input",
+        &format!("3x{side}x{side}"),
+        "--out",
+        ckpt.to_str().unwrap(),
+    ]));
+    let net = Checkpoint::load(ckpt)
+        .unwrap()
+        .network(&Device::flex())
+        .unwrap()
+        .valid();
+    let x = Tensor::<4>::from_data(fixture_input(2, side), &Device::flex());
+    values(net.forward(x).logits)
+}
+
+fn floats_of(list: &serde_json::Value) -> Vec<f32> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
 }
 
 #[test]
@@ -523,30 +532,10 @@ fn weights_pytorch_saved_give_pytorchs_logits_and_export_back_to_its_file() {
         &std::fs::read_to_string(fixtures.join("resnet8_torch_logits.json")).unwrap(),
     )
     .unwrap();
-    let want: Vec<f32> = reference["logits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
     let dir = tempdir().unwrap();
     let ckpt = dir.path().join("t.ckpt");
-    ok(import(&[
-        "--model",
-        "resnet8",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--out",
-        ckpt.to_str().unwrap(),
-    ]));
-    let net = Checkpoint::load(&ckpt)
-        .unwrap()
-        .network(&Device::flex())
-        .unwrap()
-        .valid();
-    let x = Tensor::<4>::from_data(fixture_input(2, 32), &Device::flex());
-    let got = values(net.forward(x).logits);
-    assert_close(&got, &want, "PyTorch's logits");
+    let got = imported_logits("resnet8", &weights, 32, &ckpt);
+    assert_close(&got, &floats_of(&reference["logits"]), "PyTorch's logits");
 
     // Exported again, every tensor is PyTorch's own: names, dtypes, shapes and bytes.
     let back = dir.path().join("back.safetensors");

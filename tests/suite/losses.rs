@@ -516,12 +516,11 @@ fn embed(linear: &burn::nn::Linear, tap: &Tensor<4>) -> Vec<Vec<f64>> {
         .collect()
 }
 
-#[test]
-fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
-    use lstmkd::distill::losses::crd::contrast_indices;
+/// The parts loss `name` owns for one tap: the student's [1, 2, 2, 2], the teacher's
+/// [1, 4, 2, 2], 3 classes, 10 training images.
+fn one_tap_parts(name: &str, options: &str) -> lstmkd::distill::losses::Parts {
     use lstmkd::distill::losses::{LossOptions, PartsContext, find};
-    let device = Device::flex();
-    let options: LossOptions = toml::from_str("crd_feat_dim = 3\ncrd_negatives = 4").unwrap();
+    let options: LossOptions = toml::from_str(options).unwrap();
     let cx = PartsContext {
         student_taps: &[[1, 2, 2, 2]],
         teacher_taps: &[[1, 4, 2, 2]],
@@ -530,12 +529,20 @@ fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
         samples: 10,
         options: &options,
     };
-    let spec = find("crd").unwrap();
-    let parts = (spec.init.unwrap())(&cx, &device);
-    let tap = |seed, c: usize| {
-        let v = crate::common::uniform(2 * c * 4, seed);
-        Tensor::<4>::from_data(TensorData::new(v, [2, c, 2, 2]), &device)
-    };
+    (find(name).unwrap().init.unwrap())(&cx, &Device::flex())
+}
+
+/// A tap [2, c, 2, 2] of seeded uniform values.
+fn tap(seed: u64, c: usize) -> Tensor<4> {
+    let v = crate::common::uniform(2 * c * 4, seed);
+    Tensor::<4>::from_data(TensorData::new(v, [2, c, 2, 2]), &Device::flex())
+}
+
+#[test]
+fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
+    use lstmkd::distill::losses::crd::contrast_indices;
+    let device = Device::flex();
+    let parts = one_tap_parts("crd", "crd_feat_dim = 3\ncrd_negatives = 4");
     let (student, teacher) = ([tap(1, 2)], [tap(2, 4)]);
     // Host copies before the step moves the memories.
     let (mem_s, mem_t) = (host(parts.states[0].value()), host(parts.states[1].value()));
@@ -652,23 +659,9 @@ fn nt_xent_is_simclrs_loss_over_both_sides() {
 
 #[test]
 fn ntxent_through_the_registry_embeds_the_student_and_the_teachers_second_view() {
-    use lstmkd::distill::losses::{LossOptions, PartsContext, find};
     let device = Device::flex();
     let text = "ntxent_feat_dim = 3\nntxent_temperature = 0.5";
-    let options: LossOptions = toml::from_str(text).unwrap();
-    let cx = PartsContext {
-        student_taps: &[[1, 2, 2, 2]],
-        teacher_taps: &[[1, 4, 2, 2]],
-        taps: 1,
-        classes: 3,
-        samples: 10,
-        options: &options,
-    };
-    let parts = (find("ntxent").unwrap().init.unwrap())(&cx, &device);
-    let tap = |seed, c: usize| {
-        let v = crate::common::uniform(2 * c * 4, seed);
-        Tensor::<4>::from_data(TensorData::new(v, [2, c, 2, 2]), &device)
-    };
+    let parts = one_tap_parts("ntxent", text);
     // The teacher's taps of the first view are not what it reads: they differ from the second.
     let (student, first, second) = ([tap(1, 2)], [tap(2, 4)], [tap(3, 4)]);
     let mut z = embed(&parts.linears[0], &student[0]);
