@@ -32,7 +32,7 @@ echo "== the imported teacher on the ImageFolder's val split"
 "$BIN" eval --checkpoint runs/imported/teacher.ckpt --data "$DATA"
 
 echo "== teacher adaptation and LSTM-KD distillation ($CFG)"
-[ -f runs/imported/adapt/best.ckpt ] || "$BIN" adapt --config "$CFG"
+[ -f runs/imported/adapt-teacher/best.ckpt ] || "$BIN" adapt --config "$CFG"
 if [ -f runs/imported-lstmkd/last.ckpt ]; then
     "$BIN" distill --resume runs/imported-lstmkd
 else

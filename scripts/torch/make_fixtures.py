@@ -4,7 +4,8 @@
 resnet8_torch.safetensors: RepDistiller's CIFAR resnet8 (3 classes) with seeded random
 weights and batch-norm statistics, saved by safetensors from PyTorch's own state_dict.
 resnet8_torch_logits.json: PyTorch's eval-mode logits of that network for two inputs given by
-a formula the test recomputes: x[n, c, h, w] = ((n * 7 + c * 5 + h * 3 + w) % 17) / 8 - 1.
+a formula the test recomputes: x[n, c, h, w] = ((n * 7 + c * 5 + h * 3 + w * (n + 1)) % 17) / 8
+- 1 (the second image is not a shift of the first).
 zoo_torch_logits.json: for more families (RepDistiller's wrn, vgg, resnet8x4, mobilenetv2
 and torchvision's resnet18/50 and mobilenet_v2), each state_dict's names, shapes and dtypes
 and PyTorch's logits on that input when every tensor is filled by `formula_` below, which the
@@ -35,10 +36,7 @@ OUT = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 
 def main():
     model = zoo.randomize_(zoo.build("resnet8", 3), seed=11)
-    idx = torch.arange(2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
-    n, c = idx // (3 * 32 * 32), (idx // (32 * 32)) % 3
-    h, w = (idx // 32) % 32, idx % 32
-    x = ((n * 7 + c * 5 + h * 3 + w) % 17).float() / 8 - 1
+    x = formula_input(2, 32, 32)
     with torch.no_grad():
         logits = model(x)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -55,8 +53,8 @@ def main():
 
 def formula_(model):
     """Fills tensor j (state_dict order) at flat index i from u = ((i * 40503 + j * 9973 + 17)
-    % 65536) / 65536 - 0.5: convolutions and linear layers u * 2 * sqrt(3 / fan_in), batch
-    norm's weight u * 0.4 + 1, running_var u + 1.5, biases and running means u * 0.2 (so
+    % 65536) / 65536 - 0.5: convolutions and linear layers u * 2 * sqrt(6 / fan_in), batch
+    norm's weight u * 0.4 + 1, running_var u * 0.5 + 1, biases and running means u * 0.2 (so
     swapping weight and bias, or mean and variance, changes the logits)."""
     state = {}
     for j, (name, t) in enumerate(model.state_dict().items()):
@@ -66,9 +64,9 @@ def formula_(model):
         i = np.arange(t.numel(), dtype=np.int64)
         u = ((i * 40503 + j * 9973 + 17) % 65536) / 65536 - 0.5
         if t.dim() > 1:
-            v = u * 2 * math.sqrt(3 / (t.numel() // t.shape[0]))
+            v = u * 2 * math.sqrt(6 / (t.numel() // t.shape[0]))
         elif name.endswith("running_var"):
-            v = u + 1.5
+            v = u * 0.5 + 1
         elif name.endswith("weight"):
             v = u * 0.4 + 1
         else:
@@ -82,7 +80,7 @@ def formula_input(n, h, w):
     idx = torch.arange(n * 3 * h * w).reshape(n, 3, h, w)
     b, c = idx // (3 * h * w), (idx // (h * w)) % 3
     y, x = (idx // w) % h, idx % w
-    return ((b * 7 + c * 5 + y * 3 + x) % 17).float() / 8 - 1
+    return ((b * 7 + c * 5 + y * 3 + x * (b + 1)) % 17).float() / 8 - 1
 
 
 def zoo_logits():

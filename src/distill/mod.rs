@@ -47,8 +47,8 @@ pub struct FusedSpec {
 pub struct TeacherConfig {
     /// A checkpoint written by `lstmkd train`.
     pub checkpoint: PathBuf,
-    /// Adapted extractors written by `lstmkd adapt` (default: `adapt/best.ckpt` beside the
-    /// teacher checkpoint).
+    /// Adapted extractors written by `lstmkd adapt` (default: `adapt_dir` of the teacher
+    /// checkpoint, `best.ckpt` there).
     #[serde(default)]
     pub extractors: Option<PathBuf>,
 }
@@ -61,12 +61,17 @@ impl TeacherConfig {
     }
 }
 
-/// Where `lstmkd adapt` writes for a teacher checkpoint by default.
+/// Where `lstmkd adapt` writes for a teacher checkpoint by default: `adapt/` beside a run's
+/// `best.ckpt`, `adapt-<name>/` beside any other file, so that two teachers in one folder
+/// (imported ones, or a run's best and last checkpoints) never share adapted extractors.
 pub fn adapt_dir(teacher_checkpoint: &Path) -> PathBuf {
-    teacher_checkpoint
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("adapt")
+    let parent = teacher_checkpoint.parent().unwrap_or(Path::new("."));
+    match teacher_checkpoint.file_stem() {
+        Some(stem) if teacher_checkpoint.file_name() != Some("best.ckpt".as_ref()) => {
+            parent.join(format!("adapt-{}", stem.to_string_lossy()))
+        }
+        _ => parent.join("adapt"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

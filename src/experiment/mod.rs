@@ -19,7 +19,7 @@ use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, write_atomic};
 use crate::train::distill::{adapted_checkpoint, extractor_differences};
 use crate::train::metrics::read_jsonl;
-use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run};
+use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run, stored_differences};
 use suites::{Kind, Row, Suite};
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -145,25 +145,6 @@ fn row_config(
     all.extend(row.overrides.iter().cloned());
     RunConfig::parse(&toml::to_string(&table)?, origin, &all)
         .with_context(|| format!("row '{}'", row.label))
-}
-
-/// The settings in which the run already in `dir` differs from `cfg`, leaving out what a run
-/// fills in when it starts (normalisation, frame count) where `cfg` leaves it to the run.
-fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
-    let stored = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
-    let mut wanted = cfg.clone();
-    wanted.train.out_dir = stored.train.out_dir.clone();
-    wanted.data.mean = wanted.data.mean.or_else(|| stored.data.mean.clone());
-    wanted.data.std = wanted.data.std.or_else(|| stored.data.std.clone());
-    if wanted.model.frames == 1 {
-        wanted.model.frames = stored.model.frames;
-    }
-    let table = |c: &RunConfig| toml::Table::try_from(c).context("serialising a run's config");
-    Ok(crate::config::differences(
-        "",
-        &table(&stored)?,
-        &table(&wanted)?,
-    ))
 }
 
 /// What a run's folder holds.
@@ -412,7 +393,9 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
     if !o.dry_run {
         let mut refused = Vec::new();
         for p in &to_train {
-            if let Folder::Other(differ) = folder(&p.cfg)? {
+            let state =
+                folder(&p.cfg).with_context(|| format!("row '{}' seed {}", p.row.label, p.seed))?;
+            if let Folder::Other(differ) = state {
                 refused.push(format!(
                     "{}: holds a run of another config ({})",
                     p.cfg.train.out_dir.display(),

@@ -143,7 +143,8 @@ impl ModelConfig {
             bail!("model.frames: must be at least 1");
         }
         self.temporal.validate()?;
-        // Above 16x even a ResNet-8 has hundreds of millions of parameters.
+        // Parameters grow with the square of the multiplier: at 16x a ResNet-110 has about
+        // 440 million, and larger values only fail on allocation.
         if !(self.width > 0.0 && self.width <= 16.0) {
             bail!("model.width: a multiplier in (0, 16], got {}", self.width);
         }
@@ -282,7 +283,7 @@ pub fn check_input(net: &Network, name: &str, input: [usize; 3], device: &Device
         .find(|(_, t)| t[2] == 0 || t[3] == 0)
     {
         bail!(
-            "model.name: images of {h}x{w} are too small for '{name}': its tap {k} comes out {}x{}",
+            "images of {h}x{w} are too small for '{name}': its tap {k} comes out {}x{}",
             t[2],
             t[3]
         );

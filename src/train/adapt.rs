@@ -8,9 +8,10 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 
 use super::checkpoint::{Checkpoint, write_atomic};
-use super::run::{BEST, CONFIG_FILE, Run};
+use super::run::{BEST, CONFIG_FILE, Run, stored_differences};
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
+use crate::distill::DistillConfig;
 use crate::distill::extractor::mean_logits;
 use crate::distill::losses::ce::soft_cross_entropy;
 use crate::distill::teacher::TeacherHead;
@@ -123,6 +124,25 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
             bail!(
                 "teacher.extractors: {} holds a run that is not an adaptation; set teacher.extractors to a file in a folder of its own",
                 dir.display()
+            );
+        }
+        // Continuing an adaptation of other data or extractors would hand distillation
+        // extractors fitted for something else. Of the distill table only the extractors
+        // and their taps are the adaptation's: the student's losses may differ.
+        let mut wanted = run_cfg.clone();
+        if let (Some(w), Some(t)) = (wanted.distill.as_mut(), there.distill.as_ref()) {
+            *w = DistillConfig {
+                extractor: w.extractor.clone(),
+                taps: w.taps,
+                ..t.clone()
+            };
+        }
+        let differ = stored_differences(&dir, &wanted)?;
+        if !differ.is_empty() {
+            bail!(
+                "teacher.extractors: {} holds an adaptation of another config ({}); remove that folder, or set teacher.extractors to a file in a folder of its own",
+                dir.display(),
+                differ.join("; ")
             );
         }
     }

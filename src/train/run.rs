@@ -1,6 +1,6 @@
 //! A run: its directory, data splits and loaders, and the devices, set up from a config.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -200,4 +200,23 @@ impl Run {
         };
         Meta::of_run(state, self.dataset.shape(), self.dataset.classes.clone())
     }
+}
+
+/// The settings in which the run already in `dir` differs from `cfg`, leaving out what a run
+/// fills in when it starts (normalisation, frame count) where `cfg` leaves it to the run.
+pub fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
+    let stored = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+    let mut wanted = cfg.clone();
+    wanted.train.out_dir = stored.train.out_dir.clone();
+    wanted.data.mean = wanted.data.mean.or_else(|| stored.data.mean.clone());
+    wanted.data.std = wanted.data.std.or_else(|| stored.data.std.clone());
+    if wanted.model.frames == 1 {
+        wanted.model.frames = stored.model.frames;
+    }
+    let table = |c: &RunConfig| toml::Table::try_from(c).context("serialising a run's config");
+    Ok(crate::config::differences(
+        "",
+        &table(&stored)?,
+        &table(&wanted)?,
+    ))
 }

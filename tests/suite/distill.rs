@@ -480,7 +480,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
             .sum::<f64>()
             / b as f64;
     }
-    // A teacher at 95% validation accuracy puts the seed's dynamic temperature at T = 5.
+    // A last validation accuracy of 95% puts the seed's dynamic temperature at T = 5.
     let mut task = lstmkd::train::distill::Distill::new(teacher, dcfg.clone(), 1, k, 0, Some(0.95));
 
     // The logit losses inside the step, on this step's logits: KD at the dynamic T = 5, DKD
@@ -1278,6 +1278,43 @@ fn adapt_reads_the_distillation_data_and_writes_where_teacher_extractors_says() 
         teacher_before
     );
     ok(lstmkd(&["distill", "--config", path.to_str().unwrap()]));
+    // Adapting again continues that adaptation only where it is the same one: other student
+    // losses are welcome, other adaptation settings are refused, as is a folder that holds
+    // another kind of run.
+    let adapt = |set: &str| lstmkd(&["adapt", "--config", path.to_str().unwrap(), "--set", set]);
+    let saved = std::fs::read(&custom).unwrap();
+    ok(adapt(
+        "distill.weights={ ce = 1.0, temporal = 0.5, aux_ce = 1.0 }",
+    ));
+    let student = d.path().join("student");
+    for (set, expected) in [
+        (
+            "distill.adapt_epochs=2".to_string(),
+            "holds an adaptation of another config (train.epochs 1 there, 2 here)",
+        ),
+        (
+            format!(
+                "teacher.extractors=\"{}\"",
+                student.join("best.ckpt").display()
+            ),
+            "holds a run that is not an adaptation",
+        ),
+    ] {
+        let o = adapt(&set);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(expected), "{set}: {e}");
+    }
+    assert_eq!(std::fs::read(&custom).unwrap(), saved);
+    // Two teachers in one folder get adapted extractors of their own by default.
+    use lstmkd::distill::adapt_dir;
+    assert_eq!(
+        adapt_dir(&teacher_dir.join("best.ckpt")),
+        teacher_dir.join("adapt")
+    );
+    assert_eq!(
+        adapt_dir(&teacher_dir.join("last.ckpt")),
+        teacher_dir.join("adapt-last")
+    );
 }
 
 #[test]
