@@ -692,3 +692,47 @@ fn data_and_folders_a_run_cannot_use_are_refused_before_anything_is_written() {
         b"someone's model"
     );
 }
+
+#[test]
+fn a_checkpoint_refuses_data_of_another_shape_class_count_or_frame_count() {
+    let d = tempdir().unwrap();
+    write_idx_dataset(d.path(), 8, 4, 8, false);
+    let data = lstmkd::data::idx::open(d.path()).unwrap();
+    let meta = |input: [usize; 3], classes: usize, frames: usize| {
+        let mut model = lstmkd::models::ModelConfig::new("resnet8");
+        model.frames = frames;
+        lstmkd::train::checkpoint::Meta {
+            model,
+            input,
+            classes: (0..classes).map(|k| k.to_string()).collect(),
+            mean: vec![0.5],
+            std: vec![0.25],
+            resize: 0,
+            origin: "a test".into(),
+            run: None,
+            fused: None,
+        }
+    };
+    meta([1, 8, 8], 10, 1).check_data(&data, "it").unwrap();
+    for (m, theirs) in [
+        (
+            meta([1, 6, 8], 10, 1),
+            "images [1, 6, 8] (C, H, W) with 10 classes, 1 frame(s)",
+        ),
+        (
+            meta([1, 8, 8], 3, 1),
+            "images [1, 8, 8] (C, H, W) with 3 classes, 1 frame(s)",
+        ),
+        (
+            meta([1, 8, 8], 10, 4),
+            "images [1, 8, 8] (C, H, W) with 10 classes, 4 frame(s)",
+        ),
+    ] {
+        let e = format!("{:#}", m.check_data(&data, "the clip model").unwrap_err());
+        assert!(
+            e.contains("data: images [1, 8, 8] (C, H, W) with 10 classes, 1 frame(s) per sample do not fit the clip model, which reads")
+                && e.contains(theirs),
+            "{e}"
+        );
+    }
+}
