@@ -33,7 +33,7 @@ echo "== the imported teacher on the ImageFolder's val split"
 
 echo "== teacher adaptation and LSTM-KD distillation ($CFG)"
 [ -f runs/imported/adapt-teacher/best.ckpt ] || "$BIN" adapt --config "$CFG"
-if [ -f runs/imported-lstmkd/last.ckpt ]; then
+if [ -f runs/imported-lstmkd/config.toml ]; then
     "$BIN" distill --resume runs/imported-lstmkd
 else
     "$BIN" distill --config "$CFG"

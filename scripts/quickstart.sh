@@ -19,7 +19,8 @@ cargo build --release --quiet
 BIN=target/release/lstmkd
 
 run() { # command config run_dir
-    if [ -f "$3/last.ckpt" ]; then
+    # A run that stopped before its first checkpoint holds config.toml only: it resumes too.
+    if [ -f "$3/config.toml" ]; then
         "$BIN" "$1" --resume "$3"
     else
         "$BIN" "$1" --config "$2"

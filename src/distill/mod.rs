@@ -217,8 +217,8 @@ impl DistillConfig {
         if self.fused && !self.needs().extractors {
             bail!("distill.fused: needs extractors, i.e. a 'temporal' or 'aux_ce' weight");
         }
-        if self.adapt_epochs == 0 || !(self.adapt_lr > 0.0) {
-            bail!("distill.adapt_epochs / adapt_lr: must be positive");
+        if self.adapt_epochs == 0 || !(self.adapt_lr > 0.0 && self.adapt_lr.is_finite()) {
+            bail!("distill.adapt_epochs / adapt_lr: must be positive (and finite)");
         }
         self.extractor.validate()?;
         if let Some(a) = &self.adaptive_window {

@@ -61,8 +61,11 @@ impl TemperatureConfig {
         if temps.clone().any(|t| !(t > 0.0 && t.is_finite())) {
             bail!("distill.temperature: every temperature must be positive");
         }
-        if self.table.windows(2).any(|w| w[0].0 >= w[1].0) {
-            bail!("distill.temperature.table: thresholds must be strictly increasing");
+        // Written so that NaN fails too: it compares false with everything.
+        if self.table.iter().any(|t| !t.0.is_finite())
+            || self.table.windows(2).any(|w| !(w[0].0 < w[1].0))
+        {
+            bail!("distill.temperature.table: thresholds must be finite and strictly increasing");
         }
         Ok(())
     }

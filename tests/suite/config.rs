@@ -178,6 +178,16 @@ fn distill_tables_are_validated() {
             "'kd' is not a loss that compares taps",
         ),
         ("loss_taps = { at = 0 }", "distill.loss_taps.at"),
+        // NaN compares false with everything: it must not slip through an ordering check.
+        (
+            "temperature = { policy = \"dynamic\", table = [[nan, 2.0]] }",
+            "distill.temperature.table: thresholds must be finite",
+        ),
+        (
+            "adaptive_window = { table = [[0.5, 2], [nan, 3]], top = 4 }",
+            "distill.adaptive_window.table: thresholds must be finite",
+        ),
+        ("adapt_lr = inf", "distill.adapt_epochs / adapt_lr"),
     ] {
         let e = with(&format!(
             "weights = {{ ce = 1.0, dkd = 1.0 }}\nend_to_end = true\n{bad}"
