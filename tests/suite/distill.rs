@@ -145,15 +145,16 @@ fn lstm_direction(
     (Tensor::stack(outs, 1), h, c)
 }
 
-/// The extractor written out from docs/METHOD.md: the plain Conv3d over the (cropped) window
-/// stack, the means, the bidirectional LSTM layers from their equations, the mean over time
-/// and the head as a product.
-fn reference_extractor(
+/// The extractor written out from docs/METHOD.md with a window of `window` rows: the plain
+/// Conv3d over the (cropped) window stack, the means, the bidirectional LSTM layers from their
+/// equations, the mean over time and the head as a product.
+pub fn reference_extractor(
     ext: &lstmkd::distill::extractor::Extractor,
     f: Tensor<4>,
     crop: Option<Crop>,
+    window: usize,
 ) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
-    let s = windows(f, ext.window);
+    let s = windows(f, window);
     let [b, c, t, _, w] = s.dims();
     let s = match crop {
         Some(Crop { start, len }) => s.slice([0..b, 0..c, 0..t, start..start + len, 0..w]),
@@ -189,7 +190,7 @@ fn extractor_matches_its_definition_with_and_without_crops() {
     ] {
         let f = Tensor::<4>::random([2, 5, h, 6], Distribution::Normal(0.0, 1.0), &device);
         let out = ext.forward(f.clone(), crop);
-        let (logits, hidden, cell) = reference_extractor(&ext, f, crop);
+        let (logits, hidden, cell) = reference_extractor(&ext, f, crop, ext.window);
         let what = format!("h {h}, crop {crop:?}");
         assert!(
             max_diff(out.aux_logits, logits) < 1e-4,
@@ -391,22 +392,51 @@ fn dkd_reference(
     temp * temp * total / y.len() as f64
 }
 
-#[test]
-fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
-    use burn::module::{ModuleVisitor, Param};
-    use burn::optim::GradientsParams;
-    let d = tempfile::tempdir().unwrap();
-    let (data, teacher_dir) = tiny_teacher(d.path(), 48, 16);
-    let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.5, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }}\nend_to_end = true\nadapt_epochs = 1\ndkd_temperature = 3.0\ndkd_alpha = 0.5\ndkd_beta = 6.0\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+/// Per sample, ||h_s - h_t|| + ||c_s - c_t|| over states [layers x directions, B, hidden].
+pub fn state_distances(h_s: Tensor<3>, c_s: Tensor<3>, h_t: Tensor<3>, c_t: Tensor<3>) -> Vec<f64> {
+    let [layers, b, hidden] = h_s.dims();
+    let norms = |s: Tensor<3>, t: Tensor<3>| -> Vec<f64> {
+        let (s, t) = (values(s), values(t));
+        (0..b)
+            .map(|j| {
+                let mut sq = 0.0;
+                for l in 0..layers {
+                    for u in 0..hidden {
+                        let at = (l * b + j) * hidden + u;
+                        sq += ((s[at] - t[at]) as f64).powi(2);
+                    }
+                }
+                sq.sqrt()
+            })
+            .collect()
+    };
+    let (dh, dc) = (norms(h_s, h_t), norms(c_s, c_t));
+    dh.iter().zip(&dc).map(|(a, c)| a + c).collect()
+}
+
+/// What a test of one distillation step starts from: a tiny teacher with adapted extractors,
+/// a student for it (the [distill] table's body `distill`, plain SGD), 8 random images with
+/// labels 0, 1, ... on the autodiff device.
+pub struct StepSetup {
+    pub cfg: lstmkd::config::RunConfig,
+    pub teacher: lstmkd::distill::teacher::Teacher,
+    pub student: lstmkd::distill::student::Student,
+    pub images: Tensor<4>,
+    pub labels: Vec<usize>,
+    pub targets: Tensor<1, Int>,
+}
+
+pub fn step_setup(d: &std::path::Path, distill: &str) -> StepSetup {
+    let (data, teacher_dir) = tiny_teacher(d, 48, 16);
+    let table = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\n{distill}",
         teacher_dir.join("best.ckpt").display()
     );
-    let text = crate::common::toml_config(&data, &d.path().join("student"), &distill)
+    let text = crate::common::toml_config(&data, &d.join("student"), &table)
         .replace("momentum = 0.9", "momentum = 0.0");
-    let path = d.path().join("step.toml");
+    let path = d.join("step.toml");
     std::fs::write(&path, &text).unwrap();
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
-
     let cfg = lstmkd::config::RunConfig::parse(&text, "step.toml", &[]).unwrap();
     let (tcfg, dcfg) = cfg.distillation().unwrap();
     let plain = Device::flex();
@@ -415,13 +445,35 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     ad.seed(5);
     let student = lstmkd::train::distill::new_student(&cfg, &teacher, 8, &ad).unwrap();
     let [c, h, w] = teacher.input;
-    let k = teacher.classes;
     let images = Tensor::<4>::random([8, c, h, w], Distribution::Default, &ad);
-    let labels: Vec<usize> = (0..8).map(|i| i % k).collect();
+    let labels: Vec<usize> = (0..8).map(|i| i % teacher.classes).collect();
     let targets = Tensor::<1, Int>::from_data(
         TensorData::new(labels.iter().map(|&l| l as i64).collect(), [8]),
         &ad,
     );
+    StepSetup {
+        cfg,
+        teacher,
+        student,
+        images,
+        labels,
+        targets,
+    }
+}
+
+#[test]
+fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    let d = tempfile::tempdir().unwrap();
+    let step = step_setup(
+        d.path(),
+        "weights = { ce = 1.0, kd = 1.5, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }\nend_to_end = true\nadapt_epochs = 1\ndkd_temperature = 3.0\ndkd_alpha = 0.5\ndkd_beta = 6.0\nextractor = { conv_channels = 4, hidden = 4 }\n",
+    );
+    let (cfg, teacher, student) = (step.cfg, step.teacher, step.student);
+    let (images, labels, targets) = (step.images, step.labels, step.targets);
+    let dcfg = cfg.distill.as_ref().unwrap();
+    let k = teacher.classes;
     let teacher_before = (
         floats(&teacher.net),
         floats(teacher.head.as_ref().unwrap()),
@@ -451,27 +503,12 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
         let s_tap = s_taps[s_taps.len() - dcfg.taps + i].clone();
         let t_tap = t_taps[t_taps.len() - dcfg.taps + i].clone();
         let s_tap = student.head.adapters[i].forward(s_tap);
-        let (aux, h_s, c_s) = reference_extractor(&student.head.extractors[i], s_tap, None);
+        let student_ext = &student.head.extractors[i];
+        let (aux, h_s, c_s) = reference_extractor(student_ext, s_tap, None, student_ext.window);
         let teacher_ext = &teacher.head.as_ref().unwrap().extractors[i];
-        let (_, h_t, c_t) = reference_extractor(teacher_ext, t_tap, None);
-        let [layers, b, hidden] = h_s.dims();
-        let norms = |s: Tensor<3>, t: Tensor<3>| -> Vec<f64> {
-            let (s, t) = (values(s), values(t));
-            (0..b)
-                .map(|j| {
-                    let mut sq = 0.0;
-                    for l in 0..layers {
-                        for u in 0..hidden {
-                            let at = (l * b + j) * hidden + u;
-                            sq += ((s[at] - t[at]) as f64).powi(2);
-                        }
-                    }
-                    sq.sqrt()
-                })
-                .collect()
-        };
-        let (dh, dc) = (norms(h_s, h_t), norms(c_s, c_t));
-        temporal += dh.iter().zip(&dc).map(|(a, c)| a + c).sum::<f64>() / b as f64;
+        let (_, h_t, c_t) = reference_extractor(teacher_ext, t_tap, None, teacher_ext.window);
+        let b = labels.len();
+        temporal += state_distances(h_s, c_s, h_t, c_t).iter().sum::<f64>() / b as f64;
         let probs = softmax_rows(&values(aux), k, 1.0);
         aux_ce -= labels
             .iter()
