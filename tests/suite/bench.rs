@@ -131,17 +131,7 @@ fn bench_times_a_checkpoints_deployed_inference() {
     let net = lstmkd::models::ModelConfig::new("resnet8")
         .init(1, 3, &burn::tensor::Device::flex())
         .unwrap();
-    let meta = lstmkd::train::checkpoint::Meta {
-        model: lstmkd::models::ModelConfig::new("resnet8"),
-        input: [1, 12, 12],
-        classes: vec!["x".into(), "y".into(), "z".into()],
-        mean: vec![0.5],
-        std: vec![0.5],
-        resize: 0,
-        origin: "a test".into(),
-        run: None,
-        fused: None,
-    };
+    let meta = crate::common::meta("resnet8", [1, 12, 12], 3);
     let ckpt = d.path().join("n.ckpt");
     lstmkd::train::checkpoint::Checkpoint::new(meta, &net, None)
         .unwrap()

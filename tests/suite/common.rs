@@ -147,3 +147,20 @@ pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// A checkpoint header for a zoo model `name` at `input` with `classes` classes and
+/// per-channel statistics that differ by channel.
+pub fn meta(name: &str, input: [usize; 3], classes: usize) -> lstmkd::train::checkpoint::Meta {
+    let c = input[0];
+    lstmkd::train::checkpoint::Meta {
+        model: lstmkd::models::ModelConfig::new(name),
+        input,
+        classes: (0..classes).map(|k| format!("c{k}")).collect(),
+        mean: (0..c).map(|i| 0.3 + 0.1 * i as f32).collect(),
+        std: (0..c).map(|i| 0.2 + 0.05 * i as f32).collect(),
+        resize: 0,
+        origin: "a test".into(),
+        run: None,
+        fused: None,
+    }
+}

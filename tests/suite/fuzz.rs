@@ -137,17 +137,7 @@ fn fuzz_checkpoint_and_state_dict_readers() {
     let net = lstmkd::models::ModelConfig::new("resnet8")
         .init(1, 2, &burn::tensor::Device::flex())
         .unwrap();
-    let meta = lstmkd::train::checkpoint::Meta {
-        model: lstmkd::models::ModelConfig::new("resnet8"),
-        input: [1, 8, 8],
-        classes: vec!["a".into(), "b".into()],
-        mean: vec![0.5],
-        std: vec![0.25],
-        resize: 0,
-        origin: "a test".into(),
-        run: None,
-        fused: None,
-    };
+    let meta = crate::common::meta("resnet8", [1, 8, 8], 2);
     let ckpt = Checkpoint::new(meta, &net, None).unwrap();
     let valid = ckpt.to_bytes().unwrap();
     campaign("checkpoint", 5, &valid, |b| {

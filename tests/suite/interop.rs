@@ -14,7 +14,7 @@ use lstmkd::models::{ModelConfig, Network};
 use lstmkd::train::checkpoint::{Checkpoint, Meta};
 use tempfile::tempdir;
 
-use crate::common::{lstmkd, ok, values};
+use crate::common::{lstmkd, meta, ok, values};
 
 /// Random batch-norm parameters and statistics (fresh ones are the identity, which would
 /// hide a wrong mapping of mean/var/weight/bias).
@@ -47,21 +47,6 @@ fn random_net(name: &str, input: [usize; 3], classes: usize) -> Network {
         .init(input[0], classes, &device)
         .unwrap();
     net.map(&mut RandomNorms { path: Vec::new() })
-}
-
-fn meta(name: &str, input: [usize; 3], classes: usize) -> Meta {
-    let c = input[0];
-    Meta {
-        model: ModelConfig::new(name),
-        input,
-        classes: (0..classes).map(|k| format!("c{k}")).collect(),
-        mean: (0..c).map(|i| 0.3 + 0.1 * i as f32).collect(),
-        std: (0..c).map(|i| 0.2 + 0.05 * i as f32).collect(),
-        resize: 0,
-        origin: "a test".into(),
-        run: None,
-        fused: None,
-    }
 }
 
 /// `lstmkd export` of `ckpt` as `format` to `out`, which must succeed.

@@ -699,19 +699,9 @@ fn a_checkpoint_refuses_data_of_another_shape_class_count_or_frame_count() {
     write_idx_dataset(d.path(), 8, 4, 8, false);
     let data = lstmkd::data::idx::open(d.path()).unwrap();
     let meta = |input: [usize; 3], classes: usize, frames: usize| {
-        let mut model = lstmkd::models::ModelConfig::new("resnet8");
-        model.frames = frames;
-        lstmkd::train::checkpoint::Meta {
-            model,
-            input,
-            classes: (0..classes).map(|k| k.to_string()).collect(),
-            mean: vec![0.5],
-            std: vec![0.25],
-            resize: 0,
-            origin: "a test".into(),
-            run: None,
-            fused: None,
-        }
+        let mut m = crate::common::meta("resnet8", input, classes);
+        m.model.frames = frames;
+        m
     };
     meta([1, 8, 8], 10, 1).check_data(&data, "it").unwrap();
     for (m, theirs) in [
