@@ -120,11 +120,13 @@ impl Meta {
             mean: data.mean.clone().unwrap_or_default(),
             std: data.std.clone().unwrap_or_default(),
             resize: if cropped { data.resize } else { 0 },
-            origin: if config.distill.is_some() {
-                "lstmkd distill".into()
-            } else {
-                "lstmkd train".into()
-            },
+            // An adaptation is a run with a distill table and no teacher (`train::adapt`).
+            origin: match (&config.teacher, &config.distill) {
+                (Some(_), _) => "lstmkd distill",
+                (None, Some(_)) => "lstmkd adapt",
+                (None, None) => "lstmkd train",
+            }
+            .into(),
             run: Some(run),
             fused: None,
         }

@@ -1309,6 +1309,8 @@ fn adapt_reads_the_distillation_data_and_writes_where_teacher_extractors_says() 
     assert!(!custom.parent().unwrap().exists() && !in_teacher.exists());
     ok(lstmkd(&["adapt", "--config", path.to_str().unwrap()]));
     assert!(custom.is_file() && !teacher_dir.join("adapt").exists());
+    let info = ok(lstmkd(&["info", "--checkpoint", custom.to_str().unwrap()]));
+    assert!(info.contains("origin      lstmkd adapt\n"), "{info}");
     // Adaptation trains the extractors only: the teacher's checkpoint is the file it was.
     assert_eq!(
         std::fs::read(teacher_dir.join("best.ckpt")).unwrap(),
