@@ -93,6 +93,11 @@ pub enum Command {
         /// folder, to train) and train or write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Only these rows, numbered from 1 as the runner prints them (e.g. "1-4,7"). Their
+        /// runs go into the ledger; processes given other rows can share it (with
+        /// RAYON_NUM_THREADS splitting the cores), and a call without --rows writes the report.
+        #[arg(long, conflicts_with = "no_ledger")]
+        rows: Option<String>,
     },
     /// Evaluate a checkpoint on its test set as deployed (batch norm folded into the
     /// convolutions): accuracy, per-class accuracy, confusion matrix,
@@ -431,6 +436,7 @@ pub fn main() -> Result<()> {
             ledger,
             no_ledger,
             dry_run,
+            rows,
         } => {
             if seeds == 0 {
                 bail!("--seeds: must be at least 1");
@@ -448,6 +454,7 @@ pub fn main() -> Result<()> {
                 out,
                 ledger,
                 dry_run,
+                rows,
             };
             let t0 = std::time::Instant::now();
             if crate::experiment::run(&opts)?.is_none() {

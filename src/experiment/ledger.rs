@@ -161,15 +161,24 @@ impl Ledger {
     }
 
     /// Records `entry` (replacing an earlier one of its row and seed) and writes the file.
+    /// Other processes may be recording other rows in the same file (`--rows`): under a lock
+    /// beside it, the file is read again and the entry added to what it holds now.
     pub fn record(&mut self, entry: Entry) -> Result<()> {
-        self.file
-            .runs
-            .retain(|e| !(e.row == entry.row && e.seed == entry.seed));
-        self.file.runs.push(entry);
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("{}: cannot create", dir.display()))?;
         }
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let lock_path = self.path.with_file_name(format!(".{name}.lock"));
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("{}: cannot create", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
+        self.file = Ledger::open(&self.path)?.file;
+        self.file
+            .runs
+            .retain(|e| !(e.row == entry.row && e.seed == entry.seed));
+        self.file.runs.push(entry);
         write_atomic(&self.path, &serde_json::to_vec_pretty(&self.file)?)
     }
 }

@@ -249,6 +249,9 @@ pub struct Options {
     /// Say where each run stands (recorded, finished or interrupted in its folder, to train)
     /// and train nothing.
     pub dry_run: bool,
+    /// Only these rows (`--rows`, e.g. "1-4,7"): their runs go into the ledger, and the
+    /// report waits for a call over every row.
+    pub rows: Option<String>,
 }
 
 impl Options {
@@ -320,6 +323,8 @@ struct Recorded {
 /// One (row, seed) of the suite.
 struct Planned<'a> {
     row: &'a Row,
+    /// The row's place in the suite, from 0.
+    index: usize,
     seed: usize,
     cfg: RunConfig,
     /// Its ledger key (none without a ledger).
@@ -327,7 +332,30 @@ struct Planned<'a> {
     recorded: Option<Recorded>,
 }
 
-/// Runs the suite and writes its results (None: a dry run, which trains and writes nothing).
+/// The rows `spec` picks out of `count` ("1-4,7": numbered from 1, as the runner prints them).
+pub fn pick_rows(spec: &str, count: usize) -> Result<Vec<bool>> {
+    let mut picked = vec![false; count];
+    for part in spec.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=count).contains(n))
+        };
+        match (number(a), number(b)) {
+            (Some(a), Some(b)) if a <= b => picked[a - 1..b].iter_mut().for_each(|p| *p = true),
+            _ => bail!(
+                "--rows '{spec}': '{}' is not a row or a rising range of rows between 1 and {count}, the suite's rows",
+                part.trim()
+            ),
+        }
+    }
+    Ok(picked)
+}
+
+/// Runs the suite and writes its results (None: a dry run, which trains and writes nothing,
+/// or a run of some rows only, which records them in the ledger and writes no report).
 pub fn run(o: &Options) -> Result<Option<Results>> {
     let (base, exp) = load_suite_config(&o.config)?;
     let budget = budget_overrides(&exp, &o.budget, &o.config)?;
@@ -345,6 +373,10 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             names.join(", ")
         );
     };
+    let picked = match &o.rows {
+        Some(spec) => pick_rows(spec, suite.rows.len())?,
+        None => vec![true; suite.rows.len()],
+    };
     let suite_dir = o.dir();
     let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
     let siblings = match &ledger {
@@ -352,7 +384,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         None => Vec::new(),
     };
     let mut plan = Vec::new();
-    for row in &suite.rows {
+    for (index, row) in suite.rows.iter().enumerate().filter(|(i, _)| picked[*i]) {
         for seed in 0..o.seeds {
             let mut overrides = budget.clone();
             let dir = suite_dir
@@ -379,6 +411,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             });
             plan.push(Planned {
                 row,
+                index,
                 seed,
                 cfg,
                 key,
@@ -416,7 +449,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
     // Seconds of training left where a row has recorded seeds, those runs, and the runs of
     // rows without.
     let mut estimated = (0.0, 0, 0);
-    for (r, row_plan) in plan.chunks(o.seeds.max(1)).enumerate() {
+    for row_plan in plan.chunks(o.seeds.max(1)) {
         let row = row_plan[0].row;
         let mut seeds = Vec::new();
         let mut last_report = None;
@@ -426,7 +459,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             println!(
                 "== {} row {}/{} '{}' seed {}/{}",
                 suite.name,
-                r + 1,
+                p.index + 1,
                 suite.rows.len(),
                 row.label,
                 p.seed + 1,
@@ -537,7 +570,7 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         });
     }
     if o.dry_run {
-        let total = suite.rows.len() * o.seeds;
+        let total = plan.len();
         println!(
             "{recorded_runs} of {total} runs recorded in a ledger, {} to train or to take from their folders",
             total - recorded_runs
@@ -552,6 +585,14 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         if unknown > 0 {
             println!("{unknown} run(s) of rows with no recorded seed: not estimated");
         }
+        return Ok(None);
+    }
+    if picked.contains(&false) {
+        println!(
+            "rows {} of '{}' done; the report needs every row (run without --rows)",
+            o.rows.as_deref().unwrap_or_default(),
+            suite.name
+        );
         return Ok(None);
     }
     if let Some(reference) = &suite.reference

@@ -1132,6 +1132,133 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
 }
 
 #[test]
+fn processes_given_other_rows_share_one_ledger_and_a_call_over_all_rows_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
+    let suite = format!(
+        r#"
+[experiment]
+quick = ["train.epochs=1"]
+
+[experiment.suites.split]
+about = "three cheap rows"
+reference = "KD"
+rows = [
+    {{ label = "KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0}}'] }},
+    {{ label = "AT", overrides = ['distill.weights={{ce = 1.0, at = 100.0}}'] }},
+    {{ label = "DKD", overrides = ['distill.weights={{ce = 1.0, dkd = 1.0}}'] }},
+]
+
+{}
+[teacher]
+checkpoint = "{}"
+
+[distill]
+weights = {{ ce = 1.0 }}
+end_to_end = true
+"#,
+        crate::common::toml_config(&data, &d.path().join("unused"), ""),
+        teacher_dir.join("best.ckpt").display()
+    );
+    let cfg = d.path().join("suite.toml");
+    std::fs::write(&cfg, suite).unwrap();
+    let out = d.path().join("exp");
+    let ledger = d.path().join("ledger").join("split-quick-runs.json");
+    let args = |rows: Option<&str>| {
+        let mut a: Vec<String> = [
+            "experiment",
+            "--suite",
+            "split",
+            "--seeds",
+            "2",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .into();
+        if let Some(rows) = rows {
+            a.extend(["--rows".into(), rows.into()]);
+        }
+        a
+    };
+    let spawn = |rows: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+            .args(args(Some(rows)))
+            .env("RAYON_NUM_THREADS", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for (rows, expected) in [
+        ("0", "'0' is not a row"),
+        ("4", "'4' is not a row"),
+        ("3-1", "'3-1' is not a row or a rising range"),
+        ("1,x", "'x' is not a row"),
+    ] {
+        let e = lstmkd(
+            &args(Some(rows))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        let err = String::from_utf8_lossy(&e.stderr);
+        assert!(
+            !e.status.success() && err.contains(expected) && err.contains("between 1 and 3"),
+            "{rows}: {err}"
+        );
+    }
+    assert!(!out.exists() && !ledger.exists());
+    // Two processes at once, each its own rows, each recording in the one ledger.
+    let (a, b) = (spawn("1,3"), spawn("2"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (a, b) = (ok(a), ok(b));
+    assert!(
+        a.contains("row 1/3 'KD' seed 2/2") && a.contains("row 3/3 'DKD' seed 1/2"),
+        "{a}"
+    );
+    assert!(
+        !a.contains("'AT'") && b.contains("row 2/3 'AT' seed 1/2"),
+        "{b}"
+    );
+    assert!(a.contains("the report needs every row"), "{a}");
+    assert!(!out.join("split-quick").join("results.json").exists());
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    let mut runs: Vec<(String, u64)> = recorded["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_str().unwrap().into(),
+                r["seed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    runs.sort();
+    let expected: Vec<(String, u64)> = ["AT", "DKD", "KD"]
+        .iter()
+        .flat_map(|r| [(r.to_string(), 0), (r.to_string(), 1)])
+        .collect();
+    assert_eq!(runs, expected);
+    // Over every row, nothing is left to train: the report comes from the ledger.
+    let all = ok(lstmkd(
+        &args(None).iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    assert_eq!(all.matches("recorded in").count(), 6, "{all}");
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("split-quick").join("results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(results["rows"].as_array().unwrap().len(), 3);
+}
+
+#[test]
 fn rtc_crops_fit_a_student_whose_taps_are_shorter_than_the_teachers() {
     let d = tempfile::tempdir().unwrap();
     // resnet8 teacher on 8x8 images: deepest taps 4 and 2 rows; vgg8 student: 1 and 1.
