@@ -802,6 +802,31 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
     assert_ne!(floats(&end.net), floats(&before.net));
 }
 
+/// `lstmkd experiment` over `seeds` seeds of `suite` in the suite config `cfg`, runs under
+/// `out`, then `extra`.
+fn experiment(
+    suite: &str,
+    seeds: usize,
+    cfg: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let seeds = seeds.to_string();
+    let mut args = vec![
+        "experiment",
+        "--suite",
+        suite,
+        "--seeds",
+        &seeds,
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    lstmkd(&args)
+}
+
 #[test]
 fn experiment_suite_runs_rows_over_seeds_and_reuses_finished_runs() {
     let d = tempfile::tempdir().unwrap();
@@ -853,20 +878,9 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         .path()
         .join("ledger")
         .join("seed-benchmark-quick-runs.json");
-    let args = [
-        "experiment",
-        "--suite",
-        "seed-benchmark",
-        "--seeds",
-        "2",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--ledger",
-        ledger.to_str().unwrap(),
-    ];
-    let first = ok(lstmkd(&args));
+    let benchmark = |extra: &[&str]| experiment("seed-benchmark", 2, &cfg, &out, extra);
+    let with_ledger = ["--ledger", ledger.to_str().unwrap()];
+    let first = ok(benchmark(&with_ledger));
     assert!(
         first.contains("adapting the teacher"),
         "LSTM KD needs adapted extractors: {first}"
@@ -937,12 +951,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         assert_eq!(&bytes[1..4], b"PNG", "{png}");
     }
     // Without the ledger, a second call reuses every finished run from its folder.
-    let no_ledger: Vec<&str> = args[..args.len() - 2]
-        .iter()
-        .copied()
-        .chain(["--no-ledger"])
-        .collect();
-    let second = ok(lstmkd(&no_ledger));
+    let second = ok(benchmark(&["--no-ledger"]));
     assert_eq!(second.matches("already finished").count(), 6, "{second}");
     // The ledger holds each run's result; with the run folders gone, a third call takes all
     // six from it and reports the same figures.
@@ -955,7 +964,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
             .all(|r| r["config_sha256"].as_str().unwrap().len() == 64)
     );
     std::fs::remove_dir_all(&out).unwrap();
-    let third = ok(lstmkd(&args));
+    let third = ok(benchmark(&with_ledger));
     assert_eq!(third.matches("recorded in").count(), 6, "{third}");
     assert!(
         !third.contains("already finished") && !third.contains("adapting"),
@@ -970,29 +979,13 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     // Another suite's row with the same config is the same run: taken from the first suite's
     // ledger in the same folder and recorded in its own under its own name.
     let again_ledger = ledger.with_file_name("again-quick-runs.json");
-    let again = |seeds: &str, ledger: &[&str]| {
-        let cfg = cfg.to_str().unwrap();
-        let out = out.to_str().unwrap();
-        let mut args = vec![
-            "experiment",
-            "--suite",
-            "again",
-            "--seeds",
-            seeds,
-            "--config",
-            cfg,
-            "--out",
-            out,
-        ];
-        args.extend(ledger);
-        lstmkd(&args)
-    };
+    let again = |seeds: usize, extra: &[&str]| experiment("again", seeds, &cfg, &out, extra);
     let again_ledger_arg = again_ledger.to_str().unwrap();
     // A file beside the ledgers named like one but not one is an error naming it: passing
     // over it would train its runs again.
     let junk = ledger.with_file_name("junk-runs.json");
     std::fs::write(&junk, "[1, 2]").unwrap();
-    let e = again("3", &["--ledger", again_ledger_arg, "--dry-run"]);
+    let e = again(3, &["--ledger", again_ledger_arg, "--dry-run"]);
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(
         !e.status.success()
@@ -1002,7 +995,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     );
     std::fs::remove_file(&junk).unwrap();
     // A dry run finds both runs in the other ledger, and writes nothing.
-    let plan = ok(again("3", &["--ledger", again_ledger_arg, "--dry-run"]));
+    let plan = ok(again(3, &["--ledger", again_ledger_arg, "--dry-run"]));
     assert_eq!(plan.matches("as 'LSTM KD'").count(), 2, "{plan}");
     assert!(
         plan.contains("seed 3/3\n  to train\n")
@@ -1025,7 +1018,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         "{hours}: {plan}"
     );
     assert!(!again_ledger.exists() && !out.join("again-quick").exists());
-    let reused = ok(again("2", &["--ledger", again_ledger_arg]));
+    let reused = ok(again(2, &["--ledger", again_ledger_arg]));
     assert_eq!(reused.matches("as 'LSTM KD'").count(), 2, "{reused}");
     assert!(!reused.contains("adapting"), "{reused}");
     let copied: serde_json::Value =
@@ -1042,22 +1035,22 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     }
     // A run folder holding a run of another config is refused, not continued or taken as
     // finished, and left as it was.
-    ok(again("1", &["--no-ledger"]));
+    ok(again(1, &["--no-ledger"]));
     let run_dir = out
         .join("again-quick")
         .join(lstmkd::experiment::suites::slug("same as LSTM KD"))
         .join("seed0");
     let saved = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
-    let plan = ok(again("1", &["--no-ledger", "--dry-run"]));
+    let plan = ok(again(1, &["--no-ledger", "--dry-run"]));
     assert!(plan.contains("finished in"), "{plan}");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, text.replace("train.epochs=2", "train.epochs=3")).unwrap();
-    let plan = ok(again("1", &["--no-ledger", "--dry-run"]));
+    let plan = ok(again(1, &["--no-ledger", "--dry-run"]));
     assert!(
         plan.contains("refused") && plan.contains("train.epochs 2 there, 3 here"),
         "{plan}"
     );
-    let e = again("1", &["--no-ledger"]);
+    let e = again(1, &["--no-ledger"]);
     assert!(!e.status.success());
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(
@@ -1074,7 +1067,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     // folder, seed 0 is not trained first.
     let seed1 = run_dir.with_file_name("seed1");
     std::fs::rename(&run_dir, &seed1).unwrap();
-    let e = again("2", &["--no-ledger"]);
+    let e = again(2, &["--no-ledger"]);
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(
         !e.status.success() && err.contains("train.seed 0 there, 1 here"),
@@ -1099,17 +1092,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
         ),
         ("other-window", "was adapted for another extractor"),
     ] {
-        let args = [
-            "experiment",
-            "--suite",
-            suite,
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--no-ledger",
-        ];
-        let e = lstmkd(&args);
+        let e = experiment(suite, 3, &cfg, &out, &["--no-ledger"]);
         let err = String::from_utf8_lossy(&e.stderr);
         assert!(
             !e.status.success()
@@ -1121,7 +1104,7 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
     }
     // A ledger that is not one is an error naming it, and is left as it was.
     std::fs::write(&ledger, "not json").unwrap();
-    let e = lstmkd(&args);
+    let e = benchmark(&with_ledger);
     assert!(!e.status.success());
     let err = String::from_utf8_lossy(&e.stderr);
     assert!(
@@ -1164,59 +1147,35 @@ end_to_end = true
     std::fs::write(&cfg, suite).unwrap();
     let out = d.path().join("exp");
     let ledger = d.path().join("ledger").join("split-quick-runs.json");
-    let args = |rows: Option<&str>| {
-        let mut a: Vec<String> = [
-            "experiment",
-            "--suite",
+    let ledger_arg = ledger.to_str().unwrap();
+    let rows = |rows: &str| {
+        experiment(
             "split",
-            "--seeds",
-            "2",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--ledger",
-            ledger.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .into();
-        if let Some(rows) = rows {
-            a.extend(["--rows".into(), rows.into()]);
-        }
-        a
+            2,
+            &cfg,
+            &out,
+            &["--ledger", ledger_arg, "--rows", rows],
+        )
     };
-    let spawn = |rows: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
-            .args(args(Some(rows)))
-            .env("RAYON_NUM_THREADS", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    for (rows, expected) in [
+    for (spec, expected) in [
         ("0", "'0' is not a row"),
         ("4", "'4' is not a row"),
         ("3-1", "'3-1' is not a row or a rising range"),
         ("1,x", "'x' is not a row"),
     ] {
-        let e = lstmkd(
-            &args(Some(rows))
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let e = rows(spec);
         let err = String::from_utf8_lossy(&e.stderr);
         assert!(
             !e.status.success() && err.contains(expected) && err.contains("between 1 and 3"),
-            "{rows}: {err}"
+            "{spec}: {err}"
         );
     }
     assert!(!out.exists() && !ledger.exists());
     // Two processes at once, each its own rows, each recording in the one ledger.
-    let (a, b) = (spawn("1,3"), spawn("2"));
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let (a, b) = (ok(a), ok(b));
+    let (a, b) = std::thread::scope(|s| {
+        let (a, b) = (s.spawn(|| rows("1,3")), s.spawn(|| rows("2")));
+        (ok(a.join().unwrap()), ok(b.join().unwrap()))
+    });
     assert!(
         a.contains("row 1/3 'KD' seed 2/2") && a.contains("row 3/3 'DKD' seed 1/2"),
         "{a}"
@@ -1247,8 +1206,12 @@ end_to_end = true
         .collect();
     assert_eq!(runs, expected);
     // Over every row, nothing is left to train: the report comes from the ledger.
-    let all = ok(lstmkd(
-        &args(None).iter().map(String::as_str).collect::<Vec<_>>(),
+    let all = ok(experiment(
+        "split",
+        2,
+        &cfg,
+        &out,
+        &["--ledger", ledger_arg],
     ));
     assert_eq!(all.matches("recorded in").count(), 6, "{all}");
     let results: serde_json::Value = serde_json::from_slice(
