@@ -276,7 +276,21 @@ pub fn safetensors_bytes(sd: &StateDict, metadata: BTreeMap<String, String>) -> 
             Ok((name.clone(), view))
         })
         .collect::<Result<_>>()?;
+    // The crate writes the metadata from a HashMap, in an order that changes from call to
+    // call: the same checkpoint would export to other bytes each time. Written first in the
+    // header, it is put back in key order (the same entries, so the same length).
+    let sorted = serde_json::to_string(&metadata)?;
     let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize(views, Some(metadata))
-        .map_err(|e| anyhow::anyhow!("cannot serialise safetensors: {e}"))
+    let mut bytes = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| anyhow::anyhow!("cannot serialise safetensors: {e}"))?;
+    let at = 8 + br#"{"__metadata__":"#.len();
+    let written = bytes
+        .get(8..at + sorted.len())
+        .filter(|h| h.starts_with(br#"{"__metadata__":"#))
+        .and_then(|h| serde_json::from_slice::<BTreeMap<String, String>>(&h[at - 8..]).ok());
+    if written.is_none_or(|w| serde_json::to_string(&w).ok().as_ref() != Some(&sorted)) {
+        bail!("safetensors: the header does not start with its metadata; cannot put it in order");
+    }
+    bytes[at..at + sorted.len()].copy_from_slice(sorted.as_bytes());
+    Ok(bytes)
 }

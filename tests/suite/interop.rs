@@ -203,6 +203,19 @@ fn safetensors_export_has_torchvisions_keys_shapes_and_dtypes() {
             })
             .collect();
         assert_eq!(got, torchvision_keys(fixture), "{name}");
+        // The same checkpoint exports to the same bytes, metadata in key order.
+        export(&ckpt, "safetensors", &out);
+        assert!(std::fs::read(&out).unwrap() == bytes, "{name}: other bytes");
+        let (len, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut sorted: Vec<&String> = header.metadata().as_ref().unwrap().keys().collect();
+        sorted.sort();
+        assert!(sorted.len() > 3, "{sorted:?}");
+        let header = String::from_utf8_lossy(&bytes[8..8 + len]);
+        let at: Vec<usize> = sorted
+            .iter()
+            .map(|k| header.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.is_sorted(), "{name}: {header}");
     }
 }
 
