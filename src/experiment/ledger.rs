@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::SeedResult;
 use crate::config::RunConfig;
-use crate::train::checkpoint::{Checkpoint, write_atomic};
+use crate::train::checkpoint::{Checkpoint, lock_beside, write_atomic};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
@@ -164,16 +164,7 @@ impl Ledger {
     /// Other processes may be recording other rows in the same file (`--rows`): under a lock
     /// beside it, the file is read again and the entry added to what it holds now.
     pub fn record(&mut self, entry: Entry) -> Result<()> {
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("{}: cannot create", dir.display()))?;
-        }
-        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
-        let lock_path = self.path.with_file_name(format!(".{name}.lock"));
-        let lock = std::fs::File::create(&lock_path)
-            .with_context(|| format!("{}: cannot create", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
+        let _lock = lock_beside(&self.path)?;
         self.file = Ledger::open(&self.path)?.file;
         self.file
             .runs

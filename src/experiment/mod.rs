@@ -262,12 +262,17 @@ impl Options {
     }
 }
 
-/// Fits the teacher's extractors once, before the first run that reads them.
+/// Fits the teacher's extractors once, before the first run that reads them. Processes given
+/// other rows (`--rows`) may reach that run together: one adapts, the others wait for its file.
 fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
     let (t, d) = cfg
         .distillation()
         .with_context(|| format!("{origin}: row '{label}' distils"))?;
-    if d.needs().extractors && !t.extractors_path().exists() {
+    if !d.needs().extractors {
+        return Ok(());
+    }
+    let _lock = crate::train::checkpoint::lock_beside(&t.extractors_path())?;
+    if !t.extractors_path().exists() {
         println!(
             "== adapting the teacher's extractors ({})",
             t.extractors_path().display()

@@ -207,6 +207,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// An exclusive lock on a hidden file beside `path` (its folder created), held until the
+/// returned file is dropped: processes sharing `path` take turns.
+pub fn lock_beside(path: &Path) -> Result<std::fs::File> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let lock_path = path.with_file_name(format!(".{name}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("{}: cannot create", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
+    Ok(lock)
+}
+
 fn push_section(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(bytes);

@@ -1124,11 +1124,11 @@ fn processes_given_other_rows_share_one_ledger_and_a_call_over_all_rows_reports(
 quick = ["train.epochs=1"]
 
 [experiment.suites.split]
-about = "three cheap rows"
+about = "three cheap rows, two reading the teacher's extractors"
 reference = "KD"
 rows = [
-    {{ label = "KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0}}'] }},
-    {{ label = "AT", overrides = ['distill.weights={{ce = 1.0, at = 100.0}}'] }},
+    {{ label = "KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0, temporal = 0.05}}'] }},
+    {{ label = "AT", overrides = ['distill.weights={{ce = 1.0, at = 100.0, temporal = 0.05}}'] }},
     {{ label = "DKD", overrides = ['distill.weights={{ce = 1.0, dkd = 1.0}}'] }},
 ]
 
@@ -1139,6 +1139,8 @@ checkpoint = "{}"
 [distill]
 weights = {{ ce = 1.0 }}
 end_to_end = true
+adapt_epochs = 1
+extractor = {{ conv_channels = 4, hidden = 4 }}
 "#,
         crate::common::toml_config(&data, &d.path().join("unused"), ""),
         teacher_dir.join("best.ckpt").display()
@@ -1171,11 +1173,17 @@ end_to_end = true
         );
     }
     assert!(!out.exists() && !ledger.exists());
-    // Two processes at once, each its own rows, each recording in the one ledger.
+    // Two processes at once, each its own rows, each recording in the one ledger. Both
+    // start by distilling with the teacher's extractors: one adapts them, the other waits.
     let (a, b) = std::thread::scope(|s| {
         let (a, b) = (s.spawn(|| rows("1,3")), s.spawn(|| rows("2")));
         (ok(a.join().unwrap()), ok(b.join().unwrap()))
     });
+    assert_eq!(
+        (a.clone() + &b).matches("adapting the teacher").count(),
+        1,
+        "{a}\n{b}"
+    );
     assert!(
         a.contains("row 1/3 'KD' seed 2/2") && a.contains("row 3/3 'DKD' seed 1/2"),
         "{a}"
