@@ -95,7 +95,8 @@ pub enum Command {
         dry_run: bool,
         /// Only these rows, numbered from 1 as the runner prints them (e.g. "1-4,7"). Their
         /// runs go into the ledger; processes given other rows can share it (with
-        /// RAYON_NUM_THREADS splitting the cores), and a call without --rows writes the report.
+        /// RAYON_NUM_THREADS splitting the cores; a run two were given is trained once), and a
+        /// call over every row writes the report.
         #[arg(long, conflicts_with = "no_ledger")]
         rows: Option<String>,
     },

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::distill::DistillConfig;
 use crate::stats::mean_std;
-use crate::train::checkpoint::{Checkpoint, write_atomic};
+use crate::train::checkpoint::{Checkpoint, lock_beside, write_atomic};
 use crate::train::distill::{adapted_checkpoint, extractor_differences};
 use crate::train::metrics::read_jsonl;
 use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run, stored_differences};
@@ -263,16 +263,35 @@ impl Options {
 }
 
 /// Fits the teacher's extractors once, before the first run that reads them. Processes given
-/// other rows (`--rows`) may reach that run together: one adapts, the others wait for its file.
+/// other rows (`--rows`) may reach that run together: one adapts, the others wait for it.
 fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
     let (t, d) = cfg
         .distillation()
         .with_context(|| format!("{origin}: row '{label}' distils"))?;
-    if !d.needs().extractors {
+    let path = t.extractors_path();
+    // The adaptation's best.ckpt appears after its first epoch: a file whose adaptation
+    // stopped before its last one (killed, or still running elsewhere) is not ready.
+    let ready = || -> Result<bool> {
+        if !path.exists() {
+            return Ok(false);
+        }
+        let dir = path.parent().unwrap_or(Path::new(""));
+        if !dir.join(CONFIG_FILE).exists() {
+            return Ok(true);
+        }
+        let last = dir.join(LAST);
+        Ok(last.exists()
+            && Checkpoint::load(&last)?
+                .meta
+                .run("teacher adaptation")?
+                .epoch
+                >= d.adapt_epochs)
+    };
+    if !d.needs().extractors || ready()? {
         return Ok(());
     }
-    let _lock = crate::train::checkpoint::lock_beside(&t.extractors_path())?;
-    if !t.extractors_path().exists() {
+    let _lock = lock_beside(&path)?;
+    if !ready()? {
         println!(
             "== adapting the teacher's extractors ({})",
             t.extractors_path().display()
@@ -350,6 +369,7 @@ pub fn pick_rows(spec: &str, count: usize) -> Result<Vec<bool>> {
         };
         match (number(a), number(b)) {
             (Some(a), Some(b)) if a <= b => picked[a - 1..b].iter_mut().for_each(|p| *p = true),
+            _ if part.trim().is_empty() => bail!("--rows '{spec}': an empty entry"),
             _ => bail!(
                 "--rows '{spec}': '{}' is not a row or a rising range of rows between 1 and {count}, the suite's rows",
                 part.trim()
@@ -470,11 +490,27 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
                 p.seed + 1,
                 o.seeds
             );
+            // Processes given overlapping rows take turns at a run: one trains it, the
+            // other then finds it recorded in the ledger (or finished in its folder).
+            let run_lock = match (&p.recorded, o.dry_run) {
+                (None, false) => Some(lock_beside(&p.cfg.train.out_dir)?),
+                _ => None,
+            };
+            let recorded_since = match (&run_lock, &ledger, &p.key) {
+                (Some(_), Some(l), Some(key)) => ledger::Ledger::open(l.path())?
+                    .find(p.seed as u64, key)
+                    .map(|entry| Recorded {
+                        path: l.path().to_path_buf(),
+                        entry: entry.clone(),
+                        elsewhere: false,
+                    }),
+                _ => None,
+            };
             if let Some(Recorded {
                 path,
                 entry: e,
                 elsewhere,
-            }) = &p.recorded
+            }) = p.recorded.as_ref().or(recorded_since.as_ref())
             {
                 let named = if *elsewhere || e.row != row.label {
                     format!(" as '{}'", e.row)

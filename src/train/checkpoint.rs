@@ -217,7 +217,11 @@ pub fn lock_beside(path: &Path) -> Result<std::fs::File> {
     }
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let lock_path = path.with_file_name(format!(".{name}.lock"));
-    let lock = std::fs::File::create(&lock_path)
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
         .with_context(|| format!("{}: cannot create", lock_path.display()))?;
     lock.lock()
         .with_context(|| format!("{}: cannot lock", lock_path.display()))?;
