@@ -802,6 +802,21 @@ losses = ["ce", "kd", "at", "fitnet", "temporal", "aux_ce"]
     assert_ne!(floats(&end.net), floats(&before.net));
 }
 
+/// A suite config under `d`: a tiny teacher (trained here) and its data, the `[experiment]`
+/// tables `suites`, and a [distill] table with one-epoch adaptation of small extractors plus
+/// `distill` (more keys).
+fn suite_config(d: &std::path::Path, suites: &str, distill: &str) -> std::path::PathBuf {
+    let (data, teacher_dir) = tiny_teacher(d, 64, 16);
+    let cfg = d.join("suite.toml");
+    let text = format!(
+        "{suites}\n{}\n[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0 }}\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4 }}\n{distill}",
+        crate::common::toml_config(&data, &d.join("unused"), ""),
+        teacher_dir.join("best.ckpt").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 /// `lstmkd experiment` over `seeds` seeds of `suite` in the suite config `cfg`, runs under
 /// `out`, then `extra`.
 fn experiment(
@@ -830,8 +845,8 @@ fn experiment(
 #[test]
 fn experiment_suite_runs_rows_over_seeds_and_reuses_finished_runs() {
     let d = tempfile::tempdir().unwrap();
-    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
-    let suite = format!(
+    let cfg = suite_config(
+        d.path(),
         r#"
 [experiment]
 target_acc = 0.3
@@ -839,40 +854,29 @@ quick = ["train.epochs=2"]
 
 [experiment.suites.again]
 about = "seed-benchmark's LSTM KD under another name"
-rows = [{{ label = "same as LSTM KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5}}', 'distill.temperature.policy="dynamic"'] }}]
+rows = [{ label = "same as LSTM KD", overrides = ['distill.weights={ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5}', 'distill.temperature.policy="dynamic"'] }]
 
 [experiment.suites.clash]
 about = "two windows reading one adapted file"
 rows = [
-    {{ label = "window 3", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}'] }},
-    {{ label = "window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }},
+    { label = "window 3", overrides = ['distill.weights={ce = 1.0, temporal = 0.05}'] },
+    { label = "window 2", overrides = ['distill.weights={ce = 1.0, temporal = 0.05}', 'distill.extractor={conv_channels = 4, hidden = 4, window = 2}'] },
 ]
 
 [experiment.suites.clash-random]
 about = "a randomly initialised student extractor: the teacher still reads the adapted file"
 rows = [
-    {{ label = "window 3", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}'] }},
-    {{ label = "random, window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.temporal_init="random"', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }},
+    { label = "window 3", overrides = ['distill.weights={ce = 1.0, temporal = 0.05}'] },
+    { label = "random, window 2", overrides = ['distill.weights={ce = 1.0, temporal = 0.05}', 'distill.temporal_init="random"', 'distill.extractor={conv_channels = 4, hidden = 4, window = 2}'] },
 ]
 
 [experiment.suites.other-window]
 about = "a window the adapted file was not fitted for"
-rows = [{{ label = "window 2", overrides = ['distill.weights={{ce = 1.0, temporal = 0.05}}', 'distill.extractor={{conv_channels = 4, hidden = 4, window = 2}}'] }}]
+rows = [{ label = "window 2", overrides = ['distill.weights={ce = 1.0, temporal = 0.05}', 'distill.extractor={conv_channels = 4, hidden = 4, window = 2}'] }]
 
-{}
-[teacher]
-checkpoint = "{}"
-
-[distill]
-weights = {{ ce = 1.0 }}
-adapt_epochs = 1
-extractor = {{ conv_channels = 4, hidden = 4 }}
 "#,
-        crate::common::toml_config(&data, &d.path().join("unused"), ""),
-        teacher_dir.join("best.ckpt").display()
+        "",
     );
-    let cfg = d.path().join("suite.toml");
-    std::fs::write(&cfg, suite).unwrap();
     let out = d.path().join("exp");
     let ledger = d
         .path()
@@ -1117,8 +1121,8 @@ extractor = {{ conv_channels = 4, hidden = 4 }}
 #[test]
 fn processes_given_other_rows_share_one_ledger_and_a_call_over_all_rows_reports() {
     let d = tempfile::tempdir().unwrap();
-    let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
-    let suite = format!(
+    let cfg = suite_config(
+        d.path(),
         r#"
 [experiment]
 quick = ["train.epochs=1"]
@@ -1127,26 +1131,14 @@ quick = ["train.epochs=1"]
 about = "three cheap rows, two reading the teacher's extractors"
 reference = "KD"
 rows = [
-    {{ label = "KD", overrides = ['distill.weights={{ce = 1.0, kd = 1.0, temporal = 0.05}}'] }},
-    {{ label = "AT", overrides = ['distill.weights={{ce = 1.0, at = 100.0, temporal = 0.05}}'] }},
-    {{ label = "DKD", overrides = ['distill.weights={{ce = 1.0, dkd = 1.0}}'] }},
+    { label = "KD", overrides = ['distill.weights={ce = 1.0, kd = 1.0, temporal = 0.05}'] },
+    { label = "AT", overrides = ['distill.weights={ce = 1.0, at = 100.0, temporal = 0.05}'] },
+    { label = "DKD", overrides = ['distill.weights={ce = 1.0, dkd = 1.0}'] },
 ]
 
-{}
-[teacher]
-checkpoint = "{}"
-
-[distill]
-weights = {{ ce = 1.0 }}
-end_to_end = true
-adapt_epochs = 1
-extractor = {{ conv_channels = 4, hidden = 4 }}
 "#,
-        crate::common::toml_config(&data, &d.path().join("unused"), ""),
-        teacher_dir.join("best.ckpt").display()
+        "end_to_end = true\n",
     );
-    let cfg = d.path().join("suite.toml");
-    std::fs::write(&cfg, suite).unwrap();
     let out = d.path().join("exp");
     let ledger = d.path().join("ledger").join("split-quick-runs.json");
     let ledger_arg = ledger.to_str().unwrap();
