@@ -159,6 +159,19 @@ enum Folder {
     Finished(usize),
 }
 
+/// The epochs the run in `dir` has finished (0 before its first), or None where `dir` holds
+/// no run.
+fn epochs_done(dir: &Path) -> Result<Option<usize>> {
+    if !dir.join(CONFIG_FILE).exists() {
+        return Ok(None);
+    }
+    if !dir.join(LAST).exists() {
+        return Ok(Some(0));
+    }
+    let ckpt = Checkpoint::load(&dir.join(LAST))?;
+    Ok(Some(ckpt.meta.run("a suite run")?.epoch))
+}
+
 fn folder(cfg: &RunConfig) -> Result<Folder> {
     let dir = &cfg.train.out_dir;
     if !dir.join(CONFIG_FILE).exists() {
@@ -168,13 +181,7 @@ fn folder(cfg: &RunConfig) -> Result<Folder> {
     if !differ.is_empty() {
         return Ok(Folder::Other(differ));
     }
-    if !dir.join(LAST).exists() {
-        return Ok(Folder::Started(0));
-    }
-    let done = Checkpoint::load(&dir.join(LAST))?
-        .meta
-        .run("a suite run")?
-        .epoch;
+    let done = epochs_done(dir)?.unwrap_or(0);
     Ok(if done >= cfg.train.epochs {
         Folder::Finished(done)
     } else {
@@ -272,30 +279,15 @@ fn ensure_adapted(cfg: &RunConfig, origin: &str, label: &str) -> Result<()> {
     // The adaptation's best.ckpt appears after its first epoch: a file whose adaptation
     // stopped before its last one (killed, or still running elsewhere) is not ready.
     let ready = || -> Result<bool> {
-        if !path.exists() {
-            return Ok(false);
-        }
         let dir = path.parent().unwrap_or(Path::new(""));
-        if !dir.join(CONFIG_FILE).exists() {
-            return Ok(true);
-        }
-        let last = dir.join(LAST);
-        Ok(last.exists()
-            && Checkpoint::load(&last)?
-                .meta
-                .run("teacher adaptation")?
-                .epoch
-                >= d.adapt_epochs)
+        Ok(path.exists() && epochs_done(dir)?.is_none_or(|done| done >= d.adapt_epochs))
     };
     if !d.needs().extractors || ready()? {
         return Ok(());
     }
     let _lock = lock_beside(&path)?;
     if !ready()? {
-        println!(
-            "== adapting the teacher's extractors ({})",
-            t.extractors_path().display()
-        );
+        println!("== adapting the teacher's extractors ({})", path.display());
         crate::train::adapt::adapt(cfg)?;
     }
     Ok(())
