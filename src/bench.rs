@@ -447,7 +447,7 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     let samples = args.batch * (args.warmup + 2 * args.steps + 1);
     let student = new_student(&cfg, &teacher, samples, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
-    let mut task = Distill::new(teacher, dcfg, 1, args.classes, 0, None);
+    let mut task = Distill::new(teacher, dcfg, 1, 1, args.classes, 0, None);
     let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;
     let distill_step = timing("distillation step", args.batch, &seconds, reset);
 

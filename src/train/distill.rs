@@ -28,6 +28,8 @@ pub struct Distill {
     pub cfg: DistillConfig,
     pub phases: Vec<Phase>,
     pub epochs: usize,
+    /// Optimisation steps per epoch, for the run's progress within an epoch.
+    pub steps_per_epoch: usize,
     pub classes: usize,
     pub seed: u64,
     /// The temperature of the current epoch.
@@ -40,12 +42,14 @@ pub struct Distill {
 }
 
 impl Distill {
-    /// The task for a run of `epochs` over `classes`, its temperature set from the last
-    /// finished epoch's validation accuracy (None before the first).
+    /// The task for a run of `epochs` of `steps_per_epoch` steps over `classes`, its
+    /// temperature set from the last finished epoch's validation accuracy (None before the
+    /// first).
     pub fn new(
         teacher: Teacher,
         cfg: DistillConfig,
         epochs: usize,
+        steps_per_epoch: usize,
         classes: usize,
         seed: u64,
         last_val_acc: Option<f64>,
@@ -54,6 +58,7 @@ impl Distill {
             temperature: cfg.temperature.next(last_val_acc),
             phases: cfg.phases(),
             epochs,
+            steps_per_epoch,
             classes,
             seed,
             teacher,
@@ -61,6 +66,15 @@ impl Distill {
             labelled: None,
             view: None,
         }
+    }
+
+    /// The share of the run done once `step` of `epoch` (both from 0) is taken, as the
+    /// learning-rate schedule counts it: a warm-up shorter than one epoch, as mdistiller's
+    /// 20 of 240 epochs is on a 10-epoch run, still ramps up over its steps.
+    pub fn progress(&self, epoch: usize, step: usize) -> f64 {
+        let steps = self.steps_per_epoch.max(1) as f64;
+        let done = epoch as f64 + ((step + 1) as f64 / steps).min(1.0);
+        (done / self.epochs.max(1) as f64).min(1.0)
     }
 }
 
@@ -178,7 +192,7 @@ impl Task for Distill {
             targets: &targets,
             soft_targets: &soft_targets,
             temperature: self.temperature,
-            progress: (epoch + 1) as f64 / self.epochs.max(1) as f64,
+            progress: self.progress(epoch, step),
             samples,
             step_seed: self.seed ^ ((epoch as u64) << 32 | step as u64).rotate_left(17),
             options: &self.cfg.options,
@@ -412,6 +426,7 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
         teacher,
         dcfg,
         run.cfg.train.epochs,
+        run.train.num_batches(),
         run.dataset.num_classes(),
         run.cfg.train.seed,
         start.val_acc,

@@ -468,7 +468,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     let d = tempfile::tempdir().unwrap();
     let step = step_setup(
         d.path(),
-        "weights = { ce = 1.0, kd = 1.5, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }\nend_to_end = true\nadapt_epochs = 1\ndkd_temperature = 3.0\ndkd_alpha = 0.5\ndkd_beta = 6.0\nextractor = { conv_channels = 4, hidden = 4 }\n",
+        "weights = { ce = 1.0, kd = 1.5, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }\nend_to_end = true\nadapt_epochs = 1\ndkd_temperature = 3.0\ndkd_alpha = 0.5\ndkd_beta = 6.0\ndkd_warmup = 0.1\nextractor = { conv_channels = 4, hidden = 4 }\n",
     );
     let (cfg, teacher, student) = (step.cfg, step.teacher, step.student);
     let (images, labels, targets) = (step.images, step.labels, step.targets);
@@ -517,14 +517,17 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
             .sum::<f64>()
             / b as f64;
     }
-    // A last validation accuracy of 95% puts the seed's dynamic temperature at T = 5.
-    let mut task = lstmkd::train::distill::Distill::new(teacher, dcfg.clone(), 1, k, 0, Some(0.95));
+    // A last validation accuracy of 95% puts the seed's dynamic temperature at T = 5. A run
+    // of 10 epochs of 4 steps: after its second step 1/20 of it is done, half of DKD's
+    // warm-up over a tenth of the run.
+    let mut task =
+        lstmkd::train::distill::Distill::new(teacher, dcfg.clone(), 10, 4, k, 0, Some(0.95));
 
     // The logit losses inside the step, on this step's logits: KD at the dynamic T = 5, DKD
-    // at dkd_temperature, each times its weight.
+    // at dkd_temperature and half warmed up, each times its weight.
     use lstmkd::train::trainer::Task;
     let samples: Vec<usize> = (0..8).collect();
-    let out = task.train_step(&student, images.clone(), targets.clone(), &samples, 0, 0);
+    let out = task.train_step(&student, images.clone(), targets.clone(), &samples, 0, 1);
     let part = |name: &str| {
         let (_, v) = out.parts.iter().find(|(n, _)| n == name).expect(name);
         v.clone().into_scalar::<f32>() as f64
@@ -533,7 +536,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
         ("kd", 1.5 * kd_reference(&s_logits, &t_logits, k, 5.0)),
         (
             "dkd",
-            2.0 * dkd_reference(&s_logits, &t_logits, &labels, k, 3.0, (0.5, 6.0)),
+            2.0 * 0.5 * dkd_reference(&s_logits, &t_logits, &labels, k, 3.0, (0.5, 6.0)),
         ),
         ("temporal", 0.5 * temporal),
         ("aux_ce", 0.5 * aux_ce),
@@ -583,7 +586,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
         &samples,
         lr,
         0,
-        0,
+        1,
     )
     .unwrap();
     let after = floats(&moved);

@@ -59,7 +59,7 @@ pub fn dkd_loss(
     p.tckd.mul_scalar(alpha) + p.nckd.mul_scalar(beta)
 }
 
-/// The warm-up factor at `progress` (the share of the run done by the end of this epoch):
+/// The warm-up factor at `progress` (the share of the run done by the end of this step):
 /// linear up to 1 at `share` of the run.
 pub fn warmup(progress: f64, share: f64) -> f64 {
     if share > 0.0 {

@@ -41,7 +41,7 @@ pub struct Inputs<'a> {
     /// Targets as distributions (one-hot, or mixed by TMix), [B, K].
     pub soft_targets: &'a Tensor<2>,
     pub temperature: f64,
-    /// The share of the run done by the end of the current epoch, in (0, 1].
+    /// The share of the run done by the end of the current step, in (0, 1].
     pub progress: f64,
     /// Each image's position in the training split (CRD's memory index).
     pub samples: &'a [usize],
