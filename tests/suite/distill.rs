@@ -370,7 +370,7 @@ fn kd_reference(s: &[f32], t: &[f32], k: usize, temp: f64) -> f64 {
 
 /// The DKD loss written out (Zhao et al. 2022): T^2 x batch mean of alpha x KL on the
 /// (target, rest) split plus beta x KL among the non-target classes.
-fn dkd_reference(
+pub fn dkd_reference(
     s: &[f32],
     t: &[f32],
     y: &[usize],

@@ -115,7 +115,7 @@ fn registry_loss_on(
 }
 
 #[test]
-fn logit_standardization_z_scores_each_sample_before_kd() {
+fn logit_standardization_z_scores_each_sample_before_kd_and_dkd() {
     // Sun et al.: z = (v - mean) / std with torch.std's n - 1, per row, on both sides.
     let z = |row: &[f32]| -> Vec<f64> {
         let v: Vec<f64> = row.iter().map(|&x| x as f64).collect();
@@ -137,6 +137,20 @@ fn logit_standardization_z_scores_each_sample_before_kd() {
     assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     // Not plain KD on the raw logits.
     let plain = registry_loss("kd", "", temp, 1.0);
+    assert!((got - plain).abs() > 1e-3, "{got} {plain}");
+
+    // DKD reads the same standardised logits, at its own temperature (default 4, alpha 1,
+    // beta 8).
+    let zs = |l: &[f32]| -> Vec<f32> {
+        (0..2)
+            .flat_map(|r| z(&l[r * 3..r * 3 + 3]))
+            .map(|x| x as f32)
+            .collect()
+    };
+    let want = crate::distill::dkd_reference(&zs(&S), &zs(&T), &[1, 2], 3, 4.0, (1.0, 8.0));
+    let got = registry_loss("dkd", "logit_standardization = true", temp, 1.0);
+    assert!((got - want).abs() < 1e-5 * (1.0 + want), "{got} vs {want}");
+    let plain = registry_loss("dkd", "", temp, 1.0);
     assert!((got - plain).abs() > 1e-3, "{got} {plain}");
 }
 
