@@ -376,10 +376,16 @@ pub fn pick_rows(spec: &str, count: usize) -> Result<Vec<bool>> {
 pub fn run(o: &Options) -> Result<Option<Results>> {
     let (base, exp) = load_suite_config(&o.config)?;
     let budget = budget_overrides(&exp, &o.budget, &o.config)?;
-    let target_acc = exp
-        .get("target_acc")
-        .and_then(|v| v.as_float())
-        .unwrap_or(0.9);
+    let target_acc = match exp.get("target_acc") {
+        None => 0.9,
+        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(a) if a > 0.0 && a <= 1.0 => a,
+            _ => bail!(
+                "{}: experiment.target_acc: a validation accuracy in (0, 1], got {v}",
+                o.config.display()
+            ),
+        },
+    };
     let origin = o.config.display().to_string();
     let suites = suites::all(&exp, &origin)?;
     let Some(suite) = suites.iter().find(|s| s.name == o.suite) else {
@@ -408,7 +414,9 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
                 .join(suites::slug(&row.label))
                 .join(format!("seed{seed}"));
             overrides.push(format!("train.seed={seed}"));
-            overrides.push(format!("train.out_dir=\"{}\"", dir.display()));
+            // As a TOML string, so that quotes or backslashes in --out stay part of the path.
+            let out_dir = toml::Value::String(dir.display().to_string());
+            overrides.push(format!("train.out_dir={out_dir}"));
             let cfg = row_config(&base, row, &overrides, &origin)?;
             // Without a ledger there is nothing to look up, and no teacher to hash.
             let key = match &ledger {

@@ -1761,3 +1761,48 @@ fn default_phases_switch_at_a_fifth_and_half_of_a_real_run() {
     let phases: Vec<f64> = m.iter().map(|r| r.extra["phase"]).collect();
     assert_eq!(phases, [1.0, 2.0, 2.0, 3.0, 3.0]);
 }
+
+#[test]
+fn an_experiment_keeps_quotes_in_its_out_path_and_names_a_bad_target_acc() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = suite_config(
+        d.path(),
+        r#"
+[experiment]
+target_acc = 0.3
+quick = ["train.epochs=1"]
+
+[experiment.suites.kd]
+about = "KD alone"
+rows = [{ label = "KD", overrides = ['distill.weights={ce = 1.0, kd = 1.0}', 'distill.end_to_end=true'] }]
+"#,
+        "",
+    );
+    let out = d.path().join("runs \"quoted\" \\ here");
+    ok(experiment("kd", 1, &cfg, &out, &["--no-ledger"]));
+    assert!(
+        out.join("kd-quick")
+            .join("kd")
+            .join("seed0")
+            .join("best.ckpt")
+            .exists()
+    );
+
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    for bad in ["1.5", "0", "\"high\""] {
+        std::fs::write(
+            &cfg,
+            text.replace("target_acc = 0.3", &format!("target_acc = {bad}")),
+        )
+        .unwrap();
+        let e = experiment("kd", 1, &cfg, &d.path().join("other"), &["--no-ledger"]);
+        assert!(!e.status.success());
+        let err = String::from_utf8_lossy(&e.stderr);
+        assert!(
+            err.contains("suite.toml: experiment.target_acc: a validation accuracy in (0, 1], got")
+                && err.contains(bad),
+            "{err}"
+        );
+        assert!(!d.path().join("other").exists());
+    }
+}
