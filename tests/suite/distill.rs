@@ -1806,3 +1806,26 @@ rows = [{ label = "KD", overrides = ['distill.weights={ce = 1.0, kd = 1.0}', 'di
         assert!(!d.path().join("other").exists());
     }
 }
+
+#[test]
+fn fitnet_on_every_stage_gets_a_regressor_per_stage_while_the_extractors_stay_on_two() {
+    let d = tempfile::tempdir().unwrap();
+    let s = step_setup(
+        d.path(),
+        "weights = { ce = 1.0, fitnet = 1.0, temporal = 0.05 }\nend_to_end = true\nadapt_epochs = 1\nloss_taps = { fitnet = 3 }\nextractor = { conv_channels = 4, hidden = 4 }\n",
+    );
+    assert_eq!(s.student.head.extractors.len(), 2);
+    let student_taps = s.student.net.forward(s.images.clone()).taps;
+    let teacher_taps = s.teacher.net.forward(s.images.without_autodiff()).taps;
+    assert_eq!(student_taps.len(), 3);
+    // FitNet is the one loss here that owns parts: a 1x1 regressor from each student stage
+    // to the teacher's stage at the same depth.
+    assert_eq!(s.student.parts.len(), 1);
+    let convs = &s.student.parts[0].convs;
+    assert_eq!(convs.len(), 3);
+    for (i, conv) in convs.iter().enumerate() {
+        let [out, inp, kh, kw] = conv.conv.weight.val().dims();
+        let (sc, tc) = (student_taps[i].dims()[1], teacher_taps[i].dims()[1]);
+        assert_eq!([out, inp, kh, kw], [tc, sc, 1, 1], "stage {i}");
+    }
+}
