@@ -173,6 +173,7 @@ impl DistillConfig {
             .fold(Needs::default(), |a, s| Needs {
                 extractors: a.extractors || s.needs.extractors,
                 second_view: a.second_view || s.needs.second_view,
+                true_class: a.true_class || s.needs.true_class,
             })
     }
 

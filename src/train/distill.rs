@@ -377,18 +377,21 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
             &format!("the teacher {}", teacher_cfg.checkpoint.display()),
         )?;
         if run.cfg.data.label_fraction < 1.0 {
-            for (on, what) in [
-                (dcfg.tmix > 0.0, "tmix (it mixes in a partner's label)"),
-                (
-                    dcfg.weights.get("dkd").is_some_and(|w| *w != 0.0),
-                    "dkd (it reads the true class)",
-                ),
-            ] {
-                if on {
-                    bail!(
-                        "data.label_fraction < 1: {what} would use labels outside the labelled share"
-                    );
-                }
+            let true_class: Vec<&str> = dcfg
+                .active_losses()
+                .into_iter()
+                .filter(|n| losses::find(n).is_some_and(|s| s.needs.true_class))
+                .collect();
+            let what = if dcfg.tmix > 0.0 {
+                Some("tmix (it mixes in a partner's label)".to_string())
+            } else {
+                (!true_class.is_empty())
+                    .then(|| format!("{} (reads the true class)", true_class.join(", ")))
+            };
+            if let Some(what) = what {
+                bail!(
+                    "data.label_fraction < 1: {what} would use labels outside the labelled share"
+                );
             }
         }
         if run.dataset.frames() > 1

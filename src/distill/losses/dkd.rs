@@ -72,7 +72,7 @@ pub fn warmup(progress: f64, share: f64) -> f64 {
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "dkd",
     about: "decoupled KD: alpha TCKD + beta NCKD at dkd_temperature",
-    needs: super::Needs::NONE,
+    needs: super::Needs::TRUE_CLASS,
     tapped: false,
     init: None,
     compute: |i, _| {

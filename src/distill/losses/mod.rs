@@ -280,20 +280,30 @@ pub struct Needs {
     pub extractors: bool,
     /// The teacher's taps on a second augmented view of the batch (contrastive losses).
     pub second_view: bool,
+    /// The true class of every image, labelled or not (refused under `data.label_fraction`).
+    pub true_class: bool,
 }
 
 impl Needs {
     pub const NONE: Needs = Needs {
         extractors: false,
         second_view: false,
+        true_class: false,
     };
     pub const EXTRACTORS: Needs = Needs {
         extractors: true,
         second_view: false,
+        true_class: false,
     };
     pub const SECOND_VIEW: Needs = Needs {
         extractors: false,
         second_view: true,
+        true_class: false,
+    };
+    pub const TRUE_CLASS: Needs = Needs {
+        extractors: false,
+        second_view: false,
+        true_class: true,
     };
 }
 
