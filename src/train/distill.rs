@@ -68,9 +68,10 @@ impl Distill {
         }
     }
 
-    /// The share of the run done once `step` of `epoch` (both from 0) is taken, as the
-    /// learning-rate schedule counts it: a warm-up shorter than one epoch, as mdistiller's
-    /// 20 of 240 epochs is on a 10-epoch run, still ramps up over its steps.
+    /// The share of the run done once `step` of `epoch` (both from 0) is taken (the
+    /// learning-rate schedule reads the share at the step's start), so that a warm-up shorter
+    /// than one epoch, as mdistiller's 20 of 240 epochs is on a 10-epoch run, still ramps up
+    /// over its steps.
     pub fn progress(&self, epoch: usize, step: usize) -> f64 {
         let steps = self.steps_per_epoch.max(1) as f64;
         let done = epoch as f64 + ((step + 1) as f64 / steps).min(1.0);

@@ -522,6 +522,8 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     // warm-up over a tenth of the run.
     let mut task =
         lstmkd::train::distill::Distill::new(teacher, dcfg.clone(), 10, 4, k, 0, Some(0.95));
+    assert_eq!(task.progress(3, 1), (3.0 + 2.0 / 4.0) / 10.0);
+    assert_eq!(task.progress(9, 3), 1.0);
 
     // The logit losses inside the step, on this step's logits: KD at the dynamic T = 5, DKD
     // at dkd_temperature and half warmed up, each times its weight.
@@ -1799,8 +1801,9 @@ rows = [{ label = "KD", overrides = ['distill.weights={ce = 1.0, kd = 1.0}', 'di
         assert!(!e.status.success());
         let err = String::from_utf8_lossy(&e.stderr);
         assert!(
-            err.contains("suite.toml: experiment.target_acc: a validation accuracy in (0, 1], got")
-                && err.contains(bad),
+            err.contains(&format!(
+                "suite.toml: experiment.target_acc: a validation accuracy in (0, 1], got {bad}"
+            )),
             "{err}"
         );
         assert!(!d.path().join("other").exists());
