@@ -383,16 +383,21 @@ pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
                 .into_iter()
                 .filter(|n| losses::find(n).is_some_and(|s| s.needs.true_class))
                 .collect();
-            let what = if dcfg.tmix > 0.0 {
-                Some("tmix (it mixes in a partner's label)".to_string())
-            } else {
-                (!true_class.is_empty())
-                    .then(|| format!("{} (reads the true class)", true_class.join(", ")))
-            };
-            if let Some(what) = what {
-                bail!(
-                    "data.label_fraction < 1: {what} would use labels outside the labelled share"
-                );
+            for (on, what) in [
+                (
+                    dcfg.tmix > 0.0,
+                    "tmix (it mixes in a partner's label)".to_string(),
+                ),
+                (
+                    !true_class.is_empty(),
+                    format!("{} (reads the true class)", true_class.join(", ")),
+                ),
+            ] {
+                if on {
+                    bail!(
+                        "data.label_fraction < 1: {what} would use labels outside the labelled share"
+                    );
+                }
             }
         }
         if run.dataset.frames() > 1
