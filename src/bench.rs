@@ -41,6 +41,7 @@ pub struct BenchArgs {
     /// Input size as CxHxW.
     #[arg(long, default_value = "3x32x32", value_parser = crate::models::parse_input)]
     pub input: [usize; 3],
+    /// Number of classes of both models' classifiers.
     #[arg(long, default_value_t = 100)]
     pub classes: usize,
     /// Training batch size, and the larger inference batch.

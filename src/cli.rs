@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Train a zoo model with cross-entropy (a teacher, or a student baseline).
     Train {
-        /// Run config (TOML): [data], [model], [optim], [schedule], [train].
+        /// Run config (TOML): [data], [model], [optim], [schedule], [train] (or --resume).
         #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
         config: Option<PathBuf>,
         /// Continue the run in this directory from its last checkpoint.
@@ -39,7 +39,7 @@ pub enum Command {
     /// or with `fused` its backbone and extractors).
     Distill {
         /// Distillation config (TOML): [data], [model], [optim], [schedule], [train],
-        /// [teacher], [distill].
+        /// [teacher], [distill] (or --resume, or --list-losses).
         #[arg(long, required_unless_present_any = ["resume", "list_losses"], conflicts_with = "resume")]
         config: Option<PathBuf>,
         /// Continue the run in this directory from its last checkpoint.
@@ -53,8 +53,8 @@ pub enum Command {
         list_losses: bool,
     },
     /// Fit the teacher's extractors and aux heads on its frozen backbone (teacher adaptation)
-    /// on a distillation config's data; written to teacher.extractors (default: adapt/ beside
-    /// the teacher checkpoint).
+    /// on a distillation config's data; written to teacher.extractors (default: adapt/ beside a
+    /// run's best.ckpt, adapt-<name>/ beside any other teacher file).
     Adapt {
         /// The distillation config (TOML) whose [teacher] and [distill] extractors to fit.
         #[arg(long)]
@@ -75,11 +75,13 @@ pub enum Command {
         /// Suite config: a distillation config plus an [experiment] table of budgets.
         #[arg(long, default_value = "configs/experiments/fmnist.toml")]
         config: PathBuf,
+        /// Seeds per row (0, 1, ...); a row's seeds are paired with the same seeds of KD.
         #[arg(long, default_value_t = 3)]
         seeds: usize,
         /// A budget named in the suite config's [experiment] table.
         #[arg(long, default_value = "quick")]
         budget: String,
+        /// Parent of the suite's folder <suite>-<budget>/ (its runs, results and plots).
         #[arg(long, default_value = "runs/experiments")]
         out: PathBuf,
         /// The ledger each finished run's result is recorded in, to commit so that a suite
@@ -104,6 +106,7 @@ pub enum Command {
     /// convolutions): accuracy, per-class accuracy, confusion matrix,
     /// parameters and latency.
     Eval {
+        /// A checkpoint from train, distill (best.ckpt, deployed.ckpt) or import.
         #[arg(long)]
         checkpoint: PathBuf,
         /// Dataset root to evaluate on instead of the one the checkpoint was trained with
@@ -113,9 +116,10 @@ pub enum Command {
         /// Format of the dataset at --data (default: the run's, or image-folder).
         #[arg(long, value_enum)]
         format: Option<crate::data::Format>,
-        /// Device (flex, tch, cuda:N, vulkan:N); default: the run's, or flex.
+        /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan:N); default: the run's, or flex.
         #[arg(long)]
         device: Option<String>,
+        /// Evaluation batch size (default: the run's).
         #[arg(long)]
         batch_size: Option<usize>,
         /// Where eval.json and confusion.csv go (default: beside the checkpoint).
@@ -126,8 +130,10 @@ pub enum Command {
     /// (sizes, classes, normalisation) and measure the loader's throughput alone (one training
     /// epoch of batches, no model).
     Data {
+        /// A train or distill config (TOML); its [data] table is checked.
         #[arg(long)]
         config: PathBuf,
+        /// Override a config key, e.g. --set data.limit_train=1000 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
         /// Skip decoding every image of every split first (by default all bad files are
@@ -156,6 +162,7 @@ pub enum Command {
     /// Describe a zoo model or a checkpoint: parameters, forward FLOPs and the shapes of its
     /// taps (and a checkpoint's header).
     Info {
+        /// A zoo model name (see --list); or give --checkpoint or --list instead.
         #[arg(long, required_unless_present_any = ["list", "checkpoint"], conflicts_with = "checkpoint")]
         model: Option<String>,
         /// Describe a checkpoint instead: its header (model, input, classes, normalisation,
@@ -165,9 +172,10 @@ pub enum Command {
         /// Input size as CxHxW.
         #[arg(long, default_value = "3x32x32")]
         input: String,
+        /// Number of classes of the model's classifier.
         #[arg(long, default_value_t = 100)]
         classes: usize,
-        /// Width multiplier (MobileNetV2).
+        /// Width multiplier (MobileNetV2 and the CIFAR ResNets).
         #[arg(long, default_value_t = 1.0)]
         width: f64,
         /// List the zoo.

@@ -20,6 +20,7 @@ use crate::train::checkpoint::{Checkpoint, Meta};
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
+    /// A checkpoint from train, distill (best.ckpt, deployed.ckpt) or import.
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Images (PNG/JPEG) and folders of images (searched recursively); for a clip checkpoint,
@@ -32,9 +33,10 @@ pub struct PredictArgs {
     /// One JSON array on stdout (file, top classes, logits) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Device (flex, tch, cuda:N, vulkan:N).
+    /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan:N).
     #[arg(long, default_value = "flex")]
     pub device: String,
 }

@@ -12,7 +12,7 @@ pub struct Phase {
     /// End of the phase (exclusive) in epochs ...
     #[serde(default)]
     pub until_epoch: Option<usize>,
-    /// ... or as a fraction of the run. The last phase always runs to the end.
+    /// ... or as a fraction of the run. The last phase runs to the end and gives neither.
     #[serde(default)]
     pub until_fraction: Option<f64>,
     /// Loss names active in this phase (see the loss registry).
@@ -86,11 +86,39 @@ pub fn validate(phases: &[Phase], known: &[&str]) -> Result<()> {
                 "distill.phases[{i}] ({}): needs until_epoch or until_fraction (only the last phase may omit it)",
                 p.name
             ),
+            // An end on the last phase would be ignored: the run would train that phase's
+            // losses to its end while the config reads as if later phases were meant to follow.
+            (Some(_), _) | (_, Some(_)) if last => bail!(
+                "distill.phases[{i}] ({}): the last phase runs to the end of the run, so it takes no until_epoch or until_fraction; list the phases that follow it, or drop its end",
+                p.name
+            ),
             (_, Some(f)) if !(f > 0.0 && f <= 1.0) => bail!(
                 "distill.phases[{i}] ({}): until_fraction must be in (0, 1], got {f}",
                 p.name
             ),
             _ => {}
+        }
+        // A phase that ends no later than the one before it is never active. Ends in
+        // different units are compared at run time only, once the epoch count is known.
+        if let Some(prev) = i.checked_sub(1).map(|j| &phases[j]) {
+            let before = match (
+                prev.until_epoch,
+                p.until_epoch,
+                prev.until_fraction,
+                p.until_fraction,
+            ) {
+                (Some(a), Some(b), ..) => b <= a,
+                (_, _, Some(a), Some(b)) => b <= a,
+                _ => false,
+            };
+            if before {
+                bail!(
+                    "distill.phases[{i}] ({}): ends no later than distill.phases[{}] ({}), so it would never be active; list the phases in the order they run",
+                    p.name,
+                    i - 1,
+                    prev.name
+                );
+            }
         }
     }
     Ok(())

@@ -21,7 +21,7 @@ pub struct ImportArgs {
     /// "model"/"state_dict" or prefixed "module.", or a .safetensors file.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Classes (default: the classifier's rows in the file).
+    /// Number of classes (default: the classifier's rows in the file).
     #[arg(long)]
     pub classes: Option<usize>,
     /// Input size CxHxW (default: 3x224x224 for the ImageNet families, 3x32x32 for the CIFAR

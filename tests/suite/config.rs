@@ -168,6 +168,23 @@ fn distill_tables_are_validated() {
     )
     .unwrap_err();
     assert!(e.contains("warm"), "{e}");
+    // A lone phase with an end reads as the first of several, but it would train to the end.
+    let e = with(
+        "weights = { ce = 1.0, kd = 1.0 }\n[[distill.phases]]\nname = \"logits\"\nuntil_fraction = 0.2\nlosses = [\"ce\", \"kd\"]",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("distill.phases[0] (logits): the last phase runs to the end"),
+        "{e}"
+    );
+    let e = with(
+        "weights = { ce = 1.0, kd = 1.0 }\n[[distill.phases]]\nname = \"a\"\nuntil_epoch = 3\nlosses = [\"ce\"]\n[[distill.phases]]\nname = \"b\"\nuntil_epoch = 3\nlosses = [\"kd\"]\n[[distill.phases]]\nname = \"c\"\nlosses = [\"ce\", \"kd\"]",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("distill.phases[1] (b): ends no later than distill.phases[0] (a)"),
+        "{e}"
+    );
     for (bad, needle) in [
         ("dkd_beta = -1.0", "distill.dkd_beta"),
         ("dkd_alpha = nan", "distill.dkd_alpha"),
