@@ -98,8 +98,8 @@ pub fn validate(phases: &[Phase], known: &[&str]) -> Result<()> {
             ),
             _ => {}
         }
-        // A phase that ends no later than the one before it is never active. Ends in
-        // different units are compared at run time only, once the epoch count is known.
+        // A phase that ends no later than the one before it is never active. Ends given in
+        // different units are not compared: that needs the run's epoch count.
         if let Some(prev) = i.checked_sub(1).map(|j| &phases[j]) {
             let before = match (
                 prev.until_epoch,
