@@ -80,7 +80,7 @@ run() {
     "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
 
     if [ -z "${SKIP_BENCH:-}" ]; then
-        echo "== resnet32x4 -> resnet8x4, 3x32x32 (the seed's extractor)"
+        echo "== resnet32x4 -> resnet8x4, 3x32x32 (the paper's extractor)"
         python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- --steps 10
         echo "== resnet14 -> resnet8, 1x28x28 (the quickstart's pair and extractor)"
         python3 bench/compare.py --repeats 3 --lstmkd "$BIN" --device "$DEVICE" --python "$PYTHON" -- \

@@ -19,6 +19,7 @@ use crate::data::loader::Loader;
 use crate::data::{InMemory, Split};
 use crate::deploy::Deployed;
 use crate::distill::extractor::ExtractorConfig;
+use crate::distill::step::Distill;
 use crate::distill::teacher::TeacherHead;
 use crate::distill::{DistillConfig, TeacherConfig};
 use crate::models::{ModelConfig, flops};
@@ -26,7 +27,7 @@ use crate::profile::{self, Part};
 use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, Meta, RunState};
 use crate::train::classify::Classify;
-use crate::train::distill::{Distill, load_teacher, new_student};
+use crate::train::distill::{load_teacher, new_student};
 use crate::train::trainer::{Task, optimise};
 
 /// What `lstmkd bench` measures (its command-line options).
@@ -56,16 +57,16 @@ pub struct BenchArgs {
     /// flex, tch, tch:cuda:N, cuda:N or vulkan:N (the last three need their cargo feature).
     #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Extractor conv channels (the seed: 256).
+    /// Extractor conv channels (the paper: 256).
     #[arg(long, default_value_t = 256)]
     pub conv_channels: usize,
-    /// Extractor LSTM hidden size per direction (the seed: 512).
+    /// Extractor LSTM hidden size per direction (the paper: 512).
     #[arg(long, default_value_t = 512)]
     pub hidden: usize,
     /// Also write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Override the benched distillation config (the seed's losses, all active), e.g.
+    /// Override the benched distillation config (the paper's losses, all active), e.g.
     /// --set distill.weights="{ce=1.0,kd=1.0,at=100.0}" (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -304,7 +305,7 @@ fn inference(
     timing(&format!("inference b{batch}"), batch, &seconds, peak_reset)
 }
 
-/// The distillation config the bench runs: the seed's losses, all active from the first step
+/// The distillation config the bench runs: the paper's losses, all active from the first step
 /// (its joint phase, the costliest), shared-lens student extractors.
 const TEMPLATE: &str = r#"
 [data]

@@ -172,7 +172,7 @@ impl RunConfig {
         match (&self.teacher, &self.distill) {
             (Some(t), Some(d)) => Ok((t, d)),
             _ => bail!(
-                "the config needs [teacher] and [distill] tables (see the README's Distillation section)"
+                "the config needs [teacher] and [distill] tables (see docs/CONFIGURATION.md, Distillation)"
             ),
         }
     }

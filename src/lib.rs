@@ -14,6 +14,7 @@ pub mod models;
 pub mod optim;
 pub mod predict;
 pub mod profile;
+pub mod seeds;
 pub mod stats;
 pub mod train;
 

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::Split;
 use super::augment::{AugmentConfig, Normalize, Placement, render};
+use crate::seeds;
 
 pub struct Batch {
     /// [B x frames, C, H, W], normalised: a clip's frames are consecutive.
@@ -59,15 +60,6 @@ pub struct Loader {
     pub prefetch: usize,
 }
 
-/// SplitMix64: independent per-sample seeds from (seed, epoch, position), so the batches do
-/// not depend on how many threads prepare them.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 impl Loader {
     /// Batches of `split` in order, without augmentation (validation, evaluation).
     pub fn evaluation(
@@ -95,8 +87,8 @@ impl Loader {
     pub fn order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.split.len()).collect();
         if self.augment.is_some() {
-            order.shuffle(&mut StdRng::seed_from_u64(mix(
-                self.seed ^ mix(epoch as u64)
+            order.shuffle(&mut StdRng::seed_from_u64(seeds::next(
+                self.seed ^ seeds::next(epoch as u64),
             )));
         }
         order
@@ -120,7 +112,9 @@ impl Loader {
                     let i = self.split.indices[position];
                     let at = match &self.augment {
                         Some(cfg) => {
-                            let s = mix(self.seed ^ mix((epoch as u64) << 32 | (start + k) as u64));
+                            let s = seeds::next(
+                                self.seed ^ seeds::next((epoch as u64) << 32 | (start + k) as u64),
+                            );
                             let mut rng = StdRng::seed_from_u64(s);
                             self.split.source.read_train(i, &mut rng, buf)?;
                             Placement::sample(cfg, &mut rng)

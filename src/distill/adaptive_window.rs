@@ -29,9 +29,9 @@ impl AdaptiveWindow {
         {
             bail!("distill.adaptive_window: every window must be at least 1 row");
         }
-        // Written so that NaN fails too: it compares false with everything.
+        // Finite first, so that the order check compares numbers.
         if self.table.iter().any(|t| !t.0.is_finite())
-            || self.table.windows(2).any(|w| !(w[0].0 < w[1].0))
+            || self.table.windows(2).any(|w| w[0].0 >= w[1].0)
         {
             bail!(
                 "distill.adaptive_window.table: thresholds must be finite and strictly increasing"

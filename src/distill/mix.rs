@@ -1,4 +1,4 @@
-//! The seed's temporal augmentations read for images: TMix (a band of full-width rows from
+//! The paper's temporal augmentations read for images: TMix (a band of full-width rows from
 //! another image of the batch, labels mixed in proportion to the rows) and the random temporal
 //! crop (RTC) of window positions shared by teacher and student.
 

@@ -1,5 +1,5 @@
-//! Distillation: the spatio-temporal extractor, the losses, the temperature policy, the
-//! progressive schedule, the temporal augmentations, and the student/teacher wiring.
+//! Distillation: the step (`step`), the spatio-temporal extractor, the losses, the temperature
+//! policy, the progressive schedule, the temporal augmentations, and the student/teacher wiring.
 
 pub mod adaptive_window;
 pub mod extractor;
@@ -7,6 +7,7 @@ pub mod losses;
 pub mod mix;
 pub mod phases;
 pub mod qrnn;
+pub mod step;
 pub mod student;
 pub mod teacher;
 pub mod temperature;
@@ -81,7 +82,7 @@ pub enum TemporalInit {
     /// conv + BN adapter from the student's channels to the teacher's.
     #[default]
     SharedLens,
-    /// The seed's literal reading: a freshly initialised student extractor.
+    /// The paper's literal reading: a freshly initialised student extractor.
     Random,
 }
 
@@ -104,7 +105,7 @@ pub struct DistillConfig {
     pub freeze_student_extractor: bool,
     #[serde(default)]
     pub temperature: TemperatureConfig,
-    /// Phases of the progressive schedule; absent = the seed's three phases. Ignored when
+    /// Phases of the progressive schedule; absent = the paper's three phases. Ignored when
     /// `end_to_end`.
     #[serde(default)]
     pub phases: Option<Vec<Phase>>,
@@ -161,7 +162,7 @@ impl DistillConfig {
                 losses: all.iter().map(|s| s.to_string()).collect(),
             }],
             (Some(p), false) => p.clone(),
-            (None, false) => phases::seed_phases(&all),
+            (None, false) => phases::paper_phases(&all),
         }
     }
 

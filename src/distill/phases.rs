@@ -1,5 +1,5 @@
 //! Progressive schedule: phases, each ending at an epoch (or a fraction of the run) and naming
-//! the losses active in it. The default is the seed's three phases; a single phase with every
+//! the losses active in it. The default is the paper's three phases; a single phase with every
 //! loss is end-to-end training.
 
 use anyhow::{Result, bail};
@@ -19,10 +19,10 @@ pub struct Phase {
     pub losses: Vec<String>,
 }
 
-/// The seed's phases at its boundaries (20 and 50 of ~100 epochs), as fractions of the run.
-/// The seed's three phases over the active losses `all`; a phase none of them belongs to is
+/// The paper's phases at its boundaries (20 and 50 of ~100 epochs), as fractions of the run.
+/// The paper's three phases over the active losses `all`; a phase none of them belongs to is
 /// left out (a plain KD config trains its losses from the first epoch).
-pub fn seed_phases(all: &[&str]) -> Vec<Phase> {
+pub fn paper_phases(all: &[&str]) -> Vec<Phase> {
     let feature: Vec<String> = all
         .iter()
         .filter(|l| **l == "at")

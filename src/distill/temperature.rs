@@ -1,8 +1,8 @@
 //! Temperature policy: fixed, or dynamic from the student's validation accuracy through a
-//! threshold table (the seed's: acc < 0.70 -> 1, < 0.90 -> 3, else 5), or relative: the same
-//! table with its thresholds read as fractions of the teacher's validation accuracy. The seed's
+//! threshold table (the paper's: acc < 0.70 -> 1, < 0.90 -> 3, else 5), or relative: the same
+//! table with its thresholds read as fractions of the teacher's validation accuracy. The paper's
 //! absolute thresholds hold T = 1 for a whole run wherever the student stays under 70%, as it
-//! does on data harder than the seed's; the relative table moves with what is reachable.
+//! does on data harder than the paper's; the relative table moves with what is reachable.
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -61,9 +61,9 @@ impl TemperatureConfig {
         if temps.clone().any(|t| !(t > 0.0 && t.is_finite())) {
             bail!("distill.temperature: every temperature must be positive");
         }
-        // Written so that NaN fails too: it compares false with everything.
+        // Finite first, so that the order check compares numbers.
         if self.table.iter().any(|t| !t.0.is_finite())
-            || self.table.windows(2).any(|w| !(w[0].0 < w[1].0))
+            || self.table.windows(2).any(|w| w[0].0 >= w[1].0)
         {
             bail!("distill.temperature.table: thresholds must be finite and strictly increasing");
         }

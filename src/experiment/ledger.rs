@@ -15,13 +15,32 @@ use super::SeedResult;
 use crate::config::RunConfig;
 use crate::train::checkpoint::{Checkpoint, lock_beside, write_atomic};
 
+/// The version of lstmkd's numbers. Every change that alters what a run computes (a step's
+/// arithmetic or summation order, initialisation, data order, augmentation) bumps it, so that
+/// a ledger never reports a run of older code as one of this code: it is part of every key.
+/// `ledger::results_version_pins_a_distillation_steps_numbers` fails when a step's numbers
+/// change and this does not.
+pub const RESULTS_VERSION: u32 = 1;
+
+/// The key format of entries recorded before keys were versioned (no `key_format` field):
+/// every run committed up to then, all of results version 1.
+const LEGACY_FORMAT: u32 = 1;
+pub const KEY_FORMAT: u32 = 2;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub row: String,
     pub seed: u64,
-    /// SHA-256 of the run's resolved config without its output folder, and of its teacher's
-    /// weights (`digest`).
+    /// The run's key (`Keys`), of format `key_format`.
     pub config_sha256: String,
+    #[serde(default = "legacy_format")]
+    pub key_format: u32,
+    #[serde(default = "legacy_format")]
+    pub results_version: u32,
+    /// The code that trained it (`git describe` of the build), "unknown" when the build had
+    /// no git or the entry predates this field.
+    #[serde(default = "unknown")]
+    pub code: String,
     pub result: SeedResult,
     pub params: usize,
     pub latency_ms_b1: f64,
@@ -36,42 +55,114 @@ struct File {
     runs: Vec<Entry>,
 }
 
+fn legacy_format() -> u32 {
+    LEGACY_FORMAT
+}
+
+fn unknown() -> String {
+    "unknown".into()
+}
+
+/// The code this binary was built from, as recorded in new entries.
+pub fn code() -> &'static str {
+    env!("LSTMKD_CODE")
+}
+
 pub struct Ledger {
     path: PathBuf,
     file: File,
 }
 
-/// What identifies a run: its config but where it writes, and with `teacher` the weights of
-/// the teacher it learns from (a retrained teacher at the same path makes another run). The
-/// weights are hashed parameter by parameter, not as file bytes: a checkpoint's header is not
-/// byte-for-byte the same when the same teacher is trained again. A config field added later
-/// must be left out of the serialised config at its default (`skip_serializing_if`), or every
-/// recorded key changes.
-pub fn digest(cfg: &RunConfig, teacher: bool) -> Result<String> {
+/// What identifies a run, in the current format and in the legacy one that committed entries
+/// of results version 1 carry. A distillation whose extractors are not adapted yet has no
+/// current key: no run with those extractors can have been recorded, and its key is taken
+/// again once it has trained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub current: Option<String>,
+    pub legacy: String,
+}
+
+/// Everything that decides a run's numbers, hashed into its key. The config is serialised
+/// without its output folder; a config field added later must be left out of the
+/// serialisation at its default (`skip_serializing_if`), or every recorded key changes
+/// (`ledger::a_run_key_is_pinned` holds one key). The teacher's weights are hashed parameter by
+/// parameter, not as file bytes: a checkpoint's header is not byte-for-byte the same when the
+/// same teacher is trained again; of the adapted extractors' file, its weights section.
+#[derive(Serialize)]
+struct Key {
+    key_format: u32,
+    results_version: u32,
+    config_sha256: String,
+    teacher_weights_sha256: Option<String>,
+    extractors_sha256: Option<String>,
+}
+
+/// The keys of the run `cfg`; with `teacher`, of its teacher's weights and, where its losses
+/// read them, of the adapted extractors it will load.
+pub fn keys(cfg: &RunConfig, teacher: bool) -> Result<Keys> {
     let mut cfg = cfg.clone();
     cfg.train.out_dir = PathBuf::new();
     let text = toml::to_string(&cfg).context("serialising the run's config")?;
-    let mut hash = Sha256::new();
-    hash.update(text.as_bytes());
-    if let Some(teacher) = cfg.teacher.as_ref().filter(|_| teacher) {
-        let path = &teacher.checkpoint;
-        let net = Checkpoint::load(path)?
-            .network(&Device::flex())
-            .with_context(|| format!("{}: the teacher", path.display()))?;
-        net.visit(&mut Weights(&mut hash));
-    }
-    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let teacher = cfg.teacher.as_ref().filter(|_| teacher);
+    let weights = match teacher {
+        Some(t) => {
+            let net = Checkpoint::load(&t.checkpoint)?
+                .network(&Device::flex())
+                .with_context(|| format!("{}: the teacher", t.checkpoint.display()))?;
+            let mut bytes = Vec::new();
+            net.visit(&mut Weights(&mut bytes));
+            Some(bytes)
+        }
+        None => None,
+    };
+    let extractors = match (teacher, cfg.distill.as_ref()) {
+        (Some(t), Some(d)) if d.needs().extractors => {
+            let path = t.extractors_path();
+            match path.exists() {
+                true => Some(Some(sha256(&Checkpoint::load(&path)?.model))),
+                false => None,
+            }
+        }
+        _ => Some(None),
+    };
+    // Until keys were versioned, a key was the hash of the config text followed by the
+    // teacher's weights.
+    let legacy = sha256(&[text.as_bytes(), weights.as_deref().unwrap_or_default()].concat());
+    let current = match extractors {
+        Some(extractors_sha256) => {
+            let key = Key {
+                key_format: KEY_FORMAT,
+                results_version: RESULTS_VERSION,
+                config_sha256: sha256(text.as_bytes()),
+                teacher_weights_sha256: weights.as_deref().map(sha256),
+                extractors_sha256,
+            };
+            Some(sha256(
+                &serde_json::to_vec(&key).context("serialising a run's key")?,
+            ))
+        }
+        None => None,
+    };
+    Ok(Keys { current, legacy })
 }
 
-/// Feeds every parameter's shape and values, in visiting order, to a hash.
-struct Weights<'a>(&'a mut Sha256);
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every parameter's shape and values, in visiting order.
+struct Weights<'a>(&'a mut Vec<u8>);
 
 impl ModuleVisitor for Weights<'_> {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         let value = p.val();
-        self.0.update(format!("{:?}", value.dims()).as_bytes());
+        self.0.extend(format!("{:?}", value.dims()).as_bytes());
         for v in value.into_data().iter::<f32>() {
-            self.0.update(v.to_le_bytes());
+            self.0.extend(v.to_le_bytes());
         }
     }
 }
@@ -111,13 +202,19 @@ impl Ledger {
         &self.path
     }
 
-    /// The recorded run of `seed` whose key (`digest`) is `config_sha256`, whatever its row
-    /// was called: the key is the run.
-    pub fn find(&self, seed: u64, config_sha256: &str) -> Option<&Entry> {
-        self.file
-            .runs
-            .iter()
-            .find(|e| e.seed == seed && e.config_sha256 == config_sha256)
+    /// The recorded run of `seed` with these keys, whatever its row was called: the key is
+    /// the run. An entry of the legacy format is a run of results version 1, so it stands for
+    /// this code's run only while that is the current version.
+    pub fn find(&self, seed: u64, keys: &Keys) -> Option<&Entry> {
+        self.file.runs.iter().find(|e| {
+            e.seed == seed
+                && match e.key_format {
+                    LEGACY_FORMAT => {
+                        RESULTS_VERSION == e.results_version && e.config_sha256 == keys.legacy
+                    }
+                    _ => keys.current.as_ref() == Some(&e.config_sha256),
+                }
+        })
     }
 
     /// The other ledgers in this one's folder (`*-runs.json`), where another suite may have

@@ -343,8 +343,8 @@ struct Planned<'a> {
     index: usize,
     seed: usize,
     cfg: RunConfig,
-    /// Its ledger key (none without a ledger).
-    key: Option<String>,
+    /// Its ledger keys (none without a ledger).
+    key: Option<ledger::Keys>,
     recorded: Option<Recorded>,
 }
 
@@ -420,10 +420,10 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             let cfg = row_config(&base, row, &overrides, &origin)?;
             // Without a ledger there is nothing to look up, and no teacher to hash.
             let key = match &ledger {
-                Some(_) => Some(ledger::digest(&cfg, row.kind == Kind::Distill)?),
+                Some(_) => Some(ledger::keys(&cfg, row.kind == Kind::Distill)?),
                 None => None,
             };
-            let recorded = key.as_deref().and_then(|key| {
+            let recorded = key.as_ref().and_then(|key| {
                 let own = ledger.iter().map(|l| (l, false));
                 own.chain(siblings.iter().map(|l| (l, true)))
                     .find_map(|(l, elsewhere)| {
@@ -496,8 +496,14 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
                 (None, false) => Some(lock_beside(&p.cfg.train.out_dir)?),
                 _ => None,
             };
-            let recorded_since = match (&run_lock, &ledger, &p.key) {
-                (Some(_), Some(l), Some(key)) => ledger::Ledger::open(l.path())?
+            // Keys taken again: the extractors a distillation reads may have been adapted
+            // since the plan, by this process or the other.
+            let keys_now = match (&run_lock, &p.key) {
+                (Some(_), Some(_)) => Some(ledger::keys(&p.cfg, row.kind == Kind::Distill)?),
+                _ => None,
+            };
+            let recorded_since = match (&ledger, &keys_now) {
+                (Some(l), Some(key)) => ledger::Ledger::open(l.path())?
                     .find(p.seed as u64, key)
                     .map(|entry| Recorded {
                         path: l.path().to_path_buf(),
@@ -566,11 +572,19 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
                     .collect(),
                 val_curve,
             };
-            if let (Some(l), Some(key)) = (ledger.as_mut(), p.key.clone()) {
+            if let Some(l) = ledger.as_mut() {
+                // Taken again: the extractors a distillation read may have been adapted
+                // only now.
+                let key = ledger::keys(&p.cfg, row.kind == Kind::Distill)?
+                    .current
+                    .context("the run's adapted extractors, for its ledger key")?;
                 l.record(ledger::Entry {
                     row: row.label.to_string(),
                     seed: p.seed as u64,
                     config_sha256: key,
+                    key_format: ledger::KEY_FORMAT,
+                    results_version: ledger::RESULTS_VERSION,
+                    code: ledger::code().to_string(),
                     result: result.clone(),
                     params: report.params,
                     latency_ms_b1: report.latency_ms_b1,
@@ -676,7 +690,7 @@ fn write_results(res: &Results, suite: &Suite, dir: &Path) -> Result<()> {
     let mut md = format!(
         "# {} ({} budget)\n\n{}\n\nConfig `{}`, {} seed(s); test top-1 as mean +- sample std over seeds; \
          latency of the deployed student on this machine's default device.\n\n\
-         | row | test top-1 (%) | {} | best val (%) | epochs to {:.0}% val | params | ms/img (b=1) | img/s (b=64) | train s/run | seed's claim |\n\
+         | row | test top-1 (%) | {} | best val (%) | epochs to {:.0}% val | params | ms/img (b=1) | img/s (b=64) | train s/run | paper's claim |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
         res.suite,
         res.budget,

@@ -21,6 +21,9 @@ pub struct Output {
     pub taps: Vec<Tensor<4>>,
 }
 
+// One Network per model, built once and used by reference: the size of the enum costs
+// nothing, while boxing a variant would change its record's layout.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Network {
     CifarResNet(resnet_cifar::CifarResNet),

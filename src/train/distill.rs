@@ -1,84 +1,24 @@
-//! The distillation task: one training step runs the frozen teacher once (no autodiff), the
-//! student, and the losses active in the current phase at the current temperature.
+//! A distillation run: the teacher loaded with its adapted extractors, the student built, the
+//! step of `distill::step` run by the trainer, and the deployed student written.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use burn::tensor::{Device, Int, Tensor};
 
 use super::checkpoint::{Checkpoint, Meta};
 use super::run::{BEST, DEPLOYED, Run};
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::config::RunConfig;
-use crate::distill::extractor::{ExtractorOut, Reading};
-use crate::distill::losses::{self, Inputs, Parts};
-use crate::distill::mix::{random_crops, tmix};
-use crate::distill::phases::{self, Phase};
+use crate::distill::losses;
+use crate::distill::step::Distill;
 use crate::distill::student::{FusedStudent, Student};
 use crate::distill::teacher::{Teacher, TeacherHead};
-use crate::distill::views::{ViewAugment, second_view};
-use crate::distill::{DistillConfig, TeacherConfig, deepest};
-use crate::profile;
+use crate::distill::views::ViewAugment;
+use crate::distill::{DistillConfig, TeacherConfig};
 
-pub struct Distill {
-    pub teacher: Teacher,
-    pub cfg: DistillConfig,
-    pub phases: Vec<Phase>,
-    pub epochs: usize,
-    /// Optimisation steps per epoch, for the run's progress within an epoch.
-    pub steps_per_epoch: usize,
-    pub classes: usize,
-    pub seed: u64,
-    /// The temperature of the current epoch.
-    pub temperature: f64,
-    /// With `data.label_fraction` < 1: the training positions below this have labels the
-    /// losses may use; the others' targets are zero rows.
-    pub labelled: Option<usize>,
-    /// How a second view is drawn, for losses that compare two (`ntxent`).
-    pub view: Option<ViewAugment>,
-}
-
-impl Distill {
-    /// The task for a run of `epochs` of `steps_per_epoch` steps over `classes`, its
-    /// temperature set from the last finished epoch's validation accuracy (None before the
-    /// first).
-    pub fn new(
-        teacher: Teacher,
-        cfg: DistillConfig,
-        epochs: usize,
-        steps_per_epoch: usize,
-        classes: usize,
-        seed: u64,
-        last_val_acc: Option<f64>,
-    ) -> Self {
-        Self {
-            temperature: cfg.temperature.next(last_val_acc),
-            phases: cfg.phases(),
-            epochs,
-            steps_per_epoch,
-            classes,
-            seed,
-            teacher,
-            cfg,
-            labelled: None,
-            view: None,
-        }
-    }
-
-    /// The share of the run done once `step` of `epoch` (both from 0) is taken (the
-    /// learning-rate schedule reads the share at the step's start), so that a warm-up shorter
-    /// than one epoch, as mdistiller's 20 of 240 epochs is on a 10-epoch run, still ramps up
-    /// over its steps.
-    pub fn progress(&self, epoch: usize, step: usize) -> f64 {
-        let steps = self.steps_per_epoch.max(1) as f64;
-        let done = epoch as f64 + ((step + 1) as f64 / steps).min(1.0);
-        (done / self.epochs.max(1) as f64).min(1.0)
-    }
-}
-
+/// The trainer runs the distillation step of `distill::step`.
 impl Task for Distill {
     type Model = Student;
 
@@ -91,139 +31,11 @@ impl Task for Distill {
         epoch: usize,
         step: usize,
     ) -> StepLoss {
-        let phase = phases::active(&self.phases, epoch, self.epochs);
-        let active: Vec<&losses::LossSpec> = phase
-            .losses
-            .iter()
-            .filter_map(|n| losses::find(n))
-            .collect();
-        let needs_extractors = active.iter().any(|s| s.needs.extractors);
-        let mut rng = StdRng::seed_from_u64(
-            self.seed ^ ((epoch as u64) << 32 | step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        let (images, soft_targets) = tmix(
-            images,
-            targets.clone(),
-            self.classes,
-            self.cfg.tmix,
-            &mut rng,
-        );
-        let soft_targets = match self.labelled {
-            Some(n) => {
-                let keep: Vec<f32> = samples
-                    .iter()
-                    .map(|&p| f32::from(u8::from(p < n)))
-                    .collect();
-                let b = keep.len();
-                let mask =
-                    Tensor::<1>::from_data(TensorData::new(keep, [b]), &soft_targets.device());
-                soft_targets * mask.reshape([b, 1])
-            }
-            None => soft_targets,
-        };
-
-        // The teacher sees the same (mixed) images, on the plain device: no graph is recorded.
-        let t_out = profile::part("teacher forward", || {
-            self.teacher.net.forward(images.clone().without_autodiff())
-        });
-        let t_all = t_out.taps;
-        let t_taps = deepest(t_all.clone(), self.cfg.taps);
-        let needs_view = active.iter().any(|s| s.needs.second_view);
-        let t_view_taps = match (&self.view, needs_view) {
-            (Some(view), true) => profile::part("teacher second view", || {
-                let v2 = second_view(images.clone().without_autodiff(), view, &mut rng);
-                self.teacher.net.forward(v2).taps
-            }),
-            _ => Vec::new(),
-        };
-        let s_out = profile::part("student forward", || student.net.forward(images));
-        let s_all = s_out.taps;
-        let s_taps = deepest(s_all.clone(), self.cfg.taps);
-
-        let crops = (needs_extractors && self.cfg.rtc).then(|| {
-            // One crop for both sides: it must fit the shorter of each tap pair.
-            let heights: Vec<usize> = t_taps
-                .iter()
-                .zip(&s_taps)
-                .map(|(t, s)| t.dims()[2].min(s.dims()[2]))
-                .collect();
-            random_crops(&heights, self.cfg.extractor.window, &mut rng)
-        });
-        let windows = self
-            .cfg
-            .adaptive_window
-            .as_ref()
-            .filter(|_| needs_extractors)
-            .map(|a| a.windows(&t_out.logits));
-        let reading = match (&crops, &windows) {
-            (Some(c), _) => Reading::Crops(c),
-            (_, Some(w)) => Reading::Windows(w),
-            _ => Reading::Whole,
-        };
-        let (t_ext, s_ext): (Vec<ExtractorOut>, Vec<ExtractorOut>) = if needs_extractors {
-            let head = self
-                .teacher
-                .head
-                .as_ref()
-                .expect("extractors are loaded when a loss needs them");
-            let t_ext = profile::part("teacher extractors", || {
-                head.extractors
-                    .iter()
-                    .zip(&t_taps)
-                    .enumerate()
-                    .map(|(i, (e, t))| e.read(t.clone(), reading, i))
-                    .collect()
-            });
-            let s_ext = profile::part("student extractors", || {
-                student.head.extract(&s_taps, reading)
-            });
-            (t_ext, s_ext)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let inputs = Inputs {
-            student_logits: &s_out.logits,
-            teacher_logits: &t_out.logits,
-            student_taps: &s_all,
-            teacher_taps: &t_all,
-            teacher_view_taps: &t_view_taps,
-            taps: self.cfg.taps,
-            student_extractors: &s_ext,
-            teacher_extractors: &t_ext,
-            targets: &targets,
-            soft_targets: &soft_targets,
-            temperature: self.temperature,
-            progress: self.progress(epoch, step),
-            samples,
-            step_seed: self.seed ^ ((epoch as u64) << 32 | step as u64).rotate_left(17),
-            options: &self.cfg.options,
-        };
-        let owning = self.cfg.owning_losses();
-        let none = Parts::default();
-        let (parts, total) = profile::part("losses", || {
-            let parts: Vec<(String, Tensor<1>)> = active
-                .iter()
-                .map(|spec| {
-                    let w = self.cfg.weights.get(spec.name).copied().unwrap_or(0.0);
-                    let owned = owning
-                        .iter()
-                        .position(|o| o.name == spec.name)
-                        .map_or(&none, |k| &student.parts[k]);
-                    let loss = (spec.compute)(&inputs, owned).mul_scalar(w);
-                    (spec.name.to_string(), loss)
-                })
-                .collect();
-            let total = parts
-                .iter()
-                .map(|(_, l)| l.clone())
-                .reduce(|a, b| a + b)
-                .expect("phases are validated to name known losses");
-            (parts, total)
-        });
+        let out = self.step(student, images, targets, samples, epoch, step);
         StepLoss {
-            total,
-            logits: s_out.logits,
-            parts,
+            total: out.total,
+            logits: out.logits,
+            parts: out.parts,
         }
     }
 
@@ -232,18 +44,7 @@ impl Task for Distill {
     }
 
     fn end_epoch(&mut self, epoch: usize, val_acc: f64) -> BTreeMap<String, f64> {
-        let used = self.temperature;
-        self.temperature = self.cfg.temperature.next(Some(val_acc));
-        let phase = phases::active(&self.phases, epoch, self.epochs);
-        let index = self
-            .phases
-            .iter()
-            .position(|p| p.name == phase.name)
-            .unwrap_or(0);
-        BTreeMap::from([
-            ("temperature".to_string(), used),
-            ("phase".to_string(), (index + 1) as f64),
-        ])
+        self.finish_epoch(epoch, val_acc)
     }
 }
 

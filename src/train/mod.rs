@@ -5,6 +5,7 @@ pub mod adapt;
 pub mod checkpoint;
 pub mod classify;
 pub mod distill;
+pub mod folder_lock;
 pub mod interrupt;
 pub mod metrics;
 pub mod progress;

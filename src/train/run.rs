@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 
 use super::checkpoint::{Meta, PartialEpoch, RunState, write_atomic};
+use super::folder_lock::FolderLock;
 use crate::config::RunConfig;
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
@@ -30,6 +31,8 @@ pub struct Run {
     pub train_device: Device,
     /// Training continues from `last.ckpt` (false: from epoch 0).
     pub resume: bool,
+    /// Held by a run that writes its directory (none for a run opened only to read).
+    _lock: Option<FolderLock>,
 }
 
 impl Run {
@@ -48,6 +51,12 @@ impl Run {
         check: impl FnOnce(&Run) -> Result<()>,
     ) -> Result<Self> {
         let dir = cfg.train.out_dir.clone();
+        // Taken before the folder is read, so that what is checked is what this process
+        // alone will change; a new folder is created (and taken) only once the run passes.
+        let mut lock = match dir.is_dir() {
+            true => Some(FolderLock::take(&dir)?),
+            false => None,
+        };
         let has_last = dir.join(LAST).exists();
         let has_run = has_last || dir.join(CONFIG_FILE).exists();
         if !resuming && has_run {
@@ -79,6 +88,10 @@ impl Run {
         let mut run = Self::open(cfg)?;
         check(&run)?;
         run.resume = has_last;
+        if lock.is_none() {
+            lock = Some(FolderLock::take(&dir)?);
+        }
+        run._lock = lock;
         if !has_last {
             if resuming {
                 eprintln!(
@@ -86,8 +99,6 @@ impl Run {
                     dir.display()
                 );
             }
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
             write_atomic(&dir.join(CONFIG_FILE), run.cfg.to_toml().as_bytes())?;
             // Records of epochs that never reached a checkpoint would be repeated.
             let metrics = dir.join(METRICS_FILE);
@@ -181,6 +192,7 @@ impl Run {
             train,
             val,
             resume: false,
+            _lock: None,
         })
     }
 

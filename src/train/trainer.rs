@@ -214,7 +214,7 @@ pub fn fit<T: Task>(
             // The model's own randomness (dropout) follows (seed, epoch, step), so an epoch
             // resumed mid-way draws what the uninterrupted one drew.
             run.train_device
-                .seed(step_seed(cfg.train.seed, epoch, step));
+                .seed(crate::seeds::step_model(cfg.train.seed, epoch, step));
             lr = cfg.schedule.lr(
                 cfg.optim.lr,
                 epoch as f64 + step as f64 / steps as f64,
@@ -252,7 +252,7 @@ pub fn fit<T: Task>(
             }
             let signal = super::interrupt::after_step();
             let every = cfg.train.checkpoint_every;
-            let periodic = every > 0 && (step + 1) % every == 0 && step + 1 < steps;
+            let periodic = every > 0 && (step + 1).is_multiple_of(every) && step + 1 < steps;
             if signal.is_some() || periodic {
                 let partial = PartialEpoch {
                     steps: step + 1,
@@ -336,14 +336,6 @@ pub fn fit<T: Task>(
         progress.finish(epoch_line(&record, epochs, improved));
     }
     Ok(model)
-}
-
-/// SplitMix64 of (seed, epoch, step).
-fn step_seed(seed: u64, epoch: usize, step: usize) -> u64 {
-    let mut z = seed ^ ((epoch as u64) << 32 | step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 fn epoch_line(r: &EpochRecord, epochs: usize, improved: bool) -> String {

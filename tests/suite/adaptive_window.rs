@@ -147,7 +147,7 @@ fn a_distillation_step_reads_each_sample_with_the_window_of_its_teachers_entropy
     }
     dcfg.adaptive_window = Some(adaptive);
     let k = teacher.classes;
-    let mut task = lstmkd::train::distill::Distill::new(teacher, dcfg, 1, 1, k, 0, None);
+    let mut task = lstmkd::distill::step::Distill::new(teacher, dcfg, 1, 1, k, 0, None);
     let samples: Vec<usize> = (0..8).collect();
     let out = task.train_step(&student, images, step.targets, &samples, 0, 0);
     let (_, got) = out.parts.iter().find(|(n, _)| n == "temporal").unwrap();

@@ -183,7 +183,7 @@ fn bad_clips_are_named() {
     let png = std::fs::read(d.path().join("train/a/c0/f01.png")).unwrap();
     std::fs::write(d.path().join("train/a/c0/f01.png"), &png[..png.len() - 20]).unwrap();
     let ds = clips::open(d.path(), 3).unwrap();
-    let e = err_of(ds.train.read(0, &mut vec![0u8; 48]));
+    let e = err_of(ds.train.read(0, &mut [0u8; 48]));
     assert!(
         e.contains("clip ") && e.contains("train/a/c0") && e.contains("f01.png"),
         "{e}"
@@ -247,7 +247,6 @@ fn a_clip_batch_holds_its_frames_in_order_with_one_augmentation() {
         augment: Some(AugmentConfig {
             pad_crop: 2,
             hflip: true,
-            ..Default::default()
         }),
         seed: 5,
         prefetch: 1,

@@ -154,7 +154,7 @@ fn distill_tables_are_validated() {
             .map_err(|e| format!("{e:#}"))
     };
     assert!(with("weights = { ce = 1.0, kd = 1.0 }\nend_to_end = true").is_ok());
-    // A plain KD config under the default (seed) phases: the phases without any of its losses
+    // A plain KD config under the default (the paper's) phases: the phases without any of its losses
     // are left out.
     let kd: lstmkd::distill::DistillConfig =
         toml::from_str("weights = { ce = 1.0, kd = 1.0 }").unwrap();
@@ -259,11 +259,11 @@ fn every_suite_row_is_a_valid_config_on_the_suite_configs_and_their_budgets() {
                         // this checkout holds: the paths move where no file is, keeping which
                         // rows share one.
                         let t = cfg.teacher.as_mut().unwrap();
-                        let away = |p: &std::path::Path| {
-                            ghost.path().join(p.strip_prefix("/").unwrap_or(p))
-                        };
-                        t.checkpoint = away(&t.checkpoint);
-                        t.extractors = t.extractors.as_deref().map(away);
+                        t.checkpoint = moved_under(ghost.path(), &t.checkpoint);
+                        t.extractors = t
+                            .extractors
+                            .as_deref()
+                            .map(|p| moved_under(ghost.path(), p));
                         runs.push((row.label.as_str(), cfg));
                     }
                 }
@@ -338,4 +338,9 @@ fn suites_defined_in_a_suite_config_are_read_and_bad_ones_named() {
         assert!(err.contains(wanted), "{text}: {err}");
         assert!(err.contains("s.toml"), "{err}");
     }
+}
+
+/// `path` as if its root were `root`.
+fn moved_under(root: &std::path::Path, path: &std::path::Path) -> std::path::PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
 }

@@ -4,7 +4,7 @@ use crate::common::{lstmkd, ok, values};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use lstmkd::distill::extractor::{Crop, ExtractorConfig, positions, windows};
 use lstmkd::distill::mix::{random_crops, tmix};
-use lstmkd::distill::phases::{Phase, active, seed_phases};
+use lstmkd::distill::phases::{Phase, active, paper_phases};
 use lstmkd::distill::temperature::TemperatureConfig;
 use lstmkd::train::checkpoint::Checkpoint;
 use rand::SeedableRng;
@@ -254,7 +254,7 @@ fn tmix_labels_sum_to_one_in_row_proportion() {
     }
     // Image 0 (all zeros) received rows of image 1 (all ones): its label share is the row share.
     let rows_from_other = mixed[..16].iter().filter(|&&v| v == 1.0).count() / 2;
-    assert!(rows_from_other >= 1 && rows_from_other <= 4);
+    assert!((1..=4).contains(&rows_from_other));
     assert!(
         (soft[2] - rows_from_other as f32 / 8.0).abs() < 1e-6,
         "{soft:?}"
@@ -290,7 +290,7 @@ fn seed_temperature_table_and_fixed_policy() {
     };
     assert_eq!(fixed.next(Some(0.95)), 4.0);
     assert_eq!(fixed.resolve(0.5), fixed, "only a relative table scales");
-    // Relative: the seed's table as fractions of a teacher at 80%: 56% and 72%.
+    // Relative: the paper's table as fractions of a teacher at 80%: 56% and 72%.
     let relative = TemperatureConfig {
         policy: "relative".into(),
         ..Default::default()
@@ -312,9 +312,9 @@ fn seed_temperature_table_and_fixed_policy() {
 }
 
 #[test]
-fn seed_phases_switch_at_a_fifth_and_a_half() {
+fn paper_phases_switch_at_a_fifth_and_a_half() {
     let all = ["ce", "kd", "at", "temporal", "aux_ce"];
-    let phases = seed_phases(&all);
+    let phases = paper_phases(&all);
     let names = |e| active(&phases, e, 10).losses.clone();
     assert_eq!(names(0), vec!["at"]);
     assert_eq!(names(1), vec!["at"]);
@@ -387,7 +387,7 @@ pub fn dkd_reference(
             let z = 1.0 - p[c];
             (0..k).filter(|&j| j != c).map(|j| p[j] / z).collect()
         };
-        total += alpha * tckd + beta * kl(&rest(&pt), &rest(&ps));
+        total += alpha * tckd + beta * kl(&rest(pt), &rest(ps));
     }
     temp * temp * total / y.len() as f64
 }
@@ -517,11 +517,11 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
             .sum::<f64>()
             / b as f64;
     }
-    // A last validation accuracy of 95% puts the seed's dynamic temperature at T = 5. A run
+    // A last validation accuracy of 95% puts the paper's dynamic temperature at T = 5. A run
     // of 10 epochs of 4 steps: after its second step 1/20 of it is done, half of DKD's
     // warm-up over a tenth of the run.
     let mut task =
-        lstmkd::train::distill::Distill::new(teacher, dcfg.clone(), 10, 4, k, 0, Some(0.95));
+        lstmkd::distill::step::Distill::new(teacher, dcfg.clone(), 10, 4, k, 0, Some(0.95));
     assert_eq!(task.progress(3, 1), (3.0 + 2.0 / 4.0) / 10.0);
     assert_eq!(task.progress(9, 3), 1.0);
 
@@ -858,7 +858,7 @@ target_acc = 0.3
 quick = ["train.epochs=2"]
 
 [experiment.suites.again]
-about = "seed-benchmark's LSTM KD under another name"
+about = "paper-benchmark's LSTM KD under another name"
 rows = [{ label = "same as LSTM KD", overrides = ['distill.weights={ce = 1.0, kd = 1.0, at = 100.0, temporal = 0.05, aux_ce = 0.5}', 'distill.temperature.policy="dynamic"'] }]
 
 [experiment.suites.clash]
@@ -886,15 +886,15 @@ rows = [{ label = "window 2", overrides = ['distill.weights={ce = 1.0, temporal 
     let ledger = d
         .path()
         .join("ledger")
-        .join("seed-benchmark-quick-runs.json");
-    let benchmark = |extra: &[&str]| experiment("seed-benchmark", 2, &cfg, &out, extra);
+        .join("paper-benchmark-quick-runs.json");
+    let benchmark = |extra: &[&str]| experiment("paper-benchmark", 2, &cfg, &out, extra);
     let with_ledger = ["--ledger", ledger.to_str().unwrap()];
     let first = ok(benchmark(&with_ledger));
     assert!(
         first.contains("adapting the teacher"),
         "LSTM KD needs adapted extractors: {first}"
     );
-    let dir = out.join("seed-benchmark-quick");
+    let dir = out.join("paper-benchmark-quick");
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let rows = results["rows"].as_array().unwrap();
@@ -1591,58 +1591,6 @@ fn teacher_of(run: &lstmkd::config::RunConfig) -> lstmkd::distill::teacher::Teac
     lstmkd::train::distill::load_teacher(tcfg, dcfg, &Device::flex())
         .unwrap()
         .0
-}
-
-/// The student a distillation checkpoint of `run` holds.
-#[test]
-fn a_ledger_key_follows_the_config_and_the_teachers_weights_not_the_output_folder() {
-    use lstmkd::experiment::ledger::digest;
-    let d = tempfile::tempdir().unwrap();
-    let (data, teacher_dir) = tiny_teacher(d.path(), 32, 16);
-    let teacher = teacher_dir.join("best.ckpt");
-    let cfg = |out: &str, set: &[&str]| {
-        let text = crate::common::toml_config(
-            &data,
-            &d.path().join(out),
-            &format!(
-                "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0 }}\n",
-                teacher.display()
-            ),
-        );
-        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-        lstmkd::config::RunConfig::parse(&text, "l.toml", &set).unwrap()
-    };
-    let key = digest(&cfg("a", &[]), true).unwrap();
-    assert_eq!(key.len(), 64);
-    assert_eq!(
-        key,
-        digest(&cfg("b", &[]), true).unwrap(),
-        "the output folder"
-    );
-    assert_ne!(key, digest(&cfg("a", &["train.epochs=7"]), true).unwrap());
-    let alone = digest(&cfg("a", &[]), false).unwrap();
-    // The same teacher written again (another header, same weights) keeps the key; a teacher
-    // with other weights at the same path changes it.
-    let same = lstmkd::train::checkpoint::Checkpoint::load(&teacher).unwrap();
-    same.save(&teacher).unwrap();
-    assert_eq!(key, digest(&cfg("a", &[]), true).unwrap());
-    let other = d.path().join("other");
-    std::fs::create_dir_all(&other).unwrap();
-    let (_, other_dir) = tiny_teacher(&other, 48, 16);
-    std::fs::copy(other_dir.join("best.ckpt"), &teacher).unwrap();
-    assert_ne!(
-        key,
-        digest(&cfg("a", &[]), true).unwrap(),
-        "the teacher's weights"
-    );
-    assert_eq!(
-        alone,
-        digest(&cfg("a", &[]), false).unwrap(),
-        "no teacher, no change"
-    );
-    std::fs::remove_file(&teacher).unwrap();
-    let e = format!("{:#}", digest(&cfg("a", &[]), true).unwrap_err());
-    assert!(e.contains("best.ckpt"), "{e}");
 }
 
 /// The student in checkpoint `path`; `samples`: the run's training images (CRD's memories).

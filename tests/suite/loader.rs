@@ -25,11 +25,7 @@ fn loader(split: Split, augment: Option<AugmentConfig>, seed: u64) -> Loader {
 }
 
 fn collect(l: &Loader, epoch: usize) -> Vec<Batch> {
-    l.epoch(epoch)
-        .unwrap()
-        .into_iter()
-        .map(|b| b.unwrap())
-        .collect()
+    l.epoch(epoch).unwrap().map(|b| b.unwrap()).collect()
 }
 
 #[test]

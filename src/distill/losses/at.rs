@@ -1,6 +1,6 @@
 //! Attention transfer (Zagoruyko & Komodakis): A(f) = sum over channels of f^2.
 //! Normalised (default): flatten, L2-normalise per sample, mean squared difference. Raw (the
-//! seed's reading): mean squared difference of the unnormalised maps. A student map of another
+//! paper's reading): mean squared difference of the unnormalised maps. A student map of another
 //! size is resized (bilinear, half-pixel centres as PyTorch's default) to the teacher's.
 
 use burn::tensor::Tensor;

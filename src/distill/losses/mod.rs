@@ -105,7 +105,7 @@ impl PartsContext<'_> {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LossOptions {
-    /// Attention transfer: L2-normalise the maps (Zagoruyko & Komodakis); false = the seed's
+    /// Attention transfer: L2-normalise the maps (Zagoruyko & Komodakis); false = the paper's
     /// raw MSE.
     #[serde(default = "yes")]
     pub at_normalize: bool,

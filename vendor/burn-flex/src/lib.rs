@@ -43,6 +43,19 @@ pub mod ops;
 pub mod simd;
 
 pub use backend::{Flex, FlexDevice};
+
+/// lstmkd's changes to this crate (VENDORED.md). lstmkd's tests name this item through
+/// `burn::backend::flex`, so they stop compiling when the flex that burn links is not this
+/// vendored copy (a `[patch.crates-io]` that no longer applies only warns).
+#[doc(hidden)]
+pub const LSTMKD_PATCHES: &[&str] = &[
+    "convolution weight gradient",
+    "convolution forward",
+    "convolution input gradient",
+    "batch norm",
+    "element-wise arithmetic",
+    "fewer serial passes",
+];
 pub use layout::Layout;
 pub use qtensor::FlexQTensor;
 pub use tensor::FlexTensor;

@@ -1,0 +1,14 @@
+//! `lstmkd make-clips`: a generated motion dataset in the clips layout.
+
+use anyhow::Result;
+
+pub use crate::data::motion::MotionArgs as Args;
+
+pub fn run(args: Args) -> Result<()> {
+    let (train, test) = crate::data::motion::generate(&args)?;
+    println!(
+        "done: {train} training and {test} test clips in {} (data.format = \"clips\")",
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! `lstmkd predict`: images (or clip folders) classified with a checkpoint.
+
+use anyhow::Result;
+
+pub use crate::predict::PredictArgs as Args;
+
+pub fn run(args: Args) -> Result<()> {
+    let predictions = crate::predict::run(&args)?;
+    crate::predict::print(&predictions, args.json)
+}
