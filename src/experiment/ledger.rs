@@ -147,6 +147,15 @@ pub fn keys(cfg: &RunConfig, teacher: bool) -> Result<Keys> {
     Ok(Keys { current, legacy })
 }
 
+/// The config part of a legacy key: the hash of the config as the code of key format 1
+/// serialised it, without its output folder.
+pub fn legacy_config_sha256(cfg: &RunConfig) -> Result<String> {
+    let mut cfg = cfg.clone();
+    cfg.train.out_dir = PathBuf::new();
+    let text = toml::to_string(&cfg).context("serialising the run's config")?;
+    Ok(sha256(text.as_bytes()))
+}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()

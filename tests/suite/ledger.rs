@@ -287,3 +287,61 @@ fn results_version_pins_a_distillation_steps_numbers() {
         fixture.display()
     );
 }
+
+/// The configs of every row of every suite config at each of its budgets (seed 0), named
+/// "<file> / <budget> / <suite> / <row>".
+fn every_suite_row() -> Vec<(String, RunConfig)> {
+    let mut out = Vec::new();
+    for file in ["fmnist.toml", "motion.toml"] {
+        let path = format!("{}/configs/experiments/{file}", env!("CARGO_MANIFEST_DIR"));
+        let mut table: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let experiment = table.remove("experiment").unwrap();
+        let experiment = experiment.as_table().unwrap();
+        let suites = lstmkd::experiment::suites::all(experiment, &path).unwrap();
+        for (budget, list) in experiment.iter().filter(|(_, v)| v.is_array()) {
+            let list: Vec<String> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            for suite in &suites {
+                for row in &suite.rows {
+                    let mut base = table.clone();
+                    if row.kind == lstmkd::experiment::suites::Kind::Alone {
+                        base.remove("teacher");
+                        base.remove("distill");
+                    }
+                    let mut overrides = list.clone();
+                    overrides.push("train.seed=0".into());
+                    overrides.extend(row.overrides.iter().cloned());
+                    let text = toml::to_string(&base).unwrap();
+                    let cfg = RunConfig::parse(&text, &path, &overrides).unwrap();
+                    let name = format!("{file} / {budget} / {} / {}", suite.name, row.label);
+                    out.push((name, cfg));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_legacy_key_of_every_suite_row_is_kept() {
+    // Recorded with the code that wrote the committed ledgers (keys of format 1): the hash of
+    // each row's config as that code serialised it. The teacher's weights, the other part of
+    // such a key, do not depend on lstmkd's config format.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy_config_keys.json");
+    let measured: std::collections::BTreeMap<String, String> = every_suite_row()
+        .into_iter()
+        .map(|(name, cfg)| (name, ledger::legacy_config_sha256(&cfg).unwrap()))
+        .collect();
+    let pinned: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    assert!(pinned.len() > 100, "{}", pinned.len());
+    for (name, key) in &pinned {
+        assert_eq!(measured.get(name), Some(key), "{name}");
+    }
+}
