@@ -86,9 +86,9 @@ pub enum TemporalInit {
     Random,
 }
 
-/// The `[distill]` table.
+/// The `[distill]` table. Keys it does not name are the losses' own tables (`options`), which
+/// `validate` checks, so that an unknown key is still an error.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct DistillConfig {
     /// Loss weights by registry name (`lstmkd distill --list-losses`); a loss with no weight
     /// is off.
@@ -132,6 +132,11 @@ pub struct DistillConfig {
     pub adapt_epochs: usize,
     #[serde(default = "adapt_lr")]
     pub adapt_lr: f64,
+    /// Logit standardisation (Sun et al., CVPR 2024) for `kd` and `dkd`: z-score each
+    /// sample's logits, on both sides, before the temperature.
+    #[serde(default)]
+    pub logit_standardization: bool,
+    /// Each loss's own options, `[distill.<loss>]` (e.g. `[distill.dkd] alpha = 1.0`).
     #[serde(flatten)]
     pub options: LossOptions,
 }

@@ -132,6 +132,7 @@ impl Distill {
             progress: self.progress(epoch, step),
             samples,
             step_seed: seeds::step_losses(self.seed, epoch, step),
+            standardize_logits: self.cfg.logit_standardization,
             options: &self.cfg.options,
         };
         let (parts, total) = profile::part("losses", || self.weighted(student, &active, &inputs));

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::SeedResult;
+use super::{SeedResult, legacy_key};
 use crate::config::RunConfig;
 use crate::train::checkpoint::{Checkpoint, lock_beside, write_atomic};
 
@@ -126,9 +126,10 @@ pub fn keys(cfg: &RunConfig, teacher: bool) -> Result<Keys> {
         }
         _ => Some(None),
     };
-    // Until keys were versioned, a key was the hash of the config text followed by the
-    // teacher's weights.
-    let legacy = sha256(&[text.as_bytes(), weights.as_deref().unwrap_or_default()].concat());
+    // Until keys were versioned, a key was the hash of the config text (in the layout of that
+    // time) followed by the teacher's weights.
+    let old_text = legacy_key::text(&cfg).context("serialising the run's config")?;
+    let legacy = sha256(&[old_text.as_bytes(), weights.as_deref().unwrap_or_default()].concat());
     let current = match extractors {
         Some(extractors_sha256) => {
             let key = Key {
@@ -152,7 +153,7 @@ pub fn keys(cfg: &RunConfig, teacher: bool) -> Result<Keys> {
 pub fn legacy_config_sha256(cfg: &RunConfig) -> Result<String> {
     let mut cfg = cfg.clone();
     cfg.train.out_dir = PathBuf::new();
-    let text = toml::to_string(&cfg).context("serialising the run's config")?;
+    let text = legacy_key::text(&cfg).context("serialising the run's config")?;
     Ok(sha256(text.as_bytes()))
 }
 

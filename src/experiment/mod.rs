@@ -4,6 +4,7 @@
 //! interrupted ones resume.
 
 pub mod ledger;
+mod legacy_key;
 pub mod plot;
 pub mod suites;
 

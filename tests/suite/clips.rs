@@ -629,7 +629,7 @@ fn a_clip_student_distils_from_a_clip_teacher() {
         d.path().join("t.toml").to_str().unwrap(),
     ]));
     let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, temporal = 0.1, aux_ce = 0.5, crd = 0.8 }}\nend_to_end = true\nadapt_epochs = 1\ncrd_negatives = 8\ncrd_feat_dim = 4\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, temporal = 0.1, aux_ce = 0.5, crd = 0.8 }}\nend_to_end = true\nadapt_epochs = 1\ncrd = {{ negatives = 8, feat_dim = 4 }}\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
         teacher.join("best.ckpt").display()
     );
     let student = d.path().join("student");

@@ -186,15 +186,48 @@ fn distill_tables_are_validated() {
         "{e}"
     );
     for (bad, needle) in [
-        ("dkd_beta = -1.0", "distill.dkd_beta"),
-        ("dkd_alpha = nan", "distill.dkd_alpha"),
-        ("dkd_temperature = 0.0", "distill.dkd_temperature"),
-        ("dkd_warmup = 1.5", "distill.dkd_warmup"),
         (
-            "loss_taps = { kd = 2 }",
-            "'kd' is not a loss that compares taps",
+            "dkd = { beta = -1.0 }",
+            "distill.dkd: beta: must be a finite number at least 0",
         ),
-        ("loss_taps = { at = 0 }", "distill.loss_taps.at"),
+        ("dkd = { alpha = nan }", "distill.dkd: alpha"),
+        (
+            "dkd = { temperature = 0.0 }",
+            "distill.dkd: temperature: must be a finite number above 0",
+        ),
+        ("dkd = { warmup = 1.5 }", "distill.dkd: warmup"),
+        ("dkd = { alpah = 1.0 }", "unknown field `alpah`"),
+        (
+            "dkd = 2.0",
+            "distill.dkd: expected a table of the loss's options",
+        ),
+        ("at = { taps = 0 }", "distill.at: taps: must be at least 1"),
+        (
+            "crd = { negatives = 0 }",
+            "distill.crd: negatives: 1 to 65536",
+        ),
+        ("crd = { momentum = 1.0 }", "distill.crd: momentum"),
+        (
+            "ntxent = { temperature = -1.0 }",
+            "distill.ntxent: temperature",
+        ),
+        // A loss without options, or no loss at all: an unknown key.
+        ("kd = { taps = 2 }", "distill.kd: unknown key"),
+        ("tmixx = 0.5", "distill.tmixx: unknown key"),
+        // The flat keys of before each loss had its table name the key that replaced them.
+        (
+            "dkd_beta = 2.0",
+            "distill.dkd_beta: now `beta` in the loss's own table: [distill.dkd] beta",
+        ),
+        ("dkd_warmup = 0.1", "[distill.dkd] warmup"),
+        ("at_normalize = false", "[distill.at] normalize"),
+        ("temporal_relative = true", "[distill.temporal] relative"),
+        ("crd_negatives = 16", "[distill.crd] negatives"),
+        ("ntxent_feat_dim = 16", "[distill.ntxent] feat_dim"),
+        (
+            "loss_taps = { at = 3 }",
+            "distill.loss_taps: now `taps` in each loss's own table, e.g. [distill.at] taps = 3",
+        ),
         // NaN compares false with everything: it must not slip through an ordering check.
         (
             "temperature = { policy = \"dynamic\", table = [[nan, 2.0]] }",

@@ -468,7 +468,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     let d = tempfile::tempdir().unwrap();
     let step = step_setup(
         d.path(),
-        "weights = { ce = 1.0, kd = 1.5, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }\nend_to_end = true\nadapt_epochs = 1\ndkd_temperature = 3.0\ndkd_alpha = 0.5\ndkd_beta = 6.0\ndkd_warmup = 0.1\nextractor = { conv_channels = 4, hidden = 4 }\n",
+        "weights = { ce = 1.0, kd = 1.5, dkd = 2.0, temporal = 0.5, aux_ce = 0.5 }\nend_to_end = true\nadapt_epochs = 1\ndkd = { temperature = 3.0, alpha = 0.5, beta = 6.0, warmup = 0.1 }\nextractor = { conv_channels = 4, hidden = 4 }\n",
     );
     let (cfg, teacher, student) = (step.cfg, step.teacher, step.student);
     let (images, labels, targets) = (step.images, step.labels, step.targets);
@@ -526,7 +526,7 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     assert_eq!(task.progress(9, 3), 1.0);
 
     // The logit losses inside the step, on this step's logits: KD at the dynamic T = 5, DKD
-    // at dkd_temperature and half warmed up, each times its weight.
+    // at its own temperature ([distill.dkd]) and half warmed up, each times its weight.
     use lstmkd::train::trainer::Task;
     let samples: Vec<usize> = (0..8).collect();
     let out = task.train_step(&student, images.clone(), targets.clone(), &samples, 0, 1);
@@ -1512,7 +1512,7 @@ fn a_distillation_stopped_mid_epoch_resumes_weight_for_weight() {
     let (data, teacher_dir) = tiny_teacher(d.path(), 64, 16);
     // The temperature moves from 1 to 4 after the first epoch; the run stops in the second.
     let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, crd = 0.8 }}\ncrd_negatives = 16\ncrd_feat_dim = 8\ntmix = 0.5\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, crd = 0.8 }}\ncrd = {{ negatives = 16, feat_dim = 8 }}\ntmix = 0.5\ntemperature = {{ policy = \"dynamic\", table = [[0.0001, 1.0]], top = 4.0 }}\n",
         teacher_dir.join("best.ckpt").display()
     );
     let cfg = |out: &str| {
@@ -1763,7 +1763,7 @@ fn fitnet_on_every_stage_gets_a_regressor_per_stage_while_the_extractors_stay_on
     let d = tempfile::tempdir().unwrap();
     let s = step_setup(
         d.path(),
-        "weights = { ce = 1.0, fitnet = 1.0, temporal = 0.05 }\nend_to_end = true\nadapt_epochs = 1\nloss_taps = { fitnet = 3 }\nextractor = { conv_channels = 4, hidden = 4 }\n",
+        "weights = { ce = 1.0, fitnet = 1.0, temporal = 0.05 }\nend_to_end = true\nadapt_epochs = 1\nfitnet = { taps = 3 }\nextractor = { conv_channels = 4, hidden = 4 }\n",
     );
     assert_eq!(s.student.head.extractors.len(), 2);
     let student_taps = s.student.net.forward(s.images.clone()).taps;

@@ -78,7 +78,7 @@ fn label_free_distillation_runs_and_labels_are_refused_where_they_would_leak() {
     let d = tempfile::tempdir().unwrap();
     let (data, teacher_dir) = crate::distill::tiny_teacher(d.path(), 64, 16);
     let distill = format!(
-        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, ntxent = 1.0 }}\nend_to_end = true\nntxent_feat_dim = 8\n",
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, ntxent = 1.0 }}\nend_to_end = true\nntxent = {{ feat_dim = 8 }}\n",
         teacher_dir.join("best.ckpt").display()
     );
     let cfg = d.path().join("lf.toml");

@@ -221,7 +221,9 @@ const LAYERS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "experiment",
-        &["config", "distill", "eval", "stats", "train"],
+        &[
+            "config", "data", "distill", "eval", "models", "optim", "stats", "train",
+        ],
         "a suite runs and evaluates runs and sums them up",
     ),
     (

@@ -92,7 +92,12 @@ fn registry_loss_on(
     parts: &lstmkd::distill::losses::Parts,
 ) -> f64 {
     let (s, t) = (t2(&S, [2, 3]), t2(&T, [2, 3]));
-    let options: lstmkd::distill::losses::LossOptions = toml::from_str(step.options).unwrap();
+    // `logit_standardization` is a [distill] key; the rest are the losses' own tables.
+    let mut table: toml::Table = toml::from_str(step.options).unwrap();
+    let standardize_logits = table
+        .remove("logit_standardization")
+        .is_some_and(|v| v.as_bool().unwrap());
+    let options: lstmkd::distill::losses::LossOptions = table.try_into().unwrap();
     let inputs = lstmkd::distill::losses::Inputs {
         student_logits: &s,
         teacher_logits: &t,
@@ -108,6 +113,7 @@ fn registry_loss_on(
         progress: step.progress,
         samples: step.samples,
         step_seed: step.step_seed,
+        standardize_logits,
         options: &options,
     };
     let spec = lstmkd::distill::losses::find(name).unwrap();
@@ -158,7 +164,7 @@ fn logit_standardization_z_scores_each_sample_before_kd_and_dkd() {
 fn dkd_warms_up_linearly_over_its_share_of_the_run() {
     let full = registry_loss("dkd", "", 1.0, 0.5);
     for (progress, factor) in [(0.025, 0.25), (0.05, 0.5), (0.1, 1.0), (0.8, 1.0)] {
-        let got = registry_loss("dkd", "dkd_warmup = 0.1", 1.0, progress);
+        let got = registry_loss("dkd", "dkd = { warmup = 0.1 }", 1.0, progress);
         assert!(
             (got - factor * full).abs() < 1e-6,
             "progress {progress}: {got} vs {factor} x {full}"
@@ -168,7 +174,7 @@ fn dkd_warms_up_linearly_over_its_share_of_the_run() {
 }
 
 #[test]
-fn attention_transfer_reads_the_taps_loss_taps_gives_it() {
+fn attention_transfer_reads_the_taps_its_table_gives_it() {
     let device = Device::flex();
     let tap = |seed: u64, c: usize, hw: usize| {
         let v = crate::common::uniform(2 * c * hw * hw, seed);
@@ -193,11 +199,11 @@ fn attention_transfer_reads_the_taps_loss_taps_gives_it() {
     let close = |a: f64, b: f64| (a - b).abs() < 1e-6 * (1.0 + b.abs());
     // Default: the distilled taps, the deepest two.
     assert!(close(at_with(""), per_stage[1] + per_stage[2]));
-    assert!(close(at_with("loss_taps = { at = 1 }"), per_stage[2]));
+    assert!(close(at_with("at = { taps = 1 }"), per_stage[2]));
     // Every stage, and a count beyond the models' taps means all of them.
     let all: f64 = per_stage.iter().sum();
-    assert!(close(at_with("loss_taps = { at = 3 }"), all));
-    assert!(close(at_with("loss_taps = { at = 9 }"), all));
+    assert!(close(at_with("at = { taps = 3 }"), all));
+    assert!(close(at_with("at = { taps = 9 }"), all));
 }
 
 #[test]
@@ -346,9 +352,9 @@ fn dkd_under_tmix_splits_on_the_class_holding_most_of_the_mixed_label() {
     let hard = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 0], [2]), &device);
     let soft = t2(&[0.0, 0.3, 0.7, 1.0, 0.0, 0.0], [2, 3]);
     let mixed = Tensor::<1, Int>::from_data(TensorData::new(vec![2i64, 0], [2]), &device);
-    let options: lstmkd::distill::losses::LossOptions = toml::from_str("").unwrap();
     let got = registry_loss_on("dkd", &Step::new(""), &hard, &soft, &Default::default());
-    let (a, b, temp) = (options.dkd_alpha, options.dkd_beta, options.dkd_temperature);
+    // DKD's paper's weights and temperature, its defaults.
+    let (a, b, temp) = (1.0, 8.0, 4.0);
     let want = scalar(dkd::dkd_loss(s.clone(), t.clone(), mixed, temp, a, b));
     let with_hard = scalar(dkd::dkd_loss(s, t, hard, temp, a, b));
     assert!(
@@ -556,7 +562,7 @@ fn tap(seed: u64, c: usize) -> Tensor<4> {
 fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
     use lstmkd::distill::losses::crd::contrast_indices;
     let device = Device::flex();
-    let parts = one_tap_parts("crd", "crd_feat_dim = 3\ncrd_negatives = 4");
+    let parts = one_tap_parts("crd", "crd = { feat_dim = 3, negatives = 4 }");
     let (student, teacher) = ([tap(1, 2)], [tap(2, 4)]);
     // Host copies before the step moves the memories.
     let (mem_s, mem_t) = (host(parts.states[0].value()), host(parts.states[1].value()));
@@ -601,7 +607,7 @@ fn crd_through_the_registry_scores_each_side_against_the_others_memory() {
         taps: 1,
         samples: &samples,
         step_seed: 5,
-        ..Step::new("crd_feat_dim = 3\ncrd_negatives = 4")
+        ..Step::new("crd = { feat_dim = 3, negatives = 4 }")
     };
     let got = registry_loss_on("crd", &step, &targets, &soft, &parts);
     assert!(
@@ -674,7 +680,7 @@ fn nt_xent_is_simclrs_loss_over_both_sides() {
 #[test]
 fn ntxent_through_the_registry_embeds_the_student_and_the_teachers_second_view() {
     let device = Device::flex();
-    let text = "ntxent_feat_dim = 3\nntxent_temperature = 0.5";
+    let text = "ntxent = { feat_dim = 3, temperature = 0.5 }";
     let parts = one_tap_parts("ntxent", text);
     // The teacher's taps of the first view are not what it reads: they differ from the second.
     let (student, first, second) = ([tap(1, 2)], [tap(2, 4)], [tap(3, 4)]);

@@ -43,19 +43,49 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     x / norm
 }
 
+/// `[distill.at]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// L2-normalise the maps (Zagoruyko & Komodakis); false: the paper's raw MSE.
+    pub normalize: bool,
+    /// How many of the deepest taps it compares (e.g. 3: every stage of a CIFAR ResNet; a
+    /// count above a model's taps means all of them); default: `distill.taps`.
+    pub taps: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            normalize: true,
+            taps: None,
+        }
+    }
+}
+
+impl super::Validate for Options {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.taps == Some(0) {
+            anyhow::bail!("taps: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "at",
-    about: "attention transfer on each distilled tap (summed; loss_taps.at for more)",
+    about: "attention transfer on each distilled tap (summed; [distill.at] taps for more)",
     needs: super::Needs::NONE,
-    tapped: true,
+    options: Some(super::check::<Options>),
     init: None,
     compute: |i, _| {
+        let normalize = i.options.of::<Options>("at").normalize;
         let (student, teacher) = i.taps_of("at");
         super::sum_over_taps(
             student
                 .iter()
                 .zip(teacher)
-                .map(|(s, t)| at_loss(s.clone(), t.clone(), i.options.at_normalize)),
+                .map(|(s, t)| at_loss(s.clone(), t.clone(), normalize)),
         )
     },
 };

@@ -7,7 +7,7 @@ pub const SPEC: super::LossSpec = super::LossSpec {
     name: "aux_ce",
     about: "cross-entropy of the student extractors' auxiliary heads (summed over taps)",
     needs: super::Needs::EXTRACTORS,
-    tapped: false,
+    options: None,
     init: None,
     compute: |i, _| {
         super::sum_over_taps(

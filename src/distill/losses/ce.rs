@@ -16,7 +16,7 @@ pub const SPEC: super::LossSpec = super::LossSpec {
     name: "ce",
     about: "cross-entropy of the student's logits against the (TMix-mixed) labels",
     needs: super::Needs::NONE,
-    tapped: false,
+    options: None,
     init: None,
     compute: |i, _| soft_cross_entropy(i.student_logits.clone(), i.soft_targets.clone()),
 };

@@ -97,15 +97,57 @@ pub fn updated_memory(
     memory.select_assign(0, samples, new, burn::tensor::IndexingUpdateOp::Assign)
 }
 
+/// `[distill.crd]`: embedding size, negatives per image, NCE temperature and memory momentum
+/// (RepDistiller's defaults but the negatives: 16,384 there, whose gathers would dominate a
+/// CPU step).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub feat_dim: usize,
+    pub negatives: usize,
+    pub temperature: f64,
+    pub momentum: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            feat_dim: 128,
+            negatives: 4096,
+            temperature: 0.07,
+            momentum: 0.5,
+        }
+    }
+}
+
+impl super::Validate for Options {
+    fn validate(&self) -> anyhow::Result<()> {
+        // RepDistiller uses 128 and 16,384; the upper bounds only keep an absurd value from
+        // aborting on allocation.
+        for (name, v, max) in [
+            ("feat_dim", self.feat_dim, 4096),
+            ("negatives", self.negatives, 1 << 16),
+        ] {
+            if !(1..=max).contains(&v) {
+                anyhow::bail!("{name}: 1 to {max}, got {v}");
+            }
+        }
+        super::at_least("temperature", self.temperature, 0.0, true)?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            anyhow::bail!("momentum: in [0, 1), got {}", self.momentum);
+        }
+        Ok(())
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "crd",
     about: "contrastive representation distillation (NCE against memories of every image)",
     needs: super::Needs::NONE,
-    tapped: false,
+    options: Some(super::check::<Options>),
     // Embeddings of the deepest taps, and the two memories plus the two Z constants.
     init: Some(|cx: &PartsContext, device| {
-        let o = cx.options;
-        let d = o.crd_feat_dim;
+        let d = cx.options.of::<Options>("crd").feat_dim;
         let (s, t) = (
             cx.student_taps.last().map_or(1, |s| s[1]),
             cx.teacher_taps.last().map_or(1, |t| t[1]),
@@ -136,7 +178,7 @@ pub const SPEC: super::LossSpec = super::LossSpec {
         }
     }),
     compute: |i, parts| {
-        let o = i.options;
+        let o = i.options.of::<Options>("crd");
         let device = i.student_logits.device();
         let (student, teacher) = (
             i.student_taps.last().expect("a model has taps"),
@@ -147,14 +189,14 @@ pub const SPEC: super::LossSpec = super::LossSpec {
         let v_t = l2_normalize(parts.linears[1].forward(pooled(teacher, b)));
         let (memory_s, memory_t) = (parts.states[0].value_sync(), parts.states[1].value_sync());
         let n = memory_s.dims()[0];
-        let idx: Vec<i64> = contrast_indices(i.samples, n, o.crd_negatives, i.step_seed)
+        let idx: Vec<i64> = contrast_indices(i.samples, n, o.negatives, i.step_seed)
             .into_iter()
             .map(|v| v as i64)
             .collect();
         let idx = Tensor::<1, Int>::from_data(TensorData::new(idx.clone(), [idx.len()]), &device);
         // The student's embedding against the teacher's memory, and the other way round.
-        let out_s = scores(&memory_t, &idx, &v_s, o.crd_temperature);
-        let out_t = scores(&memory_s, &idx, &v_t, o.crd_temperature);
+        let out_s = scores(&memory_t, &idx, &v_s, o.temperature);
+        let out_t = scores(&memory_s, &idx, &v_t, o.temperature);
         let z = parts.states[2].value_sync();
         let unset = z.clone().into_data().iter::<f32>().next().unwrap_or(-1.0) < 0.0;
         let z = if unset {
@@ -180,11 +222,11 @@ pub const SPEC: super::LossSpec = super::LossSpec {
             Tensor::<1, Int>::from_data(TensorData::new(positions, [i.samples.len()]), &device);
         store(
             &parts.states[0],
-            updated_memory(memory_s, positions.clone(), v_s, o.crd_momentum),
+            updated_memory(memory_s, positions.clone(), v_s, o.momentum),
         );
         store(
             &parts.states[1],
-            updated_memory(memory_t, positions, v_t, o.crd_momentum),
+            updated_memory(memory_t, positions, v_t, o.momentum),
         );
         loss
     },

@@ -69,24 +69,59 @@ pub fn warmup(progress: f64, share: f64) -> f64 {
     }
 }
 
+/// `[distill.dkd]`: DKD's weights and temperature (its paper's 1, 8 and 4, the temperature
+/// whatever the temperature policy) and an optional warm-up.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub alpha: f64,
+    pub beta: f64,
+    pub temperature: f64,
+    /// A linear warm-up, as a share of the run (mdistiller: 20 of 240 epochs, 0.083); 0: none.
+    pub warmup: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            alpha: 1.0,
+            beta: 8.0,
+            temperature: 4.0,
+            warmup: 0.0,
+        }
+    }
+}
+
+impl super::Validate for Options {
+    fn validate(&self) -> anyhow::Result<()> {
+        super::at_least("alpha", self.alpha, 0.0, false)?;
+        super::at_least("beta", self.beta, 0.0, false)?;
+        super::at_least("temperature", self.temperature, 0.0, true)?;
+        if !(0.0..=1.0).contains(&self.warmup) {
+            anyhow::bail!("warmup: a share of the run in [0, 1], got {}", self.warmup);
+        }
+        Ok(())
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "dkd",
-    about: "decoupled KD: alpha TCKD + beta NCKD at dkd_temperature",
+    about: "decoupled KD: alpha TCKD + beta NCKD at its own temperature ([distill.dkd])",
     needs: super::Needs::TRUE_CLASS,
-    tapped: false,
+    options: Some(super::check::<Options>),
     init: None,
     compute: |i, _| {
-        let o = i.options;
+        let o = i.options.of::<Options>("dkd");
         // Under TMix the target class is the one holding most of the mixed label (the hard
         // label is the original image's, which may cover the smaller band).
         dkd_loss(
-            super::kd::prepared(i.student_logits, o),
-            super::kd::prepared(i.teacher_logits, o),
+            super::kd::prepared(i.student_logits, i.standardize_logits),
+            super::kd::prepared(i.teacher_logits, i.standardize_logits),
             i.soft_targets.clone().argmax(1).squeeze_dim(1),
-            o.dkd_temperature,
-            o.dkd_alpha,
-            o.dkd_beta,
+            o.temperature,
+            o.alpha,
+            o.beta,
         )
-        .mul_scalar(warmup(i.progress, o.dkd_warmup))
+        .mul_scalar(warmup(i.progress, o.warmup))
     },
 };

@@ -29,11 +29,29 @@ pub fn hint_loss(regressed: Tensor<4>, teacher: Tensor<4>) -> Tensor<1> {
     (regressed - teacher).powi_scalar(2).mean()
 }
 
+/// `[distill.fitnet]`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// How many of the deepest taps it compares (e.g. 3: every stage of a CIFAR ResNet; a
+    /// count above a model's taps means all of them); default: `distill.taps`.
+    pub taps: Option<usize>,
+}
+
+impl super::Validate for Options {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.taps == Some(0) {
+            anyhow::bail!("taps: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "fitnet",
     about: "FitNet hints: 1x1-conv regressed student taps vs teacher taps, MSE (summed)",
     needs: super::Needs::NONE,
-    tapped: true,
+    options: Some(super::check::<Options>),
     // One regressor per compared tap, from the student's channels to the teacher's.
     init: Some(|cx, device| super::Parts {
         convs: cx

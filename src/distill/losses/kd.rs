@@ -20,9 +20,10 @@ pub fn standardize(logits: Tensor<2>) -> Tensor<2> {
     centred / std.add_scalar(1e-7)
 }
 
-/// The logits a logit loss compares, standardised when the options say so.
-pub fn prepared(logits: &Tensor<2>, options: &super::LossOptions) -> Tensor<2> {
-    if options.logit_standardization {
+/// The logits a logit loss compares, standardised when `distill.logit_standardization` says
+/// so.
+pub fn prepared(logits: &Tensor<2>, standardized: bool) -> Tensor<2> {
+    if standardized {
         standardize(logits.clone())
     } else {
         logits.clone()
@@ -43,12 +44,12 @@ pub const SPEC: super::LossSpec = super::LossSpec {
     name: "kd",
     about: "logit KD: T^2 KL(teacher || student) at the current temperature",
     needs: super::Needs::NONE,
-    tapped: false,
+    options: None,
     init: None,
     compute: |i, _| {
         kd_loss(
-            prepared(i.student_logits, i.options),
-            prepared(i.teacher_logits, i.options),
+            prepared(i.student_logits, i.standardize_logits),
+            prepared(i.teacher_logits, i.standardize_logits),
             i.temperature,
         )
     },

@@ -1,7 +1,8 @@
 //! Distillation losses, one file each, and the registry that names them for configs. A new
-//! method is one file here with a `SPEC` plus one line in `REGISTRY`, including a method that
-//! trains parts of its own (its `init` builds them as `Parts`, which the student carries,
-//! trains and checkpoints).
+//! method is one file here with a `SPEC` plus one line in `REGISTRY`, including a method with
+//! options (its `Options` type, read from `[distill.<name>]`, with its defaults and checks) and
+//! one that trains parts of its own (its `init` builds them as `Parts`, which the student
+//! carries, trains and checkpoints).
 
 pub mod at;
 pub mod aux_ce;
@@ -47,6 +48,8 @@ pub struct Inputs<'a> {
     pub samples: &'a [usize],
     /// A seed for the loss's own sampling in this step (CRD's negatives).
     pub step_seed: u64,
+    /// Logit standardisation (Sun et al., CVPR 2024) for the logit losses (`kd`, `dkd`).
+    pub standardize_logits: bool,
     pub options: &'a LossOptions,
 }
 
@@ -65,9 +68,14 @@ fn deepest_pair<'a, T>(student: &'a [T], teacher: &'a [T], n: usize) -> (&'a [T]
     (&student[student.len() - n..], &teacher[teacher.len() - n..])
 }
 
-/// How many of the deepest taps `loss` compares: its `loss_taps` entry, else `taps`.
+/// How many of the deepest taps `loss` compares: the `taps` of its table (the losses that
+/// compare taps have one), else `taps`.
 pub fn tap_count(options: &LossOptions, loss: &str, taps: usize) -> usize {
-    options.loss_taps.get(loss).copied().unwrap_or(taps)
+    options
+        .table(loss)
+        .and_then(|t| t.get("taps"))
+        .and_then(toml::Value::as_integer)
+        .map_or(taps, |n| n as usize)
 }
 
 /// Trainable parts a loss owns (FitNet's regressors, CRD's embedding heads), built by its
@@ -101,174 +109,102 @@ impl PartsContext<'_> {
     }
 }
 
-/// Per-loss settings from the `[distill]` table.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LossOptions {
-    /// Attention transfer: L2-normalise the maps (Zagoruyko & Komodakis); false = the paper's
-    /// raw MSE.
-    #[serde(default = "yes")]
-    pub at_normalize: bool,
-    #[serde(default = "one")]
-    pub dkd_alpha: f64,
-    #[serde(default = "eight")]
-    pub dkd_beta: f64,
-    /// DKD's temperature (its paper uses 4 whatever the policy).
-    #[serde(default = "four")]
-    pub dkd_temperature: f64,
-    /// DKD's linear warm-up, as a share of the run (mdistiller: 20 of 240 epochs, 0.083);
-    /// 0 = none.
-    #[serde(default)]
-    pub dkd_warmup: f64,
-    /// Logit standardisation (Sun et al., CVPR 2024) for `kd` and `dkd`: z-score each
-    /// sample's logits, on both sides, before the temperature.
-    #[serde(default)]
-    pub logit_standardization: bool,
-    /// `temporal`: divide each state distance by the teacher state's norm (a relative error).
-    /// Left out of the saved config when off, so that the ledgers' keys of earlier runs hold.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub temporal_relative: bool,
-    /// Per-loss tap counts for the losses that compare taps (`at`, `fitnet`): how many of the
-    /// deepest taps each reads, e.g. `{ at = 3 }` for every stage of a CIFAR ResNet (a count
-    /// above a model's taps means all of them). Default: `taps`, which the extractors keep.
-    #[serde(default)]
-    pub loss_taps: BTreeMap<String, usize>,
-    /// CRD: embedding size, negatives per image, NCE temperature and memory momentum
-    /// (RepDistiller's defaults but the negatives: 16,384 there, whose gathers would dominate
-    /// a CPU step).
-    #[serde(default = "crd_feat_dim")]
-    pub crd_feat_dim: usize,
-    #[serde(default = "crd_negatives")]
-    pub crd_negatives: usize,
-    #[serde(default = "crd_temperature")]
-    pub crd_temperature: f64,
-    #[serde(default = "crd_momentum")]
-    pub crd_momentum: f64,
-    /// NT-Xent: embedding size and temperature (SimCLR's 128 and 0.5).
-    #[serde(default = "crd_feat_dim", skip_serializing_if = "is_default_feat_dim")]
-    pub ntxent_feat_dim: usize,
-    #[serde(default = "half", skip_serializing_if = "is_half")]
-    pub ntxent_temperature: f64,
-}
+/// Each loss's own options: the `[distill.<loss>]` tables as given. A loss's file defines
+/// their keys, defaults and checks (its `Options` type and its spec's `options`) and reads
+/// them with `of`; `validate` refuses a table no loss owns, naming the key that replaced an
+/// old one.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LossOptions(BTreeMap<String, toml::Value>);
 
-fn is_default_feat_dim(d: &usize) -> bool {
-    *d == crd_feat_dim()
-}
-fn half() -> f64 {
-    0.5
-}
-fn is_half(t: &f64) -> bool {
-    *t == 0.5
-}
+/// The flat `[distill]` keys of per-loss options before each loss had its table: old key, the
+/// loss, its key there.
+const MOVED: &[(&str, &str, &str)] = &[
+    ("at_normalize", "at", "normalize"),
+    ("dkd_alpha", "dkd", "alpha"),
+    ("dkd_beta", "dkd", "beta"),
+    ("dkd_temperature", "dkd", "temperature"),
+    ("dkd_warmup", "dkd", "warmup"),
+    ("temporal_relative", "temporal", "relative"),
+    ("crd_feat_dim", "crd", "feat_dim"),
+    ("crd_negatives", "crd", "negatives"),
+    ("crd_temperature", "crd", "temperature"),
+    ("crd_momentum", "crd", "momentum"),
+    ("ntxent_feat_dim", "ntxent", "feat_dim"),
+    ("ntxent_temperature", "ntxent", "temperature"),
+];
 
 impl LossOptions {
+    /// The options of `loss` as its `Options` type: its table, with the type's defaults for
+    /// what the table leaves out.
+    pub fn of<T: serde::de::DeserializeOwned + Default>(&self, loss: &str) -> T {
+        match self.0.get(loss) {
+            Some(table) => table
+                .clone()
+                .try_into()
+                .expect("loss options are checked when the config is read"),
+            None => T::default(),
+        }
+    }
+
+    /// The loss's own table, if the config gives one.
+    fn table(&self, loss: &str) -> Option<&toml::Table> {
+        self.0.get(loss).and_then(toml::Value::as_table)
+    }
+
+    /// Every key is a table of a loss with options, which that loss accepts.
     pub fn validate(&self) -> anyhow::Result<()> {
-        for (name, v) in [("dkd_alpha", self.dkd_alpha), ("dkd_beta", self.dkd_beta)] {
-            if !(v >= 0.0 && v.is_finite()) {
-                anyhow::bail!("distill.{name}: must be a finite number >= 0, got {v}");
+        use anyhow::{Context, bail};
+        for (key, value) in &self.0 {
+            if let Some((_, loss, new)) = MOVED.iter().find(|(old, _, _)| old == key) {
+                bail!(
+                    "distill.{key}: now `{new}` in the loss's own table: [distill.{loss}] {new} = ..."
+                );
             }
-        }
-        let t = self.dkd_temperature;
-        if !(t > 0.0 && t.is_finite()) {
-            anyhow::bail!("distill.dkd_temperature: must be a positive number, got {t}");
-        }
-        for (name, &n) in &self.loss_taps {
-            match find(name) {
-                Some(spec) if spec.tapped => {}
-                _ => anyhow::bail!(
-                    "distill.loss_taps: '{name}' is not a loss that compares taps; those are: {}",
-                    REGISTRY
-                        .iter()
-                        .filter(|s| s.tapped)
-                        .map(|s| s.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            if key == "loss_taps" {
+                bail!(
+                    "distill.loss_taps: now `taps` in each loss's own table, e.g. [distill.at] taps = 3"
+                );
             }
-            if n == 0 {
-                anyhow::bail!("distill.loss_taps.{name}: must be at least 1");
-            }
-        }
-        if self.ntxent_feat_dim == 0
-            || !(self.ntxent_temperature > 0.0 && self.ntxent_temperature.is_finite())
-        {
-            anyhow::bail!(
-                "distill.ntxent_feat_dim / ntxent_temperature: must be positive, got {} and {}",
-                self.ntxent_feat_dim,
-                self.ntxent_temperature
-            );
-        }
-        // RepDistiller uses 128 and 16,384; the upper bounds only keep an absurd value from
-        // aborting on allocation.
-        for (name, v, max) in [
-            ("crd_feat_dim", self.crd_feat_dim, 4096),
-            ("crd_negatives", self.crd_negatives, 1 << 16),
-        ] {
-            if !(1..=max).contains(&v) {
-                anyhow::bail!("distill.{name}: 1 to {max}, got {v}");
-            }
-        }
-        if !(self.crd_temperature > 0.0 && self.crd_temperature.is_finite()) {
-            anyhow::bail!(
-                "distill.crd_temperature: must be a positive number, got {}",
-                self.crd_temperature
-            );
-        }
-        if !(0.0..1.0).contains(&self.crd_momentum) {
-            anyhow::bail!("distill.crd_momentum: in [0, 1), got {}", self.crd_momentum);
-        }
-        if !(0.0..=1.0).contains(&self.dkd_warmup) {
-            anyhow::bail!(
-                "distill.dkd_warmup: a share of the run in [0, 1], got {}",
-                self.dkd_warmup
-            );
+            let Some(check) = find(key).and_then(|s| s.options) else {
+                let owners: Vec<&str> = REGISTRY
+                    .iter()
+                    .filter(|s| s.options.is_some())
+                    .map(|s| s.name)
+                    .collect();
+                bail!(
+                    "distill.{key}: unknown key (not a [distill] setting, nor a loss with options: {})",
+                    owners.join(", ")
+                );
+            };
+            let table = value.as_table().with_context(|| {
+                format!("distill.{key}: expected a table of the loss's options")
+            })?;
+            check(table).with_context(|| format!("distill.{key}"))?;
         }
         Ok(())
     }
 }
 
-fn crd_feat_dim() -> usize {
-    128
-}
-fn crd_negatives() -> usize {
-    4096
-}
-fn crd_temperature() -> f64 {
-    0.07
-}
-fn crd_momentum() -> f64 {
-    0.5
-}
-fn yes() -> bool {
-    true
-}
-fn one() -> f64 {
-    1.0
-}
-fn four() -> f64 {
-    4.0
-}
-fn eight() -> f64 {
-    8.0
+/// A loss's `options` check: its table read as `T` (unknown keys refused) and validated.
+pub fn check<T: serde::de::DeserializeOwned + Validate>(table: &toml::Table) -> anyhow::Result<()> {
+    let options: T = table.clone().try_into()?;
+    options.validate()
 }
 
-impl Default for LossOptions {
-    fn default() -> Self {
-        Self {
-            at_normalize: true,
-            dkd_alpha: 1.0,
-            dkd_beta: 8.0,
-            dkd_temperature: 4.0,
-            dkd_warmup: 0.0,
-            logit_standardization: false,
-            temporal_relative: false,
-            loss_taps: BTreeMap::new(),
-            crd_feat_dim: crd_feat_dim(),
-            crd_negatives: crd_negatives(),
-            crd_temperature: crd_temperature(),
-            crd_momentum: crd_momentum(),
-            ntxent_feat_dim: crd_feat_dim(),
-            ntxent_temperature: half(),
+/// The checks a loss's options type makes beyond their types.
+pub trait Validate {
+    fn validate(&self) -> anyhow::Result<()>;
+}
+
+/// A finite number at least `min` (`strict`: above it), or an error naming `key`.
+pub fn at_least(key: &str, v: f64, min: f64, strict: bool) -> anyhow::Result<()> {
+    let ok = v.is_finite() && if strict { v > min } else { v >= min };
+    match ok {
+        true => Ok(()),
+        false => {
+            let bound = if strict { "above" } else { "at least" };
+            anyhow::bail!("{key}: must be a finite number {bound} {min}, got {v}")
         }
     }
 }
@@ -318,8 +254,9 @@ pub struct LossSpec {
     pub name: &'static str,
     pub about: &'static str,
     pub needs: Needs,
-    /// Compares taps, so `loss_taps` may say how many.
-    pub tapped: bool,
+    /// Checks the loss's `[distill.<name>]` table (`check::<Options>`); None: it has no
+    /// options.
+    pub options: Option<fn(&toml::Table) -> anyhow::Result<()>>,
     /// Builds the parts the loss trains (None: it has none).
     pub init: Option<fn(&PartsContext, &Device) -> Parts>,
     /// The loss for one batch, given its parts (empty without `init`).

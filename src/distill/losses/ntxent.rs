@@ -34,13 +34,39 @@ pub fn nt_xent(z_s: Tensor<2>, z_t: Tensor<2>, temperature: f64) -> Tensor<1> {
         .div_scalar(n as f64)
 }
 
+/// `[distill.ntxent]`: the embedding size and temperature (SimCLR's 128 and 0.5).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    pub feat_dim: usize,
+    pub temperature: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            feat_dim: 128,
+            temperature: 0.5,
+        }
+    }
+}
+
+impl super::Validate for Options {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.feat_dim == 0 {
+            anyhow::bail!("feat_dim: must be at least 1");
+        }
+        super::at_least("temperature", self.temperature, 0.0, true)
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "ntxent",
     about: "NT-Xent between the student's and the teacher's embeddings of two views (label-free)",
     needs: super::Needs::SECOND_VIEW,
-    tapped: false,
+    options: Some(super::check::<Options>),
     init: Some(|cx: &PartsContext, device| {
-        let d = cx.options.ntxent_feat_dim;
+        let d = cx.options.of::<Options>("ntxent").feat_dim;
         let (s, t) = (
             cx.student_taps.last().map_or(1, |s| s[1]),
             cx.teacher_taps.last().map_or(1, |t| t[1]),
@@ -62,6 +88,6 @@ pub const SPEC: super::LossSpec = super::LossSpec {
             .expect("the second view is computed when ntxent is on");
         let z_s = l2_normalize(parts.linears[0].forward(pooled(student, b)));
         let z_t = l2_normalize(parts.linears[1].forward(pooled(teacher, b)));
-        nt_xent(z_s, z_t, i.options.ntxent_temperature)
+        nt_xent(z_s, z_t, i.options.of::<Options>("ntxent").temperature)
     },
 };

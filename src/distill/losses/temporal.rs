@@ -35,14 +35,28 @@ pub fn temporal_loss(
     (distance(h_s, h_t) + distance(c_s, c_t)).mean()
 }
 
+/// `[distill.temporal]`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Divide each state distance by the teacher state's norm (a relative error).
+    pub relative: bool,
+}
+
+impl super::Validate for Options {
+    fn validate(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
 pub const SPEC: super::LossSpec = super::LossSpec {
     name: "temporal",
     about: "BiLSTM state matching (h and c) between student and teacher extractors (summed over taps)",
     needs: super::Needs::EXTRACTORS,
-    tapped: false,
+    options: Some(super::check::<Options>),
     init: None,
     compute: |i, _| {
-        let relative = i.options.temporal_relative;
+        let relative = i.options.of::<Options>("temporal").relative;
         super::sum_over_taps(
             i.student_extractors
                 .iter()
