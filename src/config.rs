@@ -69,6 +69,27 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
+/// The dotted key at byte `at` of a TOML text as `toml::to_string` writes one (`[a.b]`
+/// headers, `key = value` lines): what an error's position points at, named.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let header = |l: &str| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']')).then(|| l.trim_matches(['[', ']']).to_string())
+    };
+    if let Some(table) = header(line) {
+        return Some(table);
+    }
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    let table = text[..line_start].lines().rev().find_map(header);
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
 /// Applies `key.path=value` overrides to a parsed TOML table.
 pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
     for o in overrides {
@@ -131,7 +152,14 @@ impl RunConfig {
             } else {
                 format!(" (after --set {})", overrides.join(" "))
             };
-            anyhow::anyhow!("{origin}{hint}: invalid config: {}", e.message().trim())
+            let key = e
+                .span()
+                .and_then(|span| key_at(&text, span.start))
+                .map_or(String::new(), |k| format!("{k}: "));
+            anyhow::anyhow!(
+                "{origin}{hint}: invalid config: {key}{}",
+                e.message().trim()
+            )
         })?;
         cfg.validate()
             .with_context(|| format!("{origin}: invalid config"))?;

@@ -29,17 +29,25 @@ pub struct ExtractorConfig {
     /// Stacked bidirectional layers.
     #[serde(default = "default_layers")]
     pub layers: usize,
-    /// The recurrent core: "lstm" (the method) or "qrnn" (its future work: Quasi-RNN).
-    /// Left out of the saved config when "lstm", so that the ledgers' keys hold.
-    #[serde(default = "default_core", skip_serializing_if = "is_lstm")]
-    pub core: String,
+    /// The recurrent core. Left out of the saved config when "lstm", so that the ledgers'
+    /// keys hold.
+    #[serde(default, skip_serializing_if = "is_lstm")]
+    pub core: Core,
 }
 
-fn default_core() -> String {
-    "lstm".into()
+/// An extractor's recurrent core.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Core {
+    /// Stacked BiLSTMs (the method).
+    #[default]
+    Lstm,
+    /// Stacked bidirectional Quasi-RNNs (the method's future work).
+    Qrnn,
 }
-fn is_lstm(core: &str) -> bool {
-    core == "lstm"
+
+fn is_lstm(core: &Core) -> bool {
+    *core == Core::Lstm
 }
 
 fn default_window() -> usize {
@@ -62,7 +70,7 @@ impl Default for ExtractorConfig {
             conv_channels: default_conv_channels(),
             hidden: default_hidden(),
             layers: default_layers(),
-            core: default_core(),
+            core: Core::default(),
         }
     }
 }
@@ -79,12 +87,6 @@ impl ExtractorConfig {
             if !(1..=4096).contains(&v) {
                 anyhow::bail!("distill.extractor.{name}: 1 to 4096, got {v}");
             }
-        }
-        if !matches!(self.core.as_str(), "lstm" | "qrnn") {
-            anyhow::bail!(
-                "distill.extractor.core: expected \"lstm\" or \"qrnn\", got \"{}\"",
-                self.core
-            );
         }
         Ok(())
     }
@@ -110,9 +112,9 @@ impl ExtractorConfig {
         };
         let (mut lstm, mut qrnn) = (Vec::new(), Vec::new());
         for l in 0..self.layers {
-            match self.core.as_str() {
-                "qrnn" => qrnn.push(BiQrnn::new(d_in(l), self.hidden, device)),
-                _ => lstm.push(BiLstmConfig::new(d_in(l), self.hidden, true).init(device)),
+            match self.core {
+                Core::Qrnn => qrnn.push(BiQrnn::new(d_in(l), self.hidden, device)),
+                Core::Lstm => lstm.push(BiLstmConfig::new(d_in(l), self.hidden, true).init(device)),
             }
         }
         Extractor {

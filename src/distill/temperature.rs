@@ -7,12 +7,24 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
+/// How the temperature is chosen each epoch.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// From the student's last validation accuracy through `table`.
+    #[default]
+    Dynamic,
+    /// `value` throughout.
+    Fixed,
+    /// As dynamic, with `table`'s thresholds read as fractions of the teacher's accuracy.
+    Relative,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TemperatureConfig {
-    /// "dynamic", "fixed" or "relative".
-    #[serde(default = "default_policy")]
-    pub policy: String,
+    #[serde(default)]
+    pub policy: Policy,
     /// The fixed policy's temperature.
     #[serde(default = "default_fixed")]
     pub value: f64,
@@ -25,9 +37,6 @@ pub struct TemperatureConfig {
     pub top: f64,
 }
 
-fn default_policy() -> String {
-    "dynamic".into()
-}
 fn default_fixed() -> f64 {
     4.0
 }
@@ -41,7 +50,7 @@ fn default_top() -> f64 {
 impl Default for TemperatureConfig {
     fn default() -> Self {
         Self {
-            policy: default_policy(),
+            policy: Policy::default(),
             value: default_fixed(),
             table: default_table(),
             top: default_top(),
@@ -51,12 +60,6 @@ impl Default for TemperatureConfig {
 
 impl TemperatureConfig {
     pub fn validate(&self) -> Result<()> {
-        if !matches!(self.policy.as_str(), "dynamic" | "fixed" | "relative") {
-            bail!(
-                "distill.temperature.policy: expected \"dynamic\", \"fixed\" or \"relative\", got \"{}\"",
-                self.policy
-            );
-        }
         let temps = self.table.iter().map(|t| t.1).chain([self.value, self.top]);
         if temps.clone().any(|t| !(t > 0.0 && t.is_finite())) {
             bail!("distill.temperature: every temperature must be positive");
@@ -71,7 +74,7 @@ impl TemperatureConfig {
     }
 
     pub fn is_relative(&self) -> bool {
-        self.policy == "relative"
+        self.policy == Policy::Relative
     }
 
     /// The policy for a teacher of validation accuracy `teacher_acc`: a relative table becomes
@@ -81,7 +84,7 @@ impl TemperatureConfig {
             return self.clone();
         }
         Self {
-            policy: default_policy(),
+            policy: Policy::Dynamic,
             table: self
                 .table
                 .iter()
@@ -96,7 +99,7 @@ impl TemperatureConfig {
     /// must be resolved against its teacher first.
     pub fn next(&self, val_acc: Option<f64>) -> f64 {
         debug_assert!(!self.is_relative(), "resolve a relative policy first");
-        if self.policy == "fixed" {
+        if self.policy == Policy::Fixed {
             return self.value;
         }
         let acc = val_acc.unwrap_or(0.0);

@@ -86,7 +86,11 @@ fn bad_values_name_the_field() {
         ("train.device=\"cuda:0\"", "cuda"),
         ("train.device=\"abacus\"", "unknown device"),
         ("schedule.name=multistep", "schedule.milestones"),
-        ("data.format=\"tiff\"", "unknown variant `tiff`"),
+        ("data.format=\"tiff\"", "data.format: unknown variant `tiff`"),
+        // Type errors name the key too.
+        ("model.frames=\"two\"", "model.frames: invalid type: string \"two\""),
+        ("data.val_fraction=\"x\"", "data.val_fraction: invalid type"),
+        ("train.seed=-1", "train.seed: "),
         ("optim.eps=0.0", "optim.eps"),
         ("optim.weight_decay=nan", "optim.weight_decay"),
         ("schedule.warmup_epochs=nan", "schedule.warmup_epochs"),
@@ -214,6 +218,15 @@ fn distill_tables_are_validated() {
         // A loss without options, or no loss at all: an unknown key.
         ("kd = { taps = 2 }", "distill.kd: unknown key"),
         ("tmixx = 0.5", "distill.tmixx: unknown key"),
+        // Closed sets are enums: a value outside one is named with the key.
+        (
+            "temperature = { policy = \"warm\" }",
+            "distill.temperature.policy: unknown variant `warm`, expected one of `dynamic`, `fixed`, `relative`",
+        ),
+        (
+            "extractor = { core = \"gru\" }",
+            "distill.extractor.core: unknown variant `gru`, expected `lstm` or `qrnn`",
+        ),
         // The flat keys of before each loss had its table name the key that replaced them.
         (
             "dkd_beta = 2.0",
