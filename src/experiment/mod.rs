@@ -372,45 +372,144 @@ pub fn pick_rows(spec: &str, count: usize) -> Result<Vec<bool>> {
     Ok(picked)
 }
 
+/// A suite config read for one call: its base config, the budget's overrides, the suites.
+struct SuiteConfig {
+    base: toml::Table,
+    budget: Vec<String>,
+    target_acc: f64,
+    origin: String,
+    suites: Vec<Suite>,
+}
+
+impl SuiteConfig {
+    fn load(o: &Options) -> Result<Self> {
+        let (base, exp) = load_suite_config(&o.config)?;
+        let budget = budget_overrides(&exp, &o.budget, &o.config)?;
+        let target_acc = match exp.get("target_acc") {
+            None => 0.9,
+            Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                Some(a) if a > 0.0 && a <= 1.0 => a,
+                _ => bail!(
+                    "{}: experiment.target_acc: a validation accuracy in (0, 1], got {v}",
+                    o.config.display()
+                ),
+            },
+        };
+        let origin = o.config.display().to_string();
+        let suites = suites::all(&exp, &origin)?;
+        Ok(Self {
+            base,
+            budget,
+            target_acc,
+            origin,
+            suites,
+        })
+    }
+
+    fn suite(&self, name: &str) -> Result<&Suite> {
+        match self.suites.iter().find(|s| s.name == name) {
+            Some(suite) => Ok(suite),
+            None => {
+                let names: Vec<&str> = self.suites.iter().map(|s| s.name.as_str()).collect();
+                bail!(
+                    "--suite '{name}': unknown; the suites of {}: {}",
+                    self.origin,
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
 /// Runs the suite and writes its results (None: a dry run, which trains and writes nothing,
 /// or a run of some rows only, which records them in the ledger and writes no report).
 pub fn run(o: &Options) -> Result<Option<Results>> {
-    let (base, exp) = load_suite_config(&o.config)?;
-    let budget = budget_overrides(&exp, &o.budget, &o.config)?;
-    let target_acc = match exp.get("target_acc") {
-        None => 0.9,
-        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
-            Some(a) if a > 0.0 && a <= 1.0 => a,
-            _ => bail!(
-                "{}: experiment.target_acc: a validation accuracy in (0, 1], got {v}",
-                o.config.display()
-            ),
-        },
-    };
-    let origin = o.config.display().to_string();
-    let suites = suites::all(&exp, &origin)?;
-    let Some(suite) = suites.iter().find(|s| s.name == o.suite) else {
-        let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
-        bail!(
-            "--suite '{}': unknown; the suites of {origin}: {}",
-            o.suite,
-            names.join(", ")
-        );
-    };
+    let sc = SuiteConfig::load(o)?;
+    let suite = sc.suite(&o.suite)?;
     let picked = match &o.rows {
         Some(spec) => pick_rows(spec, suite.rows.len())?,
         None => vec![true; suite.rows.len()],
     };
-    let suite_dir = o.dir();
     let mut ledger = o.ledger.as_deref().map(ledger::Ledger::open).transpose()?;
-    let siblings = match &ledger {
+    let plan = plan(o, &sc, suite, &picked, ledger.as_ref())?;
+    check_plan(&plan, o.dry_run)?;
+    let mut rows = Vec::new();
+    let mut dry = DryRun::default();
+    for row_plan in plan.chunks(o.seeds.max(1)) {
+        let mut seeds = Vec::new();
+        let mut last_report = None;
+        // The share of each run left to train, for a dry run's estimate.
+        let mut left = Vec::new();
+        for p in row_plan {
+            println!(
+                "== {} row {}/{} '{}' seed {}/{}",
+                suite.name,
+                p.index + 1,
+                suite.rows.len(),
+                p.row.label,
+                p.seed + 1,
+                o.seeds
+            );
+            match execute(o, &sc, p, ledger.as_mut())? {
+                Outcome::Done(result, report) => {
+                    seeds.push(result);
+                    last_report = Some(report);
+                    dry.recorded += usize::from(o.dry_run);
+                }
+                Outcome::Left(share) => left.push(share),
+            }
+        }
+        if o.dry_run {
+            dry.add_row(&seeds, &left);
+            continue;
+        }
+        let (params, latency_ms_b1, throughput_b64) = last_report.context("at least one seed")?;
+        let (mean, std) = mean_std(&seeds.iter().map(|s| s.test_top1).collect::<Vec<_>>());
+        let row = row_plan[0].row;
+        rows.push(RowResult {
+            label: row.label.to_string(),
+            claim: row.claim.to_string(),
+            seeds,
+            test_top1_mean: mean,
+            test_top1_std: std,
+            params,
+            latency_ms_b1,
+            throughput_b64,
+            paired: None,
+        });
+    }
+    if o.dry_run {
+        dry.print(plan.len());
+        return Ok(None);
+    }
+    if picked.contains(&false) {
+        println!(
+            "rows {} of '{}' done; the report needs every row (run without --rows)",
+            o.rows.as_deref().unwrap_or_default(),
+            suite.name
+        );
+        return Ok(None);
+    }
+    report(o, &sc, suite, rows).map(Some)
+}
+
+/// Every (row, seed) the call covers, with its config, its keys and where it is recorded.
+fn plan<'a>(
+    o: &Options,
+    sc: &SuiteConfig,
+    suite: &'a Suite,
+    picked: &[bool],
+    ledger: Option<&ledger::Ledger>,
+) -> Result<Vec<Planned<'a>>> {
+    let siblings = match ledger {
         Some(l) => l.siblings()?,
         None => Vec::new(),
     };
+    let suite_dir = o.dir();
     let mut plan = Vec::new();
     for (index, row) in suite.rows.iter().enumerate().filter(|(i, _)| picked[*i]) {
         for seed in 0..o.seeds {
-            let mut overrides = budget.clone();
+            let mut overrides = sc.budget.clone();
             let dir = suite_dir
                 .join(suites::slug(&row.label))
                 .join(format!("seed{seed}"));
@@ -418,14 +517,14 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             // As a TOML string, so that quotes or backslashes in --out stay part of the path.
             let out_dir = toml::Value::String(dir.display().to_string());
             overrides.push(format!("train.out_dir={out_dir}"));
-            let cfg = row_config(&base, row, &overrides, &origin)?;
+            let cfg = row_config(&sc.base, row, &overrides, &sc.origin)?;
             // Without a ledger there is nothing to look up, and no teacher to hash.
-            let key = match &ledger {
+            let key = match ledger {
                 Some(_) => Some(ledger::keys(&cfg, row.kind == Kind::Distill)?),
                 None => None,
             };
             let recorded = key.as_ref().and_then(|key| {
-                let own = ledger.iter().map(|l| (l, false));
+                let own = ledger.into_iter().map(|l| (l, false));
                 own.chain(siblings.iter().map(|l| (l, true)))
                     .find_map(|(l, elsewhere)| {
                         Some(Recorded {
@@ -445,212 +544,217 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
             });
         }
     }
-    // What is left to train is checked before any of it trains: a clash found when its row
-    // is reached would come hours into the suite.
+    Ok(plan)
+}
+
+/// What is left to train is checked before any of it trains: a clash found when its row is
+/// reached would come hours into the suite.
+fn check_plan(plan: &[Planned], dry_run: bool) -> Result<()> {
     let to_train: Vec<&Planned> = plan.iter().filter(|p| p.recorded.is_none()).collect();
     check_lenses(to_train.iter().map(|p| (p.row.label.as_str(), &p.cfg)))?;
-    if !o.dry_run {
-        let mut refused = Vec::new();
-        for p in &to_train {
-            let state =
-                folder(&p.cfg).with_context(|| format!("row '{}' seed {}", p.row.label, p.seed))?;
-            if let Folder::Other(differ) = state {
-                refused.push(format!(
-                    "{}: holds a run of another config ({})",
-                    p.cfg.train.out_dir.display(),
-                    differ.join("; ")
-                ));
-            }
+    if dry_run {
+        return Ok(());
+    }
+    let mut refused = Vec::new();
+    for p in &to_train {
+        let state =
+            folder(&p.cfg).with_context(|| format!("row '{}' seed {}", p.row.label, p.seed))?;
+        if let Folder::Other(differ) = state {
+            refused.push(format!(
+                "{}: holds a run of another config ({})",
+                p.cfg.train.out_dir.display(),
+                differ.join("; ")
+            ));
         }
-        if !refused.is_empty() {
-            bail!(
-                "{}\nmove them away or give --out another folder; nothing was trained",
-                refused.join("\n")
-            );
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{}\nmove them away or give --out another folder; nothing was trained",
+            refused.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// A run's parameters, ms per image at batch 1 and images per second at batch 64.
+type Deployed = (usize, f64, f64);
+
+/// What became of one planned run.
+enum Outcome {
+    /// Its result: recorded, or trained and evaluated now.
+    Done(SeedResult, Deployed),
+    /// A dry run's run to train: the share of it left.
+    Left(f64),
+}
+
+/// One planned run: taken from a ledger, or trained, evaluated and recorded (in a dry run,
+/// only said where it stands).
+fn execute(
+    o: &Options,
+    sc: &SuiteConfig,
+    p: &Planned,
+    mut ledger: Option<&mut ledger::Ledger>,
+) -> Result<Outcome> {
+    let row = p.row;
+    // Processes given overlapping rows take turns at a run: one trains it, the other then
+    // finds it recorded in the ledger (or finished in its folder).
+    let run_lock = match (&p.recorded, o.dry_run) {
+        (None, false) => Some(lock_beside(&p.cfg.train.out_dir)?),
+        _ => None,
+    };
+    // Keys taken again: the extractors a distillation reads may have been adapted since the
+    // plan, by this process or the other.
+    let keys_now = match (&run_lock, &p.key) {
+        (Some(_), Some(_)) => Some(ledger::keys(&p.cfg, row.kind == Kind::Distill)?),
+        _ => None,
+    };
+    let recorded_since = match (&ledger, &keys_now) {
+        (Some(l), Some(key)) => ledger::Ledger::open(l.path())?
+            .find(p.seed as u64, key)
+            .map(|entry| Recorded {
+                path: l.path().to_path_buf(),
+                entry: entry.clone(),
+                elsewhere: false,
+            }),
+        _ => None,
+    };
+    if let Some(r) = p.recorded.as_ref().or(recorded_since.as_ref()) {
+        let e = &r.entry;
+        let named = if r.elsewhere || e.row != row.label {
+            format!(" as '{}'", e.row)
+        } else {
+            String::new()
+        };
+        println!(
+            "  recorded in {}{named}: test top-1 {:.2}%",
+            r.path.display(),
+            100.0 * e.result.test_top1
+        );
+        if let Some(l) = ledger.as_mut().filter(|_| r.elsewhere && !o.dry_run) {
+            l.record(ledger::Entry {
+                row: row.label.to_string(),
+                ..e.clone()
+            })?;
+        }
+        let deployed = (e.params, e.latency_ms_b1, e.throughput_b64);
+        return Ok(Outcome::Done(e.result.clone(), deployed));
+    }
+    if o.dry_run {
+        let (state, share) = folder_state(&p.cfg);
+        println!("  {state}");
+        return Ok(Outcome::Left(share));
+    }
+    if row.kind == Kind::Distill {
+        ensure_adapted(&p.cfg, &sc.origin, &row.label)?;
+    }
+    let (result, deployed) = train_and_evaluate(p, sc.target_acc)?;
+    if let Some(l) = ledger {
+        // Taken again: the extractors a distillation read may have been adapted only now.
+        let key = ledger::keys(&p.cfg, row.kind == Kind::Distill)?
+            .current
+            .context("the run's adapted extractors, for its ledger key")?;
+        l.record(ledger::Entry {
+            row: row.label.to_string(),
+            seed: p.seed as u64,
+            config_sha256: key,
+            key_format: ledger::KEY_FORMAT,
+            results_version: ledger::RESULTS_VERSION,
+            code: ledger::code().to_string(),
+            result: result.clone(),
+            params: deployed.0,
+            latency_ms_b1: deployed.1,
+            throughput_b64: deployed.2,
+            machine: ledger::machine(),
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })?;
+    }
+    Ok(Outcome::Done(result, deployed))
+}
+
+/// Trains the run (or finishes it in its folder) and evaluates its student on the test set.
+fn train_and_evaluate(p: &Planned, target_acc: f64) -> Result<(SeedResult, Deployed)> {
+    let dir = train_one(p.cfg.clone(), p.row.kind)?;
+    let ckpt = match p.row.kind {
+        Kind::Alone => dir.join(BEST),
+        Kind::Distill => dir.join(crate::train::run::DEPLOYED),
+    };
+    let (report, _) = crate::eval::run(&ckpt, &Default::default())?;
+    let metrics = read_jsonl(&dir.join(METRICS_FILE))?;
+    let val_curve: Vec<f64> = metrics.iter().map(|m| m.val_acc).collect();
+    let result = SeedResult {
+        seed: p.seed as u64,
+        test_top1: report.top1,
+        best_val: val_curve.iter().cloned().fold(0.0, f64::max),
+        epochs_to_target: val_curve
+            .iter()
+            .position(|&a| a >= target_acc)
+            .map(|e| e + 1),
+        train_seconds: metrics.iter().map(|m| m.seconds).sum(),
+        temperature: metrics
+            .iter()
+            .filter_map(|m| m.extra.get("temperature").copied())
+            .collect(),
+        val_curve,
+    };
+    let deployed = (report.params, report.latency_ms_b1, report.throughput_b64);
+    Ok((result, deployed))
+}
+
+/// A dry run's count: runs recorded, and the training left (seconds where a row has
+/// recorded seeds and those runs, and the runs of rows without).
+#[derive(Default)]
+struct DryRun {
+    recorded: usize,
+    seconds: f64,
+    known: usize,
+    unknown: usize,
+}
+
+impl DryRun {
+    /// A row's recorded seeds tell how long its other seeds will train.
+    fn add_row(&mut self, recorded: &[SeedResult], left: &[f64]) {
+        let runs = left.iter().filter(|share| **share > 0.0).count();
+        if recorded.is_empty() {
+            self.unknown += runs;
+        } else {
+            let secs: Vec<f64> = recorded.iter().map(|s| s.train_seconds).collect();
+            self.seconds += left.iter().sum::<f64>() * mean_std(&secs).0;
+            self.known += runs;
         }
     }
 
-    let mut rows = Vec::new();
-    let mut recorded_runs = 0;
-    // Seconds of training left where a row has recorded seeds, those runs, and the runs of
-    // rows without.
-    let mut estimated = (0.0, 0, 0);
-    for row_plan in plan.chunks(o.seeds.max(1)) {
-        let row = row_plan[0].row;
-        let mut seeds = Vec::new();
-        let mut last_report = None;
-        // The share of each run left to train, for a dry run's estimate.
-        let mut left = Vec::new();
-        for p in row_plan {
-            println!(
-                "== {} row {}/{} '{}' seed {}/{}",
-                suite.name,
-                p.index + 1,
-                suite.rows.len(),
-                row.label,
-                p.seed + 1,
-                o.seeds
-            );
-            // Processes given overlapping rows take turns at a run: one trains it, the
-            // other then finds it recorded in the ledger (or finished in its folder).
-            let run_lock = match (&p.recorded, o.dry_run) {
-                (None, false) => Some(lock_beside(&p.cfg.train.out_dir)?),
-                _ => None,
-            };
-            // Keys taken again: the extractors a distillation reads may have been adapted
-            // since the plan, by this process or the other.
-            let keys_now = match (&run_lock, &p.key) {
-                (Some(_), Some(_)) => Some(ledger::keys(&p.cfg, row.kind == Kind::Distill)?),
-                _ => None,
-            };
-            let recorded_since = match (&ledger, &keys_now) {
-                (Some(l), Some(key)) => ledger::Ledger::open(l.path())?
-                    .find(p.seed as u64, key)
-                    .map(|entry| Recorded {
-                        path: l.path().to_path_buf(),
-                        entry: entry.clone(),
-                        elsewhere: false,
-                    }),
-                _ => None,
-            };
-            if let Some(Recorded {
-                path,
-                entry: e,
-                elsewhere,
-            }) = p.recorded.as_ref().or(recorded_since.as_ref())
-            {
-                let named = if *elsewhere || e.row != row.label {
-                    format!(" as '{}'", e.row)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "  recorded in {}{named}: test top-1 {:.2}%",
-                    path.display(),
-                    100.0 * e.result.test_top1
-                );
-                seeds.push(e.result.clone());
-                last_report = Some((e.params, e.latency_ms_b1, e.throughput_b64));
-                if o.dry_run {
-                    recorded_runs += 1;
-                } else if let Some(l) = ledger.as_mut().filter(|_| *elsewhere) {
-                    l.record(ledger::Entry {
-                        row: row.label.to_string(),
-                        ..e.clone()
-                    })?;
-                }
-                continue;
-            }
-            if o.dry_run {
-                let (state, share) = folder_state(&p.cfg);
-                println!("  {state}");
-                left.push(share);
-                continue;
-            }
-            if row.kind == Kind::Distill {
-                ensure_adapted(&p.cfg, &origin, &row.label)?;
-            }
-            let dir = train_one(p.cfg.clone(), row.kind)?;
-            let ckpt = match row.kind {
-                Kind::Alone => dir.join(BEST),
-                Kind::Distill => dir.join(crate::train::run::DEPLOYED),
-            };
-            let (report, _) = crate::eval::run(&ckpt, &Default::default())?;
-            let metrics = read_jsonl(&dir.join(METRICS_FILE))?;
-            let val_curve: Vec<f64> = metrics.iter().map(|m| m.val_acc).collect();
-            let result = SeedResult {
-                seed: p.seed as u64,
-                test_top1: report.top1,
-                best_val: val_curve.iter().cloned().fold(0.0, f64::max),
-                epochs_to_target: val_curve
-                    .iter()
-                    .position(|&a| a >= target_acc)
-                    .map(|e| e + 1),
-                train_seconds: metrics.iter().map(|m| m.seconds).sum(),
-                temperature: metrics
-                    .iter()
-                    .filter_map(|m| m.extra.get("temperature").copied())
-                    .collect(),
-                val_curve,
-            };
-            if let Some(l) = ledger.as_mut() {
-                // Taken again: the extractors a distillation read may have been adapted
-                // only now.
-                let key = ledger::keys(&p.cfg, row.kind == Kind::Distill)?
-                    .current
-                    .context("the run's adapted extractors, for its ledger key")?;
-                l.record(ledger::Entry {
-                    row: row.label.to_string(),
-                    seed: p.seed as u64,
-                    config_sha256: key,
-                    key_format: ledger::KEY_FORMAT,
-                    results_version: ledger::RESULTS_VERSION,
-                    code: ledger::code().to_string(),
-                    result: result.clone(),
-                    params: report.params,
-                    latency_ms_b1: report.latency_ms_b1,
-                    throughput_b64: report.throughput_b64,
-                    machine: ledger::machine(),
-                    finished_unix: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs()),
-                })?;
-            }
-            seeds.push(result);
-            last_report = Some((report.params, report.latency_ms_b1, report.throughput_b64));
-        }
-        if o.dry_run {
-            // Recorded seeds of a row tell how long its other seeds will train.
-            let runs = left.iter().filter(|share| **share > 0.0).count();
-            if seeds.is_empty() {
-                estimated.2 += runs;
-            } else {
-                let secs: Vec<f64> = seeds.iter().map(|s| s.train_seconds).collect();
-                estimated.0 += left.iter().sum::<f64>() * mean_std(&secs).0;
-                estimated.1 += runs;
-            }
-            continue;
-        }
-        let (params, latency_ms_b1, throughput_b64) = last_report.context("at least one seed")?;
-        let (mean, std) = mean_std(&seeds.iter().map(|s| s.test_top1).collect::<Vec<_>>());
-        rows.push(RowResult {
-            label: row.label.to_string(),
-            claim: row.claim.to_string(),
-            seeds,
-            test_top1_mean: mean,
-            test_top1_std: std,
-            params,
-            latency_ms_b1,
-            throughput_b64,
-            paired: None,
-        });
-    }
-    if o.dry_run {
-        let total = plan.len();
+    fn print(&self, total: usize) {
         println!(
-            "{recorded_runs} of {total} runs recorded in a ledger, {} to train or to take from their folders",
-            total - recorded_runs
+            "{} of {total} runs recorded in a ledger, {} to train or to take from their folders",
+            self.recorded,
+            total - self.recorded
         );
-        let (secs, known, unknown) = estimated;
-        if known > 0 {
+        if self.known > 0 {
             println!(
-                "about {:.1} h ({secs:.0} s) of training for the {known} run(s) of rows with recorded seeds (from their mean on the machines that ran them)",
-                secs / 3600.0
+                "about {:.1} h ({:.0} s) of training for the {} run(s) of rows with recorded seeds (from their mean on the machines that ran them)",
+                self.seconds / 3600.0,
+                self.seconds,
+                self.known
             );
         }
-        if unknown > 0 {
-            println!("{unknown} run(s) of rows with no recorded seed: not estimated");
+        if self.unknown > 0 {
+            println!(
+                "{} run(s) of rows with no recorded seed: not estimated",
+                self.unknown
+            );
         }
-        return Ok(None);
     }
-    if picked.contains(&false) {
-        println!(
-            "rows {} of '{}' done; the report needs every row (run without --rows)",
-            o.rows.as_deref().unwrap_or_default(),
-            suite.name
-        );
-        return Ok(None);
-    }
+}
+
+/// Pairs every row with the reference row seed by seed and writes the report.
+fn report(
+    o: &Options,
+    sc: &SuiteConfig,
+    suite: &Suite,
+    mut rows: Vec<RowResult>,
+) -> Result<Results> {
     if let Some(reference) = &suite.reference
         && let Some(k) = rows.iter().position(|r| r.label == *reference)
     {
@@ -665,11 +769,11 @@ pub fn run(o: &Options) -> Result<Option<Results>> {
         suite: suite.name.to_string(),
         budget: o.budget.clone(),
         config: o.config.clone(),
-        target_acc,
+        target_acc: sc.target_acc,
         rows,
     };
-    write_results(&results, suite, &suite_dir)?;
-    Ok(Some(results))
+    write_results(&results, suite, &o.dir())?;
+    Ok(results)
 }
 
 fn mean_curve(seeds: &[SeedResult], pick: impl Fn(&SeedResult) -> &Vec<f64>) -> Vec<(f64, f64)> {

@@ -32,8 +32,8 @@ impl Progress {
     }
 
     /// Ends the epoch with its summary line (kept on screen on a terminal).
-    pub fn finish(self, line: String) {
-        if let Some(bar) = self.bar {
+    pub fn finish(&self, line: String) {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         println!("{line}");

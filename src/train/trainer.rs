@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
@@ -189,138 +189,54 @@ pub fn fit<T: Task>(
     mut optim: ModuleOptimizer,
     start: Start,
 ) -> Result<T::Model> {
-    let cfg = &run.cfg;
-    let epochs = cfg.train.epochs;
-    let steps = run.train.num_batches();
+    let epochs = run.cfg.train.epochs;
     let metrics_path = run.dir.join(METRICS_FILE);
     truncate_jsonl(&metrics_path, start.epoch + 1)?;
-    let mut best = start.best_val_acc;
-    let mut last_val = start.val_acc.unwrap_or(0.0);
-    let num_classes = run.dataset.num_classes();
+    let mut state = Standing {
+        best: start.best_val_acc,
+        last_val: start.val_acc.unwrap_or(0.0),
+    };
     super::interrupt::install()?;
     let mut resumed = start.partial;
-
     for epoch in start.epoch..epochs {
         let t0 = Instant::now();
-        let progress = Progress::epoch(epoch + 1, epochs, steps);
+        let progress = Progress::epoch(epoch + 1, epochs, run.train.num_batches());
         let sofar = resumed.take().unwrap_or_default();
-        let (mut loss_sum, mut correct, mut seen) = (sofar.loss_sum, sofar.correct, sofar.seen);
-        let mut part_sums: BTreeMap<String, f64> = sofar.parts;
-        let mut lr = sofar.lr;
-        let first = sofar.steps;
-        for (i, batch) in run.train.epoch_from(epoch, first)?.enumerate() {
-            let step = first + i;
-            let batch = batch.context("loading a training batch")?;
-            // The model's own randomness (dropout) follows (seed, epoch, step), so an epoch
-            // resumed mid-way draws what the uninterrupted one drew.
-            run.train_device
-                .seed(crate::seeds::step_model(cfg.train.seed, epoch, step));
-            lr = cfg.schedule.lr(
-                cfg.optim.lr,
-                epoch as f64 + step as f64 / steps as f64,
-                epochs,
-            );
-            let b = batch.len();
-            let samples = batch.samples.clone();
-            let (images, targets) = batch.into_tensors(&run.train_device);
-            let (next, host) = optimise(
-                task, model, &mut optim, images, targets, &samples, lr, epoch, step,
-            )?;
-            model = next;
-            // The step has already been applied; the run stops here without saving it, so no
-            // non-finite weights reach a checkpoint.
-            if !host.total.is_finite() {
-                let last = run.dir.join(LAST);
-                let kept = if last.exists() {
-                    format!("the last good checkpoint is {}", last.display())
-                } else {
-                    "no checkpoint was written before it".to_string()
-                };
-                bail!(
-                    "loss became {} at epoch {}, step {} (global step {}); stopped, {kept}",
-                    host.total,
-                    epoch + 1,
-                    step + 1,
-                    epoch * steps + step + 1,
-                );
-            }
-            loss_sum += host.total as f64 * b as f64;
-            correct += host.hits as f64;
-            seen += b;
-            for (name, v) in host.parts {
-                *part_sums.entry(name).or_default() += v as f64 * b as f64;
-            }
-            let signal = super::interrupt::after_step();
-            let every = cfg.train.checkpoint_every;
-            let periodic = every > 0 && (step + 1).is_multiple_of(every) && step + 1 < steps;
-            if signal.is_some() || periodic {
-                let partial = PartialEpoch {
-                    steps: step + 1,
-                    loss_sum,
-                    correct,
-                    seen,
-                    parts: part_sums.clone(),
-                    lr,
-                    seconds: sofar.seconds + t0.elapsed().as_secs_f64(),
-                };
-                Checkpoint::new(
-                    run.meta(epoch, last_val, best, Some(partial)),
-                    &model,
-                    Some(&optim),
-                )?
-                .save(&run.dir.join(LAST))?;
-            }
-            if let Some(signal) = signal {
-                progress.finish(format!(
-                    "epoch {}/{epochs} interrupted after step {}/{steps}",
-                    epoch + 1,
-                    step + 1
-                ));
-                return Err(super::interrupt::Interrupted {
-                    signal,
-                    checkpoint: run.dir.join(LAST),
-                    epoch,
-                    step: step + 1,
-                }
-                .into());
-            }
-            let elapsed = sofar.seconds + t0.elapsed().as_secs_f64();
-            progress.step(|| {
-                format!(
-                    "loss {:.4} acc {:.2}% {:.0} img/s",
-                    loss_sum / seen as f64,
-                    100.0 * correct / seen as f64,
-                    seen as f64 / elapsed
-                )
-            });
-        }
-        let train_seconds = sofar.seconds + t0.elapsed().as_secs_f64();
+        let (next, tally) = train_epoch(
+            run, task, model, &mut optim, epoch, sofar, state, &progress, t0,
+        )?;
+        model = next;
         let tv = Instant::now();
-        let val = evaluate(task, &model, &run.val, &run.device, num_classes)?;
+        let classes = run.dataset.num_classes();
+        let val = evaluate(task, &model, &run.val, &run.device, classes)?;
         let val_seconds = tv.elapsed().as_secs_f64();
         let extra = task.end_epoch(epoch, val.top1());
+        let seen = tally.seen as f64;
         let record = EpochRecord {
             epoch: epoch + 1,
-            lr,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct / seen as f64,
+            lr: tally.lr,
+            train_loss: tally.loss_sum / seen,
+            train_acc: tally.correct / seen,
             val_loss: val.loss(),
             val_acc: val.top1(),
             val_top5: val.top5(),
-            img_per_s: seen as f64 / train_seconds,
+            img_per_s: seen / tally.seconds,
             val_seconds,
-            seconds: sofar.seconds + t0.elapsed().as_secs_f64(),
-            losses: part_sums
+            seconds: tally.seconds + val_seconds,
+            losses: tally
+                .parts
                 .into_iter()
-                .map(|(k, v)| (k, v / seen as f64))
+                .map(|(k, v)| (k, v / seen))
                 .collect(),
             extra,
         };
-        let improved = record.val_acc > best;
-        best = best.max(record.val_acc);
-        last_val = record.val_acc;
+        let improved = record.val_acc > state.best;
+        state = Standing {
+            best: state.best.max(record.val_acc),
+            last_val: record.val_acc,
+        };
         let ckpt = Checkpoint::new(
-            run.meta(epoch + 1, record.val_acc, best, None),
+            run.meta(epoch + 1, record.val_acc, state.best, None),
             &model,
             Some(&optim),
         )?;
@@ -336,6 +252,115 @@ pub fn fit<T: Task>(
         progress.finish(epoch_line(&record, epochs, improved));
     }
     Ok(model)
+}
+
+/// The best and the last validation accuracy so far, as checkpoints record them.
+#[derive(Clone, Copy)]
+struct Standing {
+    best: f64,
+    last_val: f64,
+}
+
+/// The steps of `epoch` from where `sofar` stopped (a fresh tally at its start): the model
+/// after them and the epoch's tally, its `seconds` the training time. A signal saves the step
+/// reached and ends the run; so does a non-finite loss, without saving.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch<T: Task>(
+    run: &Run,
+    task: &mut T,
+    mut model: T::Model,
+    optim: &mut ModuleOptimizer,
+    epoch: usize,
+    sofar: PartialEpoch,
+    state: Standing,
+    progress: &Progress,
+    t0: Instant,
+) -> Result<(T::Model, PartialEpoch)> {
+    let cfg = &run.cfg;
+    let (epochs, steps) = (cfg.train.epochs, run.train.num_batches());
+    let (first, earlier) = (sofar.steps, sofar.seconds);
+    let mut tally = sofar;
+    for (i, batch) in run.train.epoch_from(epoch, first)?.enumerate() {
+        let step = first + i;
+        let batch = batch.context("loading a training batch")?;
+        // The model's own randomness (dropout) follows (seed, epoch, step), so an epoch
+        // resumed mid-way draws what the uninterrupted one drew.
+        run.train_device
+            .seed(crate::seeds::step_model(cfg.train.seed, epoch, step));
+        let lr = cfg.schedule.lr(
+            cfg.optim.lr,
+            epoch as f64 + step as f64 / steps as f64,
+            epochs,
+        );
+        let b = batch.len();
+        let samples = batch.samples.clone();
+        let (images, targets) = batch.into_tensors(&run.train_device);
+        let (next, host) = optimise(
+            task, model, optim, images, targets, &samples, lr, epoch, step,
+        )?;
+        model = next;
+        // The step has already been applied; the run stops here without saving it, so no
+        // non-finite weights reach a checkpoint.
+        if !host.total.is_finite() {
+            return Err(non_finite(run, host.total, epoch, step));
+        }
+        tally.steps = step + 1;
+        tally.lr = lr;
+        tally.loss_sum += host.total as f64 * b as f64;
+        tally.correct += host.hits as f64;
+        tally.seen += b;
+        for (name, v) in host.parts {
+            *tally.parts.entry(name).or_default() += v as f64 * b as f64;
+        }
+        tally.seconds = earlier + t0.elapsed().as_secs_f64();
+        let signal = super::interrupt::after_step();
+        let every = cfg.train.checkpoint_every;
+        let periodic = every > 0 && (step + 1).is_multiple_of(every) && step + 1 < steps;
+        if signal.is_some() || periodic {
+            let meta = run.meta(epoch, state.last_val, state.best, Some(tally.clone()));
+            Checkpoint::new(meta, &model, Some(optim))?.save(&run.dir.join(LAST))?;
+        }
+        if let Some(signal) = signal {
+            progress.finish(format!(
+                "epoch {}/{epochs} interrupted after step {}/{steps}",
+                epoch + 1,
+                step + 1
+            ));
+            return Err(super::interrupt::Interrupted {
+                signal,
+                checkpoint: run.dir.join(LAST),
+                epoch,
+                step: step + 1,
+            }
+            .into());
+        }
+        progress.step(|| {
+            format!(
+                "loss {:.4} acc {:.2}% {:.0} img/s",
+                tally.loss_sum / tally.seen as f64,
+                100.0 * tally.correct / tally.seen as f64,
+                tally.seen as f64 / tally.seconds
+            )
+        });
+    }
+    tally.seconds = earlier + t0.elapsed().as_secs_f64();
+    Ok((model, tally))
+}
+
+fn non_finite(run: &Run, loss: f32, epoch: usize, step: usize) -> anyhow::Error {
+    let last = run.dir.join(LAST);
+    let kept = if last.exists() {
+        format!("the last good checkpoint is {}", last.display())
+    } else {
+        "no checkpoint was written before it".to_string()
+    };
+    let steps = run.train.num_batches();
+    anyhow::anyhow!(
+        "loss became {loss} at epoch {}, step {} (global step {}); stopped, {kept}",
+        epoch + 1,
+        step + 1,
+        epoch * steps + step + 1,
+    )
 }
 
 fn epoch_line(r: &EpochRecord, epochs: usize, improved: bool) -> String {

@@ -86,9 +86,15 @@ fn bad_values_name_the_field() {
         ("train.device=\"cuda:0\"", "cuda"),
         ("train.device=\"abacus\"", "unknown device"),
         ("schedule.name=multistep", "schedule.milestones"),
-        ("data.format=\"tiff\"", "data.format: unknown variant `tiff`"),
+        (
+            "data.format=\"tiff\"",
+            "data.format: unknown variant `tiff`",
+        ),
         // Type errors name the key too.
-        ("model.frames=\"two\"", "model.frames: invalid type: string \"two\""),
+        (
+            "model.frames=\"two\"",
+            "model.frames: invalid type: string \"two\"",
+        ),
         ("data.val_fraction=\"x\"", "data.val_fraction: invalid type"),
         ("train.seed=-1", "train.seed: "),
         ("optim.eps=0.0", "optim.eps"),
