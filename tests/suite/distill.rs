@@ -419,7 +419,12 @@ pub struct StepSetup {
 }
 
 pub fn step_setup(d: &std::path::Path, distill: &str) -> StepSetup {
-    let (data, teacher_dir) = tiny_teacher(d, 48, 16);
+    step_setup_of_side(d, distill, 8)
+}
+
+/// `step_setup` on `side` x `side` images.
+fn step_setup_of_side(d: &std::path::Path, distill: &str, side: usize) -> StepSetup {
+    let (data, teacher_dir) = tiny_teacher_of_side(d, 48, 16, side);
     let table = format!(
         "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\n{distill}",
         teacher_dir.join("best.ckpt").display()
@@ -623,8 +628,18 @@ pub fn tiny_teacher(
     n_train: usize,
     n_test: usize,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    tiny_teacher_of_side(d, n_train, n_test, 8)
+}
+
+/// `tiny_teacher` on `side` x `side` images.
+fn tiny_teacher_of_side(
+    d: &std::path::Path,
+    n_train: usize,
+    n_test: usize,
+    side: usize,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = d.join("data");
-    crate::common::write_idx_dataset(&data, n_train, n_test, 8, false);
+    crate::common::write_idx_dataset(&data, n_train, n_test, side, false);
     let teacher_dir = d.join("teacher");
     let teacher_cfg =
         crate::common::toml_config(&data, &teacher_dir, "").replace("epochs = 3", "epochs = 1");
@@ -1771,4 +1786,68 @@ fn fitnet_on_every_stage_gets_a_regressor_per_stage_while_the_extractors_stay_on
         let (sc, tc) = (student_taps[i].dims()[1], teacher_taps[i].dims()[1]);
         assert_eq!([out, inp, kh, kw], [tc, sc, 1, 1], "stage {i}");
     }
+}
+
+#[test]
+fn rtc_reads_one_crop_of_the_window_positions_on_both_sides() {
+    let d = tempfile::tempdir().unwrap();
+    // 16x16 images: resnet8's deepest two taps are 8 and 4 rows, 6 and 2 window positions.
+    let step = step_setup_of_side(
+        d.path(),
+        "weights = { ce = 1.0, temporal = 1.0 }\nend_to_end = true\nadapt_epochs = 1\nrtc = true\nextractor = { conv_channels = 4, hidden = 4 }\n",
+        16,
+    );
+    let (teacher, student, images) = (step.teacher, step.student, step.images);
+    let dcfg = step.cfg.distill.clone().unwrap();
+    let taps = dcfg.taps;
+    let s_all = student.net.forward(images.clone()).taps;
+    let t_all = teacher.net.forward(images.clone().without_autodiff()).taps;
+    let pair = |i: usize| {
+        let s = student.head.adapters[i].forward(s_all[s_all.len() - taps + i].clone());
+        (s, t_all[t_all.len() - taps + i].clone())
+    };
+    let b = images.dims()[0] as f64;
+    // The temporal loss written out for a crop of each tap's window positions (None: all).
+    let temporal = |crops: [Option<Crop>; 2]| -> f64 {
+        (0..taps)
+            .map(|i| {
+                let (s, t) = pair(i);
+                let (_, h_s, c_s) =
+                    reference_extractor(&student.head.extractors[i], s, crops[i], 3);
+                let head = teacher.head.as_ref().unwrap();
+                let (_, h_t, c_t) = reference_extractor(&head.extractors[i], t, crops[i], 3);
+                state_distances(h_s, c_s, h_t, c_t).iter().sum::<f64>() / b
+            })
+            .sum()
+    };
+    // RTC's crops: a run of at least half of the positions, anywhere.
+    let crops_of = |n: usize| -> Vec<Crop> {
+        (n.div_ceil(2)..=n)
+            .flat_map(|len| (0..=n - len).map(move |start| Crop { start, len }))
+            .collect()
+    };
+    let mut candidates = Vec::new();
+    for c0 in crops_of(6) {
+        for c1 in crops_of(2) {
+            let whole = c0.len == 6 && c1.len == 2;
+            candidates.push((temporal([Some(c0), Some(c1)]), whole, (c0, c1)));
+        }
+    }
+    let k = teacher.classes;
+    let task = lstmkd::distill::step::Distill::new(teacher, dcfg, 1, 4, k, 0, None);
+    let samples: Vec<usize> = (0..8).collect();
+    let mut cropped = 0;
+    for s in 0..4 {
+        let out = task.step(&student, images.clone(), step.targets.clone(), &samples, 0, s);
+        let (_, got) = out.parts.iter().find(|(n, _)| n == "temporal").unwrap();
+        let got = got.clone().into_scalar::<f32>() as f64;
+        let matched = candidates
+            .iter()
+            .find(|(v, _, _)| (v - got).abs() < 2e-5 * (1.0 + v.abs()));
+        let Some((_, whole, _)) = matched else {
+            panic!("step {s}: temporal {got} is no crop's: {candidates:?}");
+        };
+        cropped += usize::from(!whole);
+    }
+    assert!(cropped > 0, "no step read a crop shorter than the whole");
 }
