@@ -145,6 +145,25 @@ fn lstm_direction(
     (Tensor::stack(outs, 1), h, c)
 }
 
+/// What the extractor's recurrent core reads, written out: the plain Conv3d over the (cropped)
+/// window stack and its means, [B, window positions, conv channels].
+pub fn reference_sequence(
+    ext: &lstmkd::distill::extractor::Extractor,
+    f: Tensor<4>,
+    crop: Option<Crop>,
+    window: usize,
+) -> Tensor<3> {
+    let s = windows(f, window);
+    let [b, c, t, _, w] = s.dims();
+    let s = match crop {
+        Some(Crop { start, len }) => s.slice([0..b, 0..c, 0..t, start..start + len, 0..w]),
+        None => s,
+    };
+    let y = burn::tensor::activation::relu(ext.conv.forward(s));
+    let [_, d, _, n, _] = y.dims();
+    y.mean_dim(4).mean_dim(2).reshape([b, d, n]).swap_dims(1, 2)
+}
+
 /// The extractor written out from docs/METHOD.md with a window of `window` rows: the plain
 /// Conv3d over the (cropped) window stack, the means, the bidirectional LSTM layers from their
 /// equations, the mean over time and the head as a product.
@@ -154,15 +173,8 @@ pub fn reference_extractor(
     crop: Option<Crop>,
     window: usize,
 ) -> (Tensor<2>, Tensor<3>, Tensor<3>) {
-    let s = windows(f, window);
-    let [b, c, t, _, w] = s.dims();
-    let s = match crop {
-        Some(Crop { start, len }) => s.slice([0..b, 0..c, 0..t, start..start + len, 0..w]),
-        None => s,
-    };
-    let y = burn::tensor::activation::relu(ext.conv.forward(s));
-    let [_, d, _, n, _] = y.dims();
-    let mut x = y.mean_dim(4).mean_dim(2).reshape([b, d, n]).swap_dims(1, 2);
+    let [b, ..] = f.dims();
+    let mut x = reference_sequence(ext, f, crop, window);
     let (mut hs, mut cs) = (Vec::new(), Vec::new());
     for layer in &ext.lstm {
         let (out_f, h_f, c_f) = lstm_direction(&layer.forward, &x, false);
@@ -1838,7 +1850,14 @@ fn rtc_reads_one_crop_of_the_window_positions_on_both_sides() {
     let samples: Vec<usize> = (0..8).collect();
     let mut cropped = 0;
     for s in 0..4 {
-        let out = task.step(&student, images.clone(), step.targets.clone(), &samples, 0, s);
+        let out = task.step(
+            &student,
+            images.clone(),
+            step.targets.clone(),
+            &samples,
+            0,
+            s,
+        );
         let (_, got) = out.parts.iter().find(|(n, _)| n == "temporal").unwrap();
         let got = got.clone().into_scalar::<f32>() as f64;
         let matched = candidates
