@@ -181,7 +181,7 @@ fn timing(name: &str, batch: usize, step_seconds: &[f64], peak_reset: bool) -> T
 
 /// GFLOP/s of a 2048 x 2048 f32 matrix product on `device`, best of three: the ceiling the
 /// parts' achieved rates are compared with.
-pub fn matmul_peak(device: &Device) -> f64 {
+pub(crate) fn matmul_peak(device: &Device) -> f64 {
     let n = 2048;
     let a = Tensor::<2>::random([n, n], Distribution::Default, device);
     let b = Tensor::<2>::random([n, n], Distribution::Default, device);
@@ -541,7 +541,10 @@ fn breakdown(
 }
 
 /// `bench --checkpoint`: the checkpoint's deployed inference at batch 1 and `--batch`.
-pub fn checkpoint_inference(args: &BenchArgs, path: &std::path::Path) -> Result<Vec<Timing>> {
+pub(crate) fn checkpoint_inference(
+    args: &BenchArgs,
+    path: &std::path::Path,
+) -> Result<Vec<Timing>> {
     args.validate()?;
     let device = crate::device::parse(&args.device)?;
     let ckpt = Checkpoint::load(path)?;
@@ -554,7 +557,7 @@ pub fn checkpoint_inference(args: &BenchArgs, path: &std::path::Path) -> Result<
     ])
 }
 
-pub fn print_timings(rows: &[Timing]) {
+pub(crate) fn print_timings(rows: &[Timing]) {
     println!(
         "{:<22} {:>6} {:>16} {:>10} {:>13}",
         "case", "batch", "ms/step", "img/s", "peak RSS MiB"
@@ -572,7 +575,7 @@ pub fn print_timings(rows: &[Timing]) {
     }
 }
 
-pub fn print(r: &Report) {
+pub(crate) fn print(r: &Report) {
     println!(
         "lstmkd bench: {} -> {}, input {}x{}x{}, {} classes, device {}, {} threads",
         r.teacher, r.student, r.input[0], r.input[1], r.input[2], r.classes, r.device, r.threads

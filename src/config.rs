@@ -91,7 +91,7 @@ fn key_at(text: &str, at: usize) -> Option<String> {
 }
 
 /// Applies `key.path=value` overrides to a parsed TOML table.
-pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
+pub(crate) fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<()> {
     for o in overrides {
         let (key, value) = o
             .split_once('=')
@@ -119,7 +119,7 @@ pub fn apply_overrides(table: &mut toml::Table, overrides: &[String]) -> Result<
 /// The settings in which `there` and `here` differ, each as "<prefix><key> <there> there,
 /// <here> here", nested tables flattened to dotted keys; a key one side leaves out reads
 /// "default". Compared as serialised, so a field added to a config later is compared too.
-pub fn differences(prefix: &str, there: &toml::Table, here: &toml::Table) -> Vec<String> {
+pub(crate) fn differences(prefix: &str, there: &toml::Table, here: &toml::Table) -> Vec<String> {
     let keys: std::collections::BTreeSet<&String> = there.keys().chain(here.keys()).collect();
     let shown =
         |v: Option<&toml::Value>| v.map_or_else(|| "default".to_string(), |v| v.to_string());

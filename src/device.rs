@@ -20,7 +20,7 @@ fn missing(spec: &str, feature: &str) -> Result<Device> {
 }
 
 /// Whether a device name runs on the host CPU (flex, or LibTorch on the CPU).
-pub fn is_cpu(spec: &str) -> bool {
+pub(crate) fn is_cpu(spec: &str) -> bool {
     matches!(spec, "flex" | "cpu" | "tch" | "tch:cpu")
 }
 

@@ -37,7 +37,7 @@ pub struct Report {
 }
 
 /// Mean seconds per call of `f` after warm-up, over at least `min_secs` and 3 calls.
-pub fn time_per_call(mut f: impl FnMut(), min_secs: f64) -> f64 {
+pub(crate) fn time_per_call(mut f: impl FnMut(), min_secs: f64) -> f64 {
     f();
     let t0 = Instant::now();
     let mut n = 0u32;
@@ -50,7 +50,7 @@ pub fn time_per_call(mut f: impl FnMut(), min_secs: f64) -> f64 {
 
 /// (ms per sample at batch 1, samples/s at batch 64) of an inference forward pass; a sample
 /// is an image, or a clip of `frames` images.
-pub fn latency(net: &Deployed, input: [usize; 3], device: &Device) -> (f64, f64) {
+pub(crate) fn latency(net: &Deployed, input: [usize; 3], device: &Device) -> (f64, f64) {
     let frames = net.frames();
     let run = |b: usize| {
         let x = Tensor::<4>::zeros([b * frames, input[0], input[1], input[2]], device);

@@ -119,7 +119,7 @@ fn collect_clips(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// A clip's `frames` frames, sampled as evaluation does, one after the other.
-pub fn load_clip(dir: &Path, meta: &Meta, frames: usize) -> Result<Vec<f32>> {
+pub(crate) fn load_clip(dir: &Path, meta: &Meta, frames: usize) -> Result<Vec<f32>> {
     let files: Vec<PathBuf> = sorted_entries(dir)?
         .into_iter()
         .filter(|p| p.is_file() && is_image(p))
@@ -265,7 +265,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
     Ok(out)
 }
 
-pub fn print(predictions: &[Prediction], json: bool) -> Result<()> {
+pub(crate) fn print(predictions: &[Prediction], json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(predictions)?);
         return Ok(());

@@ -28,11 +28,11 @@ pub fn step(seed: u64, epoch: usize, index: usize) -> u64 {
 
 /// The seed a step's losses draw from (CRD's negatives), apart from `step`'s draws. Kept as it
 /// was first written rather than folded into `step`: the recorded runs were drawn with it.
-pub fn step_losses(seed: u64, epoch: usize, index: usize) -> u64 {
+pub(crate) fn step_losses(seed: u64, epoch: usize, index: usize) -> u64 {
     seed ^ position(epoch, index).rotate_left(17)
 }
 
 /// The seed of the model's own randomness (dropout) in a step.
-pub fn step_model(seed: u64, epoch: usize, index: usize) -> u64 {
+pub(crate) fn step_model(seed: u64, epoch: usize, index: usize) -> u64 {
     finish(step(seed, epoch, index))
 }

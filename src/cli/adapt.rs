@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::config::RunConfig;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The distillation config (TOML) whose [teacher] and [distill] extractors to fit.
     #[arg(long)]
     config: PathBuf,
@@ -16,7 +16,7 @@ pub struct Args {
     overrides: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
     let dir = crate::train::adapt::adapt(&cfg)?;
     println!("done: adapted teacher extractors in {}", dir.display());

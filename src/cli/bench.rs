@@ -4,9 +4,9 @@ use anyhow::Result;
 
 use crate::train::checkpoint::write_atomic;
 
-pub use crate::bench::BenchArgs as Args;
+pub(crate) use crate::bench::BenchArgs as Args;
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.checkpoint {
         let rows = crate::bench::checkpoint_inference(&args, path)?;
         println!(

@@ -9,7 +9,7 @@ use crate::config::RunConfig;
 use crate::train::run::Run;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// A train or distill config (TOML); its [data] table is checked.
     #[arg(long)]
     config: PathBuf,
@@ -22,7 +22,7 @@ pub struct Args {
     quick: bool,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let cfg = RunConfig::load(&args.config, &args.overrides)?;
     if !args.quick {
         // Before anything else reads the images (normalisation statistics stop at the first

@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::run_config;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Distillation config (TOML): [data], [model], [optim], [schedule], [train],
     /// [teacher], [distill] (or --resume, or --list-losses).
     #[arg(long, required_unless_present_any = ["resume", "list_losses"], conflicts_with = "resume")]
@@ -23,7 +23,7 @@ pub struct Args {
     list_losses: bool,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     if args.list_losses {
         for spec in crate::distill::losses::REGISTRY {
             println!("{:<10} {}", spec.name, spec.about);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// A checkpoint from train, distill (best.ckpt, deployed.ckpt) or import.
     #[arg(long)]
     checkpoint: PathBuf,
@@ -27,7 +27,7 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let checkpoint = args.checkpoint;
     let opts = crate::eval::EvalOptions {
         data: args.data,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// paper-benchmark, paper-ablation, schedule, baselines, comparison, or a suite the
     /// suite config defines under [experiment.suites.<name>].
     #[arg(long)]
@@ -41,7 +41,7 @@ pub struct Args {
     rows: Option<String>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     if args.seeds == 0 {
         bail!("--seeds: must be at least 1");
     }

@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
-pub use crate::interop::export::ExportArgs as Args;
+pub(crate) use crate::interop::export::ExportArgs as Args;
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let done = crate::interop::export::run(&args)?;
     if let Some((diff, scale)) = done.check {
         println!(

@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
-pub use crate::interop::import::ImportArgs as Args;
+pub(crate) use crate::interop::import::ImportArgs as Args;
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let ckpt = crate::interop::import::run(&args)?;
     let m = &ckpt.meta;
     println!(

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use crate::models::{ModelConfig, ZOO, summarize};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// A zoo model name (see --list); or give --checkpoint or --list instead.
     #[arg(long, required_unless_present_any = ["list", "checkpoint"], conflicts_with = "checkpoint")]
     model: Option<String>,
@@ -29,7 +29,7 @@ pub struct Args {
     list: bool,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let Args {
         model,
         checkpoint,

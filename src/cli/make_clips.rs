@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
-pub use crate::data::motion::MotionArgs as Args;
+pub(crate) use crate::data::motion::MotionArgs as Args;
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let (train, test) = crate::data::motion::generate(&args)?;
     println!(
         "done: {train} training and {test} test clips in {} (data.format = \"clips\")",

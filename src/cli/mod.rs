@@ -29,7 +29,7 @@ use crate::train::run::CONFIG_FILE;
     version,
     about = "Knowledge distillation for image classifiers (LSTM KD, KD, FitNet, AT, DKD) on burn"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }

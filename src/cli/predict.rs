@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
-pub use crate::predict::PredictArgs as Args;
+pub(crate) use crate::predict::PredictArgs as Args;
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let predictions = crate::predict::run(&args)?;
     crate::predict::print(&predictions, args.json)
 }

@@ -8,7 +8,7 @@ use super::run_config;
 use crate::train::run::Run;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Run config (TOML): [data], [model], [optim], [schedule], [train] (or --resume).
     #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
     config: Option<PathBuf>,
@@ -20,7 +20,7 @@ pub struct Args {
     overrides: Vec<String>,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub(crate) fn run(args: Args) -> Result<()> {
     let (cfg, resuming) = run_config(args.config, args.resume, &args.overrides)?;
     if cfg.distill.is_some() || cfg.teacher.is_some() {
         bail!("this config has [teacher]/[distill] tables: run it with `lstmkd distill`");

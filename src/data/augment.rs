@@ -42,7 +42,7 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub const IDENTITY: Placement = Placement {
+    pub(crate) const IDENTITY: Placement = Placement {
         dy: 0,
         dx: 0,
         flip: false,

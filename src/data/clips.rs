@@ -25,7 +25,7 @@ pub struct Clips {
 /// Frame `k` of `frames` drawn from a clip of `len` frames: segment k is
 /// [floor(k len / frames), floor((k + 1) len / frames)), at least one frame wide; training
 /// draws from it, evaluation takes its middle.
-pub fn frame_index(len: usize, frames: usize, k: usize, rng: Option<&mut StdRng>) -> usize {
+pub(crate) fn frame_index(len: usize, frames: usize, k: usize, rng: Option<&mut StdRng>) -> usize {
     let start = k * len / frames;
     let end = ((k + 1) * len / frames).max(start + 1);
     match rng {

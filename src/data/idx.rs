@@ -10,7 +10,7 @@ use flate2::read::GzDecoder;
 use super::{Dataset, InMemory, check_labels};
 
 /// Reads a file whole, gunzipping it when its name ends in `.gz`.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();

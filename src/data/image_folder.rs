@@ -22,13 +22,13 @@ pub struct ImageFolder {
     shape: [usize; 3],
 }
 
-pub fn is_image(p: &Path) -> bool {
+pub(crate) fn is_image(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
 }
 
-pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot list folder", dir.display()))?
         .map(|e| e.map(|e| e.path()))
@@ -39,7 +39,7 @@ pub fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Class names: the sorted sub-folders of `dir`.
-pub fn class_names(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn class_names(dir: &Path) -> Result<Vec<String>> {
     let names: Vec<String> = sorted_entries(dir)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -121,7 +121,7 @@ impl ImageFolder {
 
 /// Resizes so that the shorter side is `size` pixels (0: unchanged), keeping the aspect as
 /// torchvision's `Resize(size)` does (the longer side truncated, not rounded).
-pub fn resize_shorter<P>(
+pub(crate) fn resize_shorter<P>(
     img: image::ImageBuffer<P, Vec<P::Subpixel>>,
     size: usize,
 ) -> image::ImageBuffer<P, Vec<P::Subpixel>>
@@ -153,7 +153,7 @@ fn crop_offset(full: u32, crop: u32) -> u32 {
 }
 
 /// The central `[h, w]` of an image at least that large (offsets as torchvision's).
-pub fn center_crop<P>(
+pub(crate) fn center_crop<P>(
     img: image::ImageBuffer<P, Vec<P::Subpixel>>,
     [h, w]: [usize; 2],
 ) -> Result<image::ImageBuffer<P, Vec<P::Subpixel>>>
@@ -203,7 +203,7 @@ pub fn random_resized_box(width: u32, height: u32, rng: &mut StdRng) -> (u32, u3
 }
 
 /// CHW bytes of an RGB image.
-pub fn write_chw(img: &image::RgbImage, out: &mut [u8]) {
+pub(crate) fn write_chw(img: &image::RgbImage, out: &mut [u8]) {
     let plane = (img.width() * img.height()) as usize;
     for (p, px) in img.pixels().enumerate() {
         for c in 0..3 {
@@ -253,7 +253,7 @@ impl Source for ImageFolder {
 
 /// `root/train` and `root/val` (or `root/test`); `layout` describes the expected layout in
 /// the error when one is missing.
-pub fn split_dirs(root: &Path, layout: &str) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn split_dirs(root: &Path, layout: &str) -> Result<(PathBuf, PathBuf)> {
     let train_dir = root.join("train");
     if !train_dir.is_dir() {
         bail!("{}: missing 'train' folder ({layout})", root.display());

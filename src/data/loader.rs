@@ -32,13 +32,13 @@ impl Batch {
         self.labels.is_empty()
     }
     /// The images as a tensor (moving the host buffer, no copy), with the host labels.
-    pub fn into_images(self, device: &Device) -> (Tensor<4>, Vec<usize>) {
+    pub(crate) fn into_images(self, device: &Device) -> (Tensor<4>, Vec<usize>) {
         let images = Tensor::from_data(TensorData::new(self.images, self.dims), device);
         (images, self.labels)
     }
 
     /// The images and the labels as tensors, for a training step.
-    pub fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    pub(crate) fn into_tensors(self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         let (images, labels) = self.into_images(device);
         let n = labels.len();
         let labels: Vec<i64> = labels.into_iter().map(|l| l as i64).collect();
@@ -150,7 +150,7 @@ impl Loader {
 
     /// The batches of `epoch` from batch `first` on (a resumed epoch), the same as those
     /// of the whole epoch.
-    pub fn epoch_from(&self, epoch: usize, first: usize) -> Result<Epoch> {
+    pub(crate) fn epoch_from(&self, epoch: usize, first: usize) -> Result<Epoch> {
         if self.split.is_empty() {
             bail!("cannot iterate over an empty split");
         }

@@ -139,7 +139,7 @@ pub struct DataConfig {
 }
 
 /// Frames sampled per clip when `data.frames` is not given.
-pub const DEFAULT_FRAMES: usize = 8;
+pub(crate) const DEFAULT_FRAMES: usize = 8;
 
 fn default_val_fraction() -> f64 {
     0.1
@@ -169,7 +169,7 @@ impl Dataset {
     /// The splits a folder format read from `train/` and `test_dir`, refused when the test
     /// split's `what` (images, frames) do not have the training split's shape; `hint` follows
     /// the error.
-    pub fn of_splits(
+    pub(crate) fn of_splits(
         train: Arc<dyn Source>,
         test: Arc<dyn Source>,
         classes: Vec<String>,
@@ -359,7 +359,7 @@ pub fn train_val_split(source: Arc<dyn Source>, fraction: f64, seed: u64) -> (Sp
 }
 
 /// Per-channel mean and std (in [0, 1] units) over up to `max_images` images of `split`.
-pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+pub(crate) fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<f32>)> {
     let [c, h, w] = split.source.shape();
     let mut buf = vec![0u8; split.source.sample_len()];
     let mut sum = vec![0f64; c];
@@ -393,7 +393,7 @@ pub fn channel_stats(split: &Split, max_images: usize) -> Result<(Vec<f32>, Vec<
 
 /// Reads every image of `source` (in parallel, with a progress bar on a terminal) and returns
 /// the errors of those that cannot be read, in index order.
-pub fn verify(source: &dyn Source, what: &str) -> Vec<anyhow::Error> {
+pub(crate) fn verify(source: &dyn Source, what: &str) -> Vec<anyhow::Error> {
     use rayon::prelude::*;
     use std::io::IsTerminal;
     let n = source.len();
@@ -428,7 +428,7 @@ pub fn verify(source: &dyn Source, what: &str) -> Vec<anyhow::Error> {
 }
 
 /// Class names from a text file, one per line (blank lines skipped); there must be `classes`.
-pub fn read_class_names(path: &std::path::Path, classes: usize) -> Result<Vec<String>> {
+pub(crate) fn read_class_names(path: &std::path::Path, classes: usize) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read class names: {e}", path.display()))?;
     let names: Vec<String> = text

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use super::Source;
 
 /// The directions of motion, as (name, dx, dy) per unit of travel.
-pub const MOTIONS: [(&str, i32, i32); 4] = [
+pub(crate) const MOTIONS: [(&str, i32, i32); 4] = [
     ("right", 1, 0),
     ("left", -1, 0),
     ("down", 0, 1),
@@ -21,7 +21,7 @@ pub const MOTIONS: [(&str, i32, i32); 4] = [
 ];
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct MotionArgs {
+pub(crate) struct MotionArgs {
     /// Folder the dataset is written to (train/ and test/); must not exist yet.
     #[arg(long)]
     pub out: PathBuf,
@@ -92,7 +92,7 @@ fn class_name(item: usize, name: &str, motion: &str) -> String {
 /// Item offset along one axis at frame `j` of `len`: 0..=travel, forwards or backwards. The
 /// backward path is the forward one played in reverse, rounding included, so that both
 /// directions visit exactly the same positions.
-pub fn offset(travel: usize, j: usize, len: usize, forwards: bool) -> usize {
+pub(crate) fn offset(travel: usize, j: usize, len: usize, forwards: bool) -> usize {
     let step = if forwards { j } else { len - 1 - j };
     (travel * step + (len - 1) / 2) / (len - 1)
 }
@@ -180,7 +180,7 @@ fn write_split(
 }
 
 /// Generates the dataset; returns the number of (train, test) clips written.
-pub fn generate(args: &MotionArgs) -> Result<(usize, usize)> {
+pub(crate) fn generate(args: &MotionArgs) -> Result<(usize, usize)> {
     args.validate()?;
     let items = super::idx::open(&args.items)
         .with_context(|| format!("--items {}", args.items.display()))?;

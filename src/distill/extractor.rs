@@ -166,7 +166,7 @@ pub enum Reading<'a> {
 }
 
 /// The mean of several heads' logits (aux heads, or a backbone with its aux heads).
-pub fn mean_logits(logits: impl IntoIterator<Item = Tensor<2>>) -> Tensor<2> {
+pub(crate) fn mean_logits(logits: impl IntoIterator<Item = Tensor<2>>) -> Tensor<2> {
     let mut n = 0usize;
     let sum = logits
         .into_iter()

@@ -55,7 +55,7 @@ pub struct TeacherConfig {
 }
 
 impl TeacherConfig {
-    pub fn extractors_path(&self) -> PathBuf {
+    pub(crate) fn extractors_path(&self) -> PathBuf {
         self.extractors
             .clone()
             .unwrap_or_else(|| adapt_dir(&self.checkpoint).join("best.ckpt"))
@@ -150,7 +150,7 @@ fn adapt_lr() -> f64 {
 
 impl DistillConfig {
     /// The losses with a non-zero weight, in registry order.
-    pub fn active_losses(&self) -> Vec<&'static str> {
+    pub(crate) fn active_losses(&self) -> Vec<&'static str> {
         losses::names()
             .into_iter()
             .filter(|n| self.weights.get(*n).is_some_and(|w| *w != 0.0))
@@ -185,13 +185,13 @@ impl DistillConfig {
 
     /// Whether the student's extractors start as copies of the teacher's adapted ones (a
     /// shared lens). The teacher reads its adapted extractors whenever `needs().extractors`.
-    pub fn reads_adapted_extractors(&self) -> bool {
+    pub(crate) fn reads_adapted_extractors(&self) -> bool {
         self.needs().extractors && self.temporal_init == TemporalInit::SharedLens
     }
 
     /// The configured losses that train parts of their own, in registry order (the order of
     /// `Student::parts`).
-    pub fn owning_losses(&self) -> Vec<&'static losses::LossSpec> {
+    pub(crate) fn owning_losses(&self) -> Vec<&'static losses::LossSpec> {
         self.active_losses()
             .iter()
             .filter_map(|n| losses::find(n))

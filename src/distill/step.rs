@@ -272,7 +272,7 @@ impl Distill {
 
     /// After an epoch's validation: the next epoch's temperature; returns the temperature and
     /// the phase (from 1) the epoch ran with, to log.
-    pub fn finish_epoch(&mut self, epoch: usize, val_acc: f64) -> BTreeMap<String, f64> {
+    pub(crate) fn finish_epoch(&mut self, epoch: usize, val_acc: f64) -> BTreeMap<String, f64> {
         let used = self.temperature;
         self.temperature = self.cfg.temperature.next(Some(val_acc));
         let phase = phases::active(&self.phases, epoch, self.epochs);

@@ -25,7 +25,7 @@ pub struct StudentHead {
 
 impl StudentHead {
     /// Runs the extractors on the distilled taps (through the adapters if any).
-    pub fn extract(&self, taps: &[Tensor<4>], reading: Reading) -> Vec<ExtractorOut> {
+    pub(crate) fn extract(&self, taps: &[Tensor<4>], reading: Reading) -> Vec<ExtractorOut> {
         self.extractors
             .iter()
             .enumerate()
@@ -41,7 +41,7 @@ impl StudentHead {
 
     /// The fused prediction: the backbone's logits averaged with the aux heads' on its
     /// deepest taps.
-    pub fn fuse(&self, out: crate::models::Output) -> Tensor<2> {
+    pub(crate) fn fuse(&self, out: crate::models::Output) -> Tensor<2> {
         let taps = super::deepest(out.taps, self.extractors.len());
         let aux = self
             .extract(&taps, Reading::Whole)
@@ -220,7 +220,7 @@ impl Student {
 
     /// The shared lens: the extractors become the teacher's adapted ones (`adapted`, loaded on
     /// the training device), kept frozen with `freeze`.
-    pub fn share_lens(mut self, adapted: TeacherHead, freeze: bool) -> Self {
+    pub(crate) fn share_lens(mut self, adapted: TeacherHead, freeze: bool) -> Self {
         self.head.extractors = if freeze {
             adapted
                 .extractors

@@ -24,7 +24,7 @@ pub struct TeacherHead {
 }
 
 /// Shapes of the last `taps` taps of `net` for inputs of shape `input`.
-pub fn tap_shapes(
+pub(crate) fn tap_shapes(
     net: &Network,
     input: [usize; 3],
     taps: usize,

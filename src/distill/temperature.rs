@@ -73,7 +73,7 @@ impl TemperatureConfig {
         Ok(())
     }
 
-    pub fn is_relative(&self) -> bool {
+    pub(crate) fn is_relative(&self) -> bool {
         self.policy == Policy::Relative
     }
 

@@ -25,7 +25,7 @@ pub const RESULTS_VERSION: u32 = 1;
 /// The key format of entries recorded before keys were versioned (no `key_format` field):
 /// every run committed up to then, all of results version 1.
 const LEGACY_FORMAT: u32 = 1;
-pub const KEY_FORMAT: u32 = 2;
+pub(crate) const KEY_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
@@ -177,7 +177,7 @@ impl ModuleVisitor for Weights<'_> {
     }
 }
 
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -231,7 +231,7 @@ impl Ledger {
     /// recorded a run with the same key: the comparison's KD is the research suite's KD. A
     /// file there that is not a ledger is an error, since passing over it would train its runs
     /// again, hours of them.
-    pub fn siblings(&self) -> Result<Vec<Ledger>> {
+    pub(crate) fn siblings(&self) -> Result<Vec<Ledger>> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),

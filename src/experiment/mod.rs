@@ -350,7 +350,7 @@ struct Planned<'a> {
 }
 
 /// The rows `spec` picks out of `count` ("1-4,7": numbered from 1, as the runner prints them).
-pub fn pick_rows(spec: &str, count: usize) -> Result<Vec<bool>> {
+pub(crate) fn pick_rows(spec: &str, count: usize) -> Result<Vec<bool>> {
     let mut picked = vec![false; count];
     for part in spec.split(',') {
         let (a, b) = part.split_once('-').unwrap_or((part, part));

@@ -17,7 +17,7 @@ fn register() {
 }
 
 /// Draws `series` (label, points (epoch, value)) into `path`.
-pub fn line_chart(
+pub(crate) fn line_chart(
     path: &Path,
     title: &str,
     y_label: &str,

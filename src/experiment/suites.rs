@@ -55,7 +55,7 @@ pub struct Suite {
 const BUILTIN: &str = include_str!("../../configs/experiments/builtin.toml");
 
 /// The suites every suite config has (`configs/experiments/builtin.toml`).
-pub fn builtin() -> Result<Vec<Suite>> {
+pub(crate) fn builtin() -> Result<Vec<Suite>> {
     let table: toml::Table = BUILTIN
         .parse()
         .context("configs/experiments/builtin.toml (built in)")?;

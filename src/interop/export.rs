@@ -68,7 +68,11 @@ fn metadata(meta: &Meta) -> Vec<(String, String)> {
 
 /// The ONNX model of `net`, the deployed network (batch norm folded) of a checkpoint with
 /// header `meta`.
-pub fn onnx_model(meta: &Meta, net: &Deployed, device: &Device) -> tract_onnx::pb::ModelProto {
+pub(crate) fn onnx_model(
+    meta: &Meta,
+    net: &Deployed,
+    device: &Device,
+) -> tract_onnx::pb::ModelProto {
     let mut g = Graph::default();
     let [c, h, w] = meta.input;
     let frames = net.frames();

@@ -13,7 +13,7 @@ use crate::distill::extractor::{Extractor, positions};
 use crate::models::layers::ConvBn;
 use crate::models::{Network, clip, mobilenetv2, resnet, resnet_cifar, vgg, wrn};
 
-pub const OPSET: i64 = 17;
+pub(crate) const OPSET: i64 = 17;
 
 /// A graph under construction: nodes in execution order, weights as initializers.
 #[derive(Default)]
@@ -23,7 +23,7 @@ pub struct Graph {
     count: usize,
 }
 
-pub fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
+pub(crate) fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -32,7 +32,7 @@ pub fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
     }
 }
 
-pub fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
+pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Ints as i32,
@@ -41,7 +41,7 @@ pub fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
     }
 }
 
-pub fn attr_float(name: &str, f: f32) -> pb::AttributeProto {
+pub(crate) fn attr_float(name: &str, f: f32) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Float as i32,
@@ -50,7 +50,7 @@ pub fn attr_float(name: &str, f: f32) -> pb::AttributeProto {
     }
 }
 
-pub fn attr_str(name: &str, s: &str) -> pb::AttributeProto {
+pub(crate) fn attr_str(name: &str, s: &str) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::String as i32,
@@ -121,7 +121,7 @@ impl Graph {
         name
     }
 
-    pub fn constant_i64(&mut self, hint: &str, v: &[i64]) -> String {
+    pub(crate) fn constant_i64(&mut self, hint: &str, v: &[i64]) -> String {
         let name = self.fresh(hint);
         self.initializers.push(pb::TensorProto {
             name: name.clone(),
@@ -139,7 +139,7 @@ impl Graph {
     }
 
     /// A node with `outputs` outputs; returns their names.
-    pub fn node_n(
+    pub(crate) fn node_n(
         &mut self,
         op: &str,
         inputs: &[&str],
@@ -168,13 +168,13 @@ impl Graph {
         self.node("Relu", &[x], vec![])
     }
 
-    pub fn relu6(&mut self, x: &str) -> String {
+    pub(crate) fn relu6(&mut self, x: &str) -> String {
         let lo = self.constant("zero", &[0.0], &[]);
         let hi = self.constant("six", &[6.0], &[]);
         self.node("Clip", &[x, &lo, &hi], vec![])
     }
 
-    pub fn add(&mut self, a: &str, b: &str) -> String {
+    pub(crate) fn add(&mut self, a: &str, b: &str) -> String {
         self.node("Add", &[a, b], vec![])
     }
 
@@ -204,7 +204,7 @@ impl Graph {
     }
 
     /// A 3-D convolution with symmetric padding `pad` on every axis.
-    pub fn conv3d(&mut self, c: &Conv3d, pad: [usize; 3], x: &str) -> String {
+    pub(crate) fn conv3d(&mut self, c: &Conv3d, pad: [usize; 3], x: &str) -> String {
         let w = self.tensor("conv3d_w", c.weight.val());
         let mut inputs = vec![x.to_string(), w];
         if let Some(b) = &c.bias {
@@ -223,7 +223,7 @@ impl Graph {
         )
     }
 
-    pub fn conv_bn(&mut self, c: &ConvBn, x: &str) -> String {
+    pub(crate) fn conv_bn(&mut self, c: &ConvBn, x: &str) -> String {
         let y = self.conv(&c.conv, x);
         match &c.bn {
             Some(bn) => self.batch_norm(bn, &y),
@@ -250,7 +250,7 @@ impl Graph {
         )
     }
 
-    pub fn max_pool(&mut self, p: &MaxPool2d, x: &str) -> String {
+    pub(crate) fn max_pool(&mut self, p: &MaxPool2d, x: &str) -> String {
         let pads = match p.padding {
             PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
             _ => [0; 4],
@@ -267,7 +267,7 @@ impl Graph {
     }
 
     /// Global average pooling to [N, C].
-    pub fn pool_flat(&mut self, x: &str) -> String {
+    pub(crate) fn pool_flat(&mut self, x: &str) -> String {
         let p = self.node("GlobalAveragePool", &[x], vec![]);
         self.node("Flatten", &[&p], vec![attr_int("axis", 1)])
     }
@@ -336,7 +336,7 @@ impl Graph {
     }
 
     /// Renames the last node's output (the graph's outputs need fixed names).
-    pub fn rename_last(&mut self, name: &str) {
+    pub(crate) fn rename_last(&mut self, name: &str) {
         let node = self.nodes.last_mut().expect("a node");
         node.output[0] = name.into();
     }

@@ -13,7 +13,7 @@ use super::torch_names::TorchNames;
 use crate::models::Network;
 
 /// Tensor name -> data, as `model.state_dict()` names them.
-pub type StateDict = BTreeMap<String, TensorData>;
+pub(crate) type StateDict = BTreeMap<String, TensorData>;
 
 fn is_safetensors(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "safetensors")
@@ -100,7 +100,7 @@ fn unwrap(mut sd: StateDict) -> StateDict {
 }
 
 /// The classifier's weight in PyTorch's naming for `model` (its rows are the classes).
-pub fn classifier_key(model: &str) -> &'static str {
+pub(crate) fn classifier_key(model: &str) -> &'static str {
     if model.starts_with("mobilenetv2") {
         "classifier.1.weight"
     } else if model.starts_with("vgg") {
@@ -111,7 +111,7 @@ pub fn classifier_key(model: &str) -> &'static str {
 }
 
 /// The first convolution's weight (its second axis is the input channels).
-pub fn stem_key(model: &str) -> &'static str {
+pub(crate) fn stem_key(model: &str) -> &'static str {
     if model.starts_with("mobilenetv2") {
         "features.0.0.weight"
     } else if model.starts_with("vgg") {

@@ -65,7 +65,7 @@ fn torch_path(net: &Network, path: &str) -> String {
 
 /// The tensors of `net` by lstmkd name, each with its PyTorch name (batch-norm parameters
 /// and buffers under PyTorch's names).
-pub struct TorchNames {
+pub(crate) struct TorchNames {
     to_torch: BTreeMap<String, String>,
     to_lstmkd: BTreeMap<String, String>,
     /// PyTorch names of the batch norms' modules, which own a `num_batches_tracked` buffer.
@@ -117,17 +117,5 @@ impl TorchNames {
 
     pub fn lstmkd(&self, torch: &str) -> Option<&str> {
         self.to_lstmkd.get(torch).map(String::as_str)
-    }
-
-    /// Every PyTorch name a strict `load_state_dict` expects, sorted.
-    pub fn expected(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.to_lstmkd.keys().cloned().collect();
-        v.extend(
-            self.batch_norms
-                .iter()
-                .map(|m| format!("{m}.num_batches_tracked")),
-        );
-        v.sort();
-        v
     }
 }

@@ -48,7 +48,7 @@ impl Default for TemporalConfig {
 }
 
 impl TemporalConfig {
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         *self == Self::default()
     }
 
@@ -71,7 +71,7 @@ pub struct ClipNet {
 }
 
 /// `deepest` is the channel count of the backbone's deepest tap.
-pub fn clip_net(
+pub(crate) fn clip_net(
     backbone: Network,
     deepest: usize,
     cfg: &TemporalConfig,

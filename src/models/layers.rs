@@ -43,7 +43,7 @@ pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
 
 /// A batch norm that follows a convolution: `None` once `fold` has moved it into the
 /// convolution's weights (deployment).
-pub fn foldable_norm(channels: usize, device: &Device) -> Option<BatchNorm> {
+pub(crate) fn foldable_norm(channels: usize, device: &Device) -> Option<BatchNorm> {
     Some(batch_norm(channels, device))
 }
 
@@ -98,7 +98,7 @@ pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
 }
 
 /// Global average pooling to a [B, C] feature vector.
-pub fn global_pool(x: Tensor<4>) -> Tensor<2> {
+pub(crate) fn global_pool(x: Tensor<4>) -> Tensor<2> {
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
 }
@@ -133,7 +133,7 @@ impl ConvBn {
         fold(&mut self.conv, &mut self.bn);
     }
 
-    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
         relu(self.forward(x))
     }
 }

@@ -223,7 +223,7 @@ impl ModelConfig {
 }
 
 /// An input size written as CxHxW (`--input 3x32x32`).
-pub fn parse_input(s: &str) -> Result<[usize; 3]> {
+pub(crate) fn parse_input(s: &str) -> Result<[usize; 3]> {
     let v: Vec<usize> = s
         .split('x')
         .map(|p| p.trim().parse::<usize>())
@@ -277,7 +277,12 @@ pub struct Summary {
 
 /// Refuses an input size at which a tap of `net` (model `name`) would be empty: a VGG's
 /// unpadded poolings take 4x4 images to 0x0, and the loss would only show it as NaN.
-pub fn check_input(net: &Network, name: &str, input: [usize; 3], device: &Device) -> Result<()> {
+pub(crate) fn check_input(
+    net: &Network,
+    name: &str,
+    input: [usize; 3],
+    device: &Device,
+) -> Result<()> {
     let [c, h, w] = input;
     let taps = summarize(net, [1, c, h, w], device).taps;
     if let Some((k, t)) = taps

@@ -97,7 +97,7 @@ pub struct ResNet {
 }
 
 /// `blocks` per stage; `bottleneck` selects ResNet-50-style blocks.
-pub fn resnet(
+pub(crate) fn resnet(
     blocks: [usize; 4],
     bottleneck: bool,
     in_channels: usize,

@@ -62,7 +62,7 @@ pub struct CifarResNet {
 }
 
 /// `depth` = 6n + 2; `widths` = stem, stage 1, 2, 3 channels.
-pub fn cifar_resnet(
+pub(crate) fn cifar_resnet(
     depth: usize,
     widths: [usize; 4],
     in_channels: usize,

@@ -21,7 +21,12 @@ pub struct Vgg {
 }
 
 /// `layers` = convs per block: vgg8 [1,1,1,1,1], vgg11 [1,1,2,2,2], vgg13 [2,2,2,2,2].
-pub fn vgg(layers: [usize; 5], in_channels: usize, num_classes: usize, device: &Device) -> Vgg {
+pub(crate) fn vgg(
+    layers: [usize; 5],
+    in_channels: usize,
+    num_classes: usize,
+    device: &Device,
+) -> Vgg {
     let widths = [64, 128, 256, 512, 512];
     let mut cin = in_channels;
     let mut block = |i: usize| -> Vec<ConvBn> {

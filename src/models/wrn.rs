@@ -69,7 +69,7 @@ pub struct WideResNet {
 }
 
 /// `depth` = 6n + 4, `widen` = k.
-pub fn wide_resnet(
+pub(crate) fn wide_resnet(
     depth: usize,
     widen: usize,
     in_channels: usize,

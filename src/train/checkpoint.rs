@@ -109,7 +109,7 @@ impl Meta {
     }
 
     /// The header of a checkpoint written during a run (its normalisation resolved).
-    pub fn of_run(run: RunState, input: [usize; 3], classes: Vec<String>) -> Self {
+    pub(crate) fn of_run(run: RunState, input: [usize; 3], classes: Vec<String>) -> Self {
         let config = &run.config;
         let data = &config.data;
         let cropped = data.format == crate::data::Format::ImageFolder && data.crop > 0;
@@ -189,7 +189,7 @@ pub struct Checkpoint {
 }
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)
@@ -209,7 +209,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// An exclusive lock on a hidden file beside `path` (its folder created), held until the
 /// returned file is dropped: processes sharing `path` take turns.
-pub fn lock_beside(path: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_beside(path: &Path) -> Result<std::fs::File> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir)
@@ -351,7 +351,7 @@ impl Checkpoint {
             .map_err(|e| anyhow::anyhow!("checkpoint does not fit the model: {e}"))
     }
 
-    pub fn optimizer(
+    pub(crate) fn optimizer(
         &self,
         optim: burn::optim::ModuleOptimizer,
     ) -> Result<burn::optim::ModuleOptimizer> {

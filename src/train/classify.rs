@@ -9,7 +9,7 @@ use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::models::Network;
 use crate::profile;
 
-pub struct Classify;
+pub(crate) struct Classify;
 
 impl Task for Classify {
     type Model = Network;

@@ -77,7 +77,7 @@ pub fn load_teacher(
 
 /// The checkpoint `lstmkd adapt` wrote at `teacher.extractors`, refused when missing or when
 /// fitted for another extractor than `dcfg`'s.
-pub fn adapted_checkpoint(cfg: &TeacherConfig, dcfg: &DistillConfig) -> Result<Checkpoint> {
+pub(crate) fn adapted_checkpoint(cfg: &TeacherConfig, dcfg: &DistillConfig) -> Result<Checkpoint> {
     let path = cfg.extractors_path();
     if !path.exists() {
         bail!(
@@ -129,7 +129,7 @@ fn adapted_extractors(
 
 /// The extractor settings and taps in which `fitted` and `wanted` differ, each as
 /// "distill.<field> <fitted> there, <wanted> here" (`config::differences`).
-pub fn extractor_differences(
+pub(crate) fn extractor_differences(
     fitted: &DistillConfig,
     wanted: &DistillConfig,
 ) -> Result<Vec<String>> {

@@ -11,11 +11,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-pub const LOCK_FILE: &str = ".lstmkd.lock";
+pub(crate) const LOCK_FILE: &str = ".lstmkd.lock";
 
 /// Held while a process writes a run folder; dropping it releases the folder.
 #[derive(Debug)]
-pub struct FolderLock {
+pub(crate) struct FolderLock {
     _file: File,
 }
 

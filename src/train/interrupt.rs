@@ -21,7 +21,7 @@ struct Flags {
 static FLAGS: OnceLock<Flags> = OnceLock::new();
 
 /// Installs the handlers (once per process).
-pub fn install() -> Result<()> {
+pub(crate) fn install() -> Result<()> {
     if FLAGS.get().is_none() {
         let requested = Arc::new(AtomicBool::new(false));
         let signal = Arc::new(AtomicUsize::new(0));
@@ -45,7 +45,7 @@ pub fn install() -> Result<()> {
 }
 
 /// Called after every training step: the signal to stop for, if one was asked for.
-pub fn after_step() -> Option<i32> {
+pub(crate) fn after_step() -> Option<i32> {
     let f = FLAGS.get()?;
     let steps = f.steps.fetch_add(1, Ordering::SeqCst) + 1;
     if f.after_steps == Some(steps) {

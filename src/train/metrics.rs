@@ -27,7 +27,7 @@ impl Tally {
 
     /// Adds a batch of host logits ([B * K], row-major) with their labels; the loss is the
     /// cross-entropy computed here in f64, so validation needs no second device pass.
-    pub fn add(&mut self, logits: &[f32], labels: &[usize]) {
+    pub(crate) fn add(&mut self, logits: &[f32], labels: &[usize]) {
         let k = self.confusion.len();
         for (row, &y) in logits.chunks_exact(k).zip(labels) {
             let (pred, _) = row
@@ -59,7 +59,7 @@ impl Tally {
             .sum();
         correct as f64 / self.count.max(1) as f64
     }
-    pub fn top5(&self) -> f64 {
+    pub(crate) fn top5(&self) -> f64 {
         self.top5 as f64 / self.count.max(1) as f64
     }
     pub fn loss(&self) -> f64 {
@@ -140,7 +140,7 @@ fn kept_lines(path: &Path, before_epoch: usize) -> Result<String> {
 }
 
 /// Drops the records of epoch `before_epoch` and later (a resumed run writes them again).
-pub fn truncate_jsonl(path: &Path, before_epoch: usize) -> Result<()> {
+pub(crate) fn truncate_jsonl(path: &Path, before_epoch: usize) -> Result<()> {
     let text = kept_lines(path, before_epoch)?;
     super::checkpoint::write_atomic(path, text.as_bytes())
 }

@@ -12,12 +12,12 @@ use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
 use crate::data::{Dataset, channel_stats, train_val_split};
 
-pub const CONFIG_FILE: &str = "config.toml";
-pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const LAST: &str = "last.ckpt";
-pub const BEST: &str = "best.ckpt";
+pub(crate) const CONFIG_FILE: &str = "config.toml";
+pub(crate) const METRICS_FILE: &str = "metrics.jsonl";
+pub(crate) const LAST: &str = "last.ckpt";
+pub(crate) const BEST: &str = "best.ckpt";
 /// The student a distillation deploys (its backbone, or backbone and extractors when fused).
-pub const DEPLOYED: &str = "deployed.ckpt";
+pub(crate) const DEPLOYED: &str = "deployed.ckpt";
 
 pub struct Run {
     /// The resolved config (normalisation statistics filled in).
@@ -45,7 +45,7 @@ impl Run {
 
     /// `new`, with `check` run on the opened data before anything is written, so that a
     /// run its caller refuses leaves no directory behind.
-    pub fn new_checked(
+    pub(crate) fn new_checked(
         cfg: RunConfig,
         resuming: bool,
         check: impl FnOnce(&Run) -> Result<()>,
@@ -216,7 +216,7 @@ impl Run {
 
 /// The settings in which the run already in `dir` differs from `cfg`, leaving out what a run
 /// fills in when it starts (normalisation, frame count) where `cfg` leaves it to the run.
-pub fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
+pub(crate) fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
     let stored = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
     let mut wanted = cfg.clone();
     wanted.train.out_dir = stored.train.out_dir.clone();

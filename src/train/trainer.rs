@@ -52,7 +52,7 @@ pub trait Task {
 }
 
 /// Runs `loader` through the model in inference mode and tallies the predictions.
-pub fn evaluate<T: Task>(
+pub(crate) fn evaluate<T: Task>(
     task: &T,
     model: &T::Model,
     loader: &Loader,
@@ -66,7 +66,7 @@ pub fn evaluate<T: Task>(
 }
 
 /// Runs `loader` through `logits` and tallies the predictions.
-pub fn tally(
+pub(crate) fn tally(
     loader: &Loader,
     device: &Device,
     num_classes: usize,
@@ -97,7 +97,7 @@ pub struct Start {
 }
 
 /// A fresh start, or the run's last checkpoint loaded into `model` and `optim`.
-pub fn start_or_resume<M: Module>(
+pub(crate) fn start_or_resume<M: Module>(
     run: &Run,
     model: M,
     optim: ModuleOptimizer,

@@ -8,7 +8,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 /// A(f): [B, H, W] from [B, C, H, W].
-pub fn attention_map(f: Tensor<4>) -> Tensor<3> {
+pub(crate) fn attention_map(f: Tensor<4>) -> Tensor<3> {
     let [b, _, h, w] = f.dims();
     f.powi_scalar(2).sum_dim(1).reshape([b, h, w])
 }
@@ -38,7 +38,7 @@ pub fn at_loss(student: Tensor<4>, teacher: Tensor<4>, normalize: bool) -> Tenso
 }
 
 /// Each row divided by its L2 norm (floored at 1e-12); CRD normalises its embeddings with it.
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }
@@ -72,7 +72,7 @@ impl super::Validate for Options {
     }
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "at",
     about: "attention transfer on each distilled tap (summed; [distill.at] taps for more)",
     needs: super::Needs::NONE,

@@ -3,7 +3,7 @@
 
 use super::ce::soft_cross_entropy;
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "aux_ce",
     about: "cross-entropy of the student extractors' auxiliary heads (summed over taps)",
     needs: super::Needs::EXTRACTORS,

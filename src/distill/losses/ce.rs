@@ -12,7 +12,7 @@ pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     (targets * log_softmax(logits, 1)).sum().neg() / labelled
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "ce",
     about: "cross-entropy of the student's logits against the (TMix-mixed) labels",
     needs: super::Needs::NONE,

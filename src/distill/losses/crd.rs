@@ -140,7 +140,7 @@ impl super::Validate for Options {
     }
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "crd",
     about: "contrastive representation distillation (NCE against memories of every image)",
     needs: super::Needs::NONE,

@@ -104,7 +104,7 @@ impl super::Validate for Options {
     }
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "dkd",
     about: "decoupled KD: alpha TCKD + beta NCKD at its own temperature ([distill.dkd])",
     needs: super::Needs::TRUE_CLASS,

@@ -47,7 +47,7 @@ impl super::Validate for Options {
     }
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "fitnet",
     about: "FitNet hints: 1x1-conv regressed student taps vs teacher taps, MSE (summed)",
     needs: super::Needs::NONE,

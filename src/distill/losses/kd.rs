@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 
 /// Per sample (row): (z - mean(z)) / (std(z) + 1e-7), the standard deviation with Bessel's
 /// correction as in the paper's code (`torch.std`).
-pub fn standardize(logits: Tensor<2>) -> Tensor<2> {
+pub(crate) fn standardize(logits: Tensor<2>) -> Tensor<2> {
     let [_, k] = logits.dims();
     let centred = logits.clone() - logits.mean_dim(1);
     let std = centred
@@ -40,7 +40,7 @@ pub fn kd_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tens
         .mul_scalar(temperature * temperature / b as f64)
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "kd",
     about: "logit KD: T^2 KL(teacher || student) at the current temperature",
     needs: super::Needs::NONE,

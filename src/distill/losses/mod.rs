@@ -55,7 +55,7 @@ pub struct Inputs<'a> {
 
 impl Inputs<'_> {
     /// The student's and the teacher's taps that `loss` compares, paired shallow to deep.
-    pub fn taps_of(&self, loss: &str) -> (&[Tensor<4>], &[Tensor<4>]) {
+    pub(crate) fn taps_of(&self, loss: &str) -> (&[Tensor<4>], &[Tensor<4>]) {
         let n = tap_count(self.options, loss, self.taps);
         deepest_pair(self.student_taps, self.teacher_taps, n)
     }
@@ -70,7 +70,7 @@ fn deepest_pair<'a, T>(student: &'a [T], teacher: &'a [T], n: usize) -> (&'a [T]
 
 /// How many of the deepest taps `loss` compares: the `taps` of its table (the losses that
 /// compare taps have one), else `taps`.
-pub fn tap_count(options: &LossOptions, loss: &str, taps: usize) -> usize {
+pub(crate) fn tap_count(options: &LossOptions, loss: &str, taps: usize) -> usize {
     options
         .table(loss)
         .and_then(|t| t.get("taps"))
@@ -102,7 +102,7 @@ pub struct PartsContext<'a> {
 
 impl PartsContext<'_> {
     /// The tap shapes `loss` compares, paired as `Inputs::taps_of` pairs the taps.
-    pub fn taps_of(&self, loss: &str) -> Vec<([usize; 4], [usize; 4])> {
+    pub(crate) fn taps_of(&self, loss: &str) -> Vec<([usize; 4], [usize; 4])> {
         let n = tap_count(self.options, loss, self.taps);
         let (s, t) = deepest_pair(self.student_taps, self.teacher_taps, n);
         s.iter().copied().zip(t.iter().copied()).collect()
@@ -198,7 +198,7 @@ pub trait Validate {
 }
 
 /// A finite number at least `min` (`strict`: above it), or an error naming `key`.
-pub fn at_least(key: &str, v: f64, min: f64, strict: bool) -> anyhow::Result<()> {
+pub(crate) fn at_least(key: &str, v: f64, min: f64, strict: bool) -> anyhow::Result<()> {
     let ok = v.is_finite() && if strict { v > min } else { v >= min };
     match ok {
         true => Ok(()),
@@ -221,22 +221,22 @@ pub struct Needs {
 }
 
 impl Needs {
-    pub const NONE: Needs = Needs {
+    pub(crate) const NONE: Needs = Needs {
         extractors: false,
         second_view: false,
         true_class: false,
     };
-    pub const EXTRACTORS: Needs = Needs {
+    pub(crate) const EXTRACTORS: Needs = Needs {
         extractors: true,
         second_view: false,
         true_class: false,
     };
-    pub const SECOND_VIEW: Needs = Needs {
+    pub(crate) const SECOND_VIEW: Needs = Needs {
         extractors: false,
         second_view: true,
         true_class: false,
     };
-    pub const TRUE_CLASS: Needs = Needs {
+    pub(crate) const TRUE_CLASS: Needs = Needs {
         extractors: false,
         second_view: false,
         true_class: true,
@@ -244,7 +244,7 @@ impl Needs {
 }
 
 /// Sums a loss over the distilled taps.
-pub fn sum_over_taps(terms: impl Iterator<Item = Tensor<1>>) -> Tensor<1> {
+pub(crate) fn sum_over_taps(terms: impl Iterator<Item = Tensor<1>>) -> Tensor<1> {
     terms
         .reduce(|a, b| a + b)
         .expect("every distilled tap has its term")
@@ -263,7 +263,7 @@ pub struct LossSpec {
     pub compute: fn(&Inputs, &Parts) -> Tensor<1>,
 }
 
-pub const REGISTRY: &[LossSpec] = &[
+pub(crate) const REGISTRY: &[LossSpec] = &[
     ce::SPEC,
     kd::SPEC,
     at::SPEC,

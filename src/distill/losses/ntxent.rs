@@ -60,7 +60,7 @@ impl super::Validate for Options {
     }
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "ntxent",
     about: "NT-Xent between the student's and the teacher's embeddings of two views (label-free)",
     needs: super::Needs::SECOND_VIEW,

@@ -49,7 +49,7 @@ impl super::Validate for Options {
     }
 }
 
-pub const SPEC: super::LossSpec = super::LossSpec {
+pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     name: "temporal",
     about: "BiLSTM state matching (h and c) between student and teacher extractors (summed over taps)",
     needs: super::Needs::EXTRACTORS,
