@@ -527,6 +527,23 @@ fn mobilenetv2_dropout_follows_the_step_across_a_resume() {
 
 /// Toy IDX data of `n` training images and a config training on it for `epochs` epochs:
 /// (config path, run directory).
+/// `lstmkd train --config cfg` started in the background, once it has saved an epoch into
+/// `out` (its signal handler, and its hold on the folder, are then in place).
+fn training_under_way(cfg: &Path, out: &Path, stderr: std::process::Stdio) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
+        .args(["train", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !out.join("last.ckpt").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child
+}
+
 fn tiny_run(dir: &Path, n: usize, epochs: usize) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = dir.join("data");
     write_idx_dataset(&data, n, 8, 8, false);
@@ -541,18 +558,7 @@ fn tiny_run(dir: &Path, n: usize, epochs: usize) -> (std::path::PathBuf, std::pa
 fn sigterm_saves_the_step_it_reached() {
     let d = tempdir().unwrap();
     let (cfg, out) = tiny_run(d.path(), 96, 400);
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
-        .args(["train", "--config", cfg.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Once an epoch has been saved, training (and its signal handler) is under way.
-    let t0 = std::time::Instant::now();
-    while !out.join("last.ckpt").exists() {
-        assert!(t0.elapsed().as_secs() < 120, "no epoch finished");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = training_under_way(&cfg, &out, std::process::Stdio::piped());
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -738,17 +744,7 @@ fn folder_bytes(dir: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
 fn a_second_process_on_a_run_folder_is_refused_until_the_first_dies() {
     let d = tempdir().unwrap();
     let (cfg, out) = tiny_run(d.path(), 96, 400);
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
-        .args(["train", "--config", cfg.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while !out.join("last.ckpt").exists() {
-        assert!(t0.elapsed().as_secs() < 120, "no epoch finished");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut first = training_under_way(&cfg, &out, std::process::Stdio::null());
     let pid = first.id().to_string();
     let signal = |sig: &str| {
         let s = std::process::Command::new("kill")

@@ -40,10 +40,7 @@ pub struct Options {
 
 impl super::Validate for Options {
     fn validate(&self) -> anyhow::Result<()> {
-        if self.taps == Some(0) {
-            anyhow::bail!("taps: must be at least 1");
-        }
-        Ok(())
+        super::check_taps(self.taps)
     }
 }
 

@@ -197,6 +197,14 @@ pub trait Validate {
     fn validate(&self) -> anyhow::Result<()>;
 }
 
+/// A loss's `taps`, when it gives one: at least one.
+pub(crate) fn check_taps(taps: Option<usize>) -> anyhow::Result<()> {
+    match taps {
+        Some(0) => anyhow::bail!("taps: must be at least 1"),
+        _ => Ok(()),
+    }
+}
+
 /// A finite number at least `min` (`strict`: above it), or an error naming `key`.
 pub(crate) fn at_least(key: &str, v: f64, min: f64, strict: bool) -> anyhow::Result<()> {
     let ok = v.is_finite() && if strict { v > min } else { v >= min };
