@@ -640,6 +640,42 @@ fn a_clip_student_distils_from_a_clip_teacher() {
     for part in ["at ", "temporal ", "aux_ce ", "crd ", "kd "] {
         assert!(out.contains(part), "{part} missing: {out}");
     }
+    // A step on clips: KD compares the clip logits (frames joined by the clip head) of both
+    // sides, as written out; the T = 1 of the dynamic policy before any validation.
+    // A run fills in the frame count from its data; here it is given.
+    let set = [
+        "distill.weights={ce = 1.0, kd = 1.0}".into(),
+        "model.frames=3".into(),
+    ];
+    let run = lstmkd::config::RunConfig::load(&cfg, &set).unwrap();
+    let (tcfg, dcfg) = run.distillation().unwrap();
+    let plain = burn::tensor::Device::flex();
+    let (teacher, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &plain).unwrap();
+    let net =
+        lstmkd::train::distill::new_student(&run, &teacher, 4, &plain.clone().autodiff()).unwrap();
+    let [c, h, w] = teacher.input;
+    let (b, frames) = (2, 3);
+    let clip = burn::tensor::Tensor::<4>::random(
+        [b * frames, c, h, w],
+        burn::tensor::Distribution::Default,
+        &plain.clone().autodiff(),
+    );
+    let s_logits = values(net.net.forward(clip.clone()).logits);
+    let t_logits = values(teacher.net.forward(clip.clone().without_autodiff()).logits);
+    let k = teacher.classes;
+    let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(vec![0i64, 1], [b]),
+        &plain.clone().autodiff(),
+    );
+    let task = lstmkd::distill::step::Distill::new(teacher, dcfg.clone(), 1, 1, k, 0, None);
+    let out = task.step(&net, clip, targets, &[0, 1], 0, 0);
+    let (_, kd) = out.parts.iter().find(|(n, _)| n == "kd").unwrap();
+    let kd = kd.clone().into_scalar::<f32>() as f64;
+    let want = crate::distill::kd_reference(&s_logits, &t_logits, k, 1.0);
+    assert!(
+        want > 1e-6 && (kd - want).abs() < 1e-5 * (1.0 + want),
+        "kd {kd} vs {want}"
+    );
     ok(lstmkd(&[
         "eval",
         "--checkpoint",

@@ -366,7 +366,7 @@ fn kl(p: &[f64], q: &[f64]) -> f64 {
 }
 
 /// KD written out (Hinton et al.): T^2 x batch mean of KL(softmax(t/T) || softmax(s/T)).
-fn kd_reference(s: &[f32], t: &[f32], k: usize, temp: f64) -> f64 {
+pub fn kd_reference(s: &[f32], t: &[f32], k: usize, temp: f64) -> f64 {
     let (ps, pt) = (softmax_rows(s, k, temp), softmax_rows(t, k, temp));
     let total: f64 = pt.iter().zip(&ps).map(|(p, q)| kl(p, q)).sum();
     temp * temp * total / ps.len() as f64
