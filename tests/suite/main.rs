@@ -10,6 +10,7 @@ mod conv_ops;
 mod data_readers;
 mod distill;
 mod elementwise_ops;
+mod formats;
 mod fuzz;
 mod interop;
 mod label_free;
