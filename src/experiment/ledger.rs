@@ -80,7 +80,8 @@ pub struct Ledger {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     pub current: Option<String>,
-    pub legacy: String,
+    /// None for a config the legacy layout cannot express (it sets an option added since).
+    pub legacy: Option<String>,
 }
 
 /// Everything that decides a run's numbers, hashed into its key. The config is serialised
@@ -129,7 +130,8 @@ pub fn keys(cfg: &RunConfig, teacher: bool) -> Result<Keys> {
     // Until keys were versioned, a key was the hash of the config text (in the layout of that
     // time) followed by the teacher's weights.
     let old_text = legacy_key::text(&cfg).context("serialising the run's config")?;
-    let legacy = sha256(&[old_text.as_bytes(), weights.as_deref().unwrap_or_default()].concat());
+    let legacy = old_text
+        .map(|text| sha256(&[text.as_bytes(), weights.as_deref().unwrap_or_default()].concat()));
     let current = match extractors {
         Some(extractors_sha256) => {
             let key = Key {
@@ -150,11 +152,11 @@ pub fn keys(cfg: &RunConfig, teacher: bool) -> Result<Keys> {
 
 /// The config part of a legacy key: the hash of the config as the code of key format 1
 /// serialised it, without its output folder.
-pub fn legacy_config_sha256(cfg: &RunConfig) -> Result<String> {
+pub fn legacy_config_sha256(cfg: &RunConfig) -> Result<Option<String>> {
     let mut cfg = cfg.clone();
     cfg.train.out_dir = PathBuf::new();
     let text = legacy_key::text(&cfg).context("serialising the run's config")?;
-    Ok(sha256(text.as_bytes()))
+    Ok(text.map(|t| sha256(t.as_bytes())))
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -220,7 +222,8 @@ impl Ledger {
             e.seed == seed
                 && match e.key_format {
                     LEGACY_FORMAT => {
-                        RESULTS_VERSION == e.results_version && e.config_sha256 == keys.legacy
+                        RESULTS_VERSION == e.results_version
+                            && keys.legacy.as_ref() == Some(&e.config_sha256)
                     }
                     _ => keys.current.as_ref() == Some(&e.config_sha256),
                 }

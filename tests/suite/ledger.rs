@@ -34,7 +34,7 @@ fn a_run_key_is_pinned() {
     let mut bare = cfg.clone();
     bare.train.out_dir = Default::default();
     let text = toml::to_string(&bare).unwrap();
-    assert_eq!(k.legacy, hex(text.as_bytes()));
+    assert_eq!(k.legacy, Some(hex(text.as_bytes())));
     let key = format!(
         r#"{{"key_format":2,"results_version":{RESULTS_VERSION},"config_sha256":"{}","teacher_weights_sha256":null,"extractors_sha256":null}}"#,
         hex(text.as_bytes())
@@ -44,9 +44,32 @@ fn a_run_key_is_pinned() {
     // fails, the change must keep the serialisation (skip_serializing_if at the default) or
     // bump the key format with a migration.
     assert_eq!(
-        k.legacy,
-        "50c5d9caad2c0f3626940c5e46cc58aa15623e7819067362eed62ca7b376fdbe"
+        k.legacy.as_deref(),
+        Some("50c5d9caad2c0f3626940c5e46cc58aa15623e7819067362eed62ca7b376fdbe")
     );
+    assert_eq!(k.current.as_deref(), Some(CURRENT));
+}
+
+/// The current key of `a_run_key_is_pinned`'s config (key format 2, results version 1).
+const CURRENT: &str = "b64827494a81b814549a4de67b6a8fd69d561445b0296690939914f2be889062";
+
+#[test]
+fn the_options_of_the_legacy_layout_keep_a_legacy_key() {
+    let with = |distill: &str| {
+        let text = toml_config(
+            Path::new("/data/fmnist"),
+            Path::new("/runs/a"),
+            &format!(
+                "[teacher]\ncheckpoint = \"/t.ckpt\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 1.0 }}\n{distill}"
+            ),
+        );
+        keys(&config(&text, &[]), false).unwrap().legacy
+    };
+    assert!(with("").is_some());
+    assert!(with("dkd = { warmup = 0.1 }").is_some());
+    assert!(with("at = { taps = 3 }").is_some());
+    // An option of that layout set to its default is the same run as leaving it out.
+    assert_eq!(with("dkd = { alpha = 1.0 }"), with(""));
 }
 
 #[test]
@@ -163,7 +186,7 @@ fn committed_ledgers_load_with_their_entries_as_results_version_1() {
             // Recorded before keys were versioned, so found through the legacy key.
             let legacy = Keys {
                 current: None,
-                legacy: key.clone(),
+                legacy: Some(key.clone()),
             };
             let found = ledger.find(seed, &legacy);
             assert_eq!(
@@ -175,7 +198,7 @@ fn committed_ledgers_load_with_their_entries_as_results_version_1() {
             // The legacy key matches nothing as a current one.
             let current = Keys {
                 current: Some(key),
-                legacy: String::new(),
+                legacy: None,
             };
             assert!(ledger.find(seed, &current).is_none());
         }
@@ -336,7 +359,7 @@ fn the_legacy_key_of_every_suite_row_is_kept() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy_config_keys.json");
     let measured: std::collections::BTreeMap<String, String> = every_suite_row()
         .into_iter()
-        .map(|(name, cfg)| (name, ledger::legacy_config_sha256(&cfg).unwrap()))
+        .map(|(name, cfg)| (name, ledger::legacy_config_sha256(&cfg).unwrap().unwrap()))
         .collect();
     let pinned: std::collections::BTreeMap<String, String> =
         serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();

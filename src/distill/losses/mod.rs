@@ -147,6 +147,11 @@ impl LossOptions {
         }
     }
 
+    /// Every loss table the config gives, by loss name.
+    pub(crate) fn tables(&self) -> impl Iterator<Item = (&str, &toml::Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The loss's own table, if the config gives one.
     fn table(&self, loss: &str) -> Option<&toml::Table> {
         self.0.get(loss).and_then(toml::Value::as_table)
