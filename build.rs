@@ -4,9 +4,22 @@
 use std::process::Command;
 
 fn main() {
-    // The description changes with a commit, a checkout or an edit of the sources.
-    for path in ["src", "Cargo.toml", ".git/HEAD", ".git/index", ".git/refs"] {
-        println!("cargo:rerun-if-changed={path}");
+    // The description changes with a commit, a checkout or an edit of what is compiled in
+    // (the vendored flex and the locked dependencies change numbers too).
+    for path in [
+        "src",
+        "vendor",
+        "Cargo.toml",
+        "Cargo.lock",
+        ".git/HEAD",
+        ".git/index",
+        ".git/refs",
+        ".git/packed-refs",
+    ] {
+        // A path that does not exist would rerun this script at every build.
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
     let described = Command::new("git")
         .args(["describe", "--always", "--dirty", "--abbrev=12"])

@@ -166,6 +166,23 @@ impl RunConfig {
         Ok(cfg)
     }
 
+    /// The config lstmkd wrote into a run folder (`config.toml`), in today's form whatever
+    /// version wrote it (`losses::migrate_written`).
+    pub fn load_written(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read config", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+        if let Some(toml::Value::Table(distill)) = table.get_mut("distill") {
+            crate::distill::losses::migrate_written(distill);
+        }
+        Self::parse(
+            &toml::to_string(&table)?,
+            &path.display().to_string(),
+            overrides,
+        )
+    }
+
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read config", path.display()))?;

@@ -115,7 +115,7 @@ fn run_config(
                     dir.display()
                 );
             }
-            let mut cfg = RunConfig::load(&dir.join(CONFIG_FILE), overrides)?;
+            let mut cfg = RunConfig::load_written(&dir.join(CONFIG_FILE), overrides)?;
             // The directory given on the command line wins over the saved out_dir, so a moved
             // run directory still resumes.
             cfg.train.out_dir = dir;

@@ -107,7 +107,9 @@ impl Distill {
             .iter()
             .filter_map(|n| losses::find(n))
             .collect();
-        // The step's draws, in this order: the mix, the second view, the crops.
+        // The step's draws come in this order (the mix, the second view, the crops) from one
+        // seed per step: every recorded result depends on it, so changing it is a change of
+        // RESULTS_VERSION.
         let mut rng = StdRng::seed_from_u64(seeds::step(self.seed, epoch, step));
         let (images, soft_targets) = self.mixed(images, &targets, samples, &mut rng);
         let needs_view = active.iter().any(|s| s.needs.second_view);

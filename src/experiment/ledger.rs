@@ -74,9 +74,8 @@ pub struct Ledger {
 }
 
 /// What identifies a run, in the current format and in the legacy one that committed entries
-/// of results version 1 carry. A distillation whose extractors are not adapted yet has no
-/// current key: no run with those extractors can have been recorded, and its key is taken
-/// again once it has trained.
+/// of results version 1 carry. A distillation whose extractors are not adapted (yet) has no
+/// current key: the runner adapts them before it looks such a run up again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     pub current: Option<String>,

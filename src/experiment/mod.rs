@@ -344,8 +344,6 @@ struct Planned<'a> {
     index: usize,
     seed: usize,
     cfg: RunConfig,
-    /// Its ledger keys (none without a ledger).
-    key: Option<ledger::Keys>,
     recorded: Option<Recorded>,
 }
 
@@ -410,6 +408,15 @@ impl SuiteConfig {
         match self.suites.iter().find(|s| s.name == name) {
             Some(suite) => Ok(suite),
             None => {
+                // The paper's suites were named after "the seed" until 2026-12-07.
+                if let Some(rest) = name.strip_prefix("seed-")
+                    && self
+                        .suites
+                        .iter()
+                        .any(|s| s.name == format!("paper-{rest}"))
+                {
+                    bail!("--suite '{name}': now called 'paper-{rest}'");
+                }
                 let names: Vec<&str> = self.suites.iter().map(|s| s.name.as_str()).collect();
                 bail!(
                     "--suite '{name}': unknown; the suites of {}: {}",
@@ -539,7 +546,6 @@ fn plan<'a>(
                 index,
                 seed,
                 cfg,
-                key,
                 recorded,
             });
         }
@@ -602,20 +608,28 @@ fn execute(
         (None, false) => Some(lock_beside(&p.cfg.train.out_dir)?),
         _ => None,
     };
-    // Keys taken again: the extractors a distillation reads may have been adapted since the
-    // plan, by this process or the other.
-    let keys_now = match (&run_lock, &p.key) {
-        (Some(_), Some(_)) => Some(ledger::keys(&p.cfg, row.kind == Kind::Distill)?),
-        _ => None,
-    };
-    let recorded_since = match (&ledger, &keys_now) {
-        (Some(l), Some(key)) => ledger::Ledger::open(l.path())?
-            .find(p.seed as u64, key)
-            .map(|entry| Recorded {
-                path: l.path().to_path_buf(),
-                entry: entry.clone(),
-                elsewhere: false,
-            }),
+    // A distillation's key covers the extractors it reads, so they are adapted before the
+    // run is looked up again (a run recorded with them is then found, not trained again).
+    if run_lock.is_some() && row.kind == Kind::Distill {
+        ensure_adapted(&p.cfg, &sc.origin, &row.label)?;
+    }
+    // Looked up again, in this ledger and those beside it: another process, or the
+    // adaptation just done, may have made the run findable since the plan.
+    let recorded_since = match (&run_lock, &ledger) {
+        (Some(_), Some(l)) => {
+            let key = ledger::keys(&p.cfg, row.kind == Kind::Distill)?;
+            let own = ledger::Ledger::open(l.path())?;
+            let siblings = own.siblings()?;
+            std::iter::once((own, false))
+                .chain(siblings.into_iter().map(|s| (s, true)))
+                .find_map(|(l, elsewhere)| {
+                    Some(Recorded {
+                        path: l.path().to_path_buf(),
+                        entry: l.find(p.seed as u64, &key)?.clone(),
+                        elsewhere,
+                    })
+                })
+        }
         _ => None,
     };
     if let Some(r) = p.recorded.as_ref().or(recorded_since.as_ref()) {
@@ -643,9 +657,6 @@ fn execute(
         let (state, share) = folder_state(&p.cfg);
         println!("  {state}");
         return Ok(Outcome::Left(share));
-    }
-    if row.kind == Kind::Distill {
-        ensure_adapted(&p.cfg, &sc.origin, &row.label)?;
     }
     let (result, deployed) = train_and_evaluate(p, sc.target_acc)?;
     if let Some(l) = ledger {

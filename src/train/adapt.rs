@@ -119,7 +119,7 @@ pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     }
     let resuming = dir.join(CONFIG_FILE).exists();
     if resuming {
-        let there = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+        let there = RunConfig::load_written(&dir.join(CONFIG_FILE), &[])?;
         if there.teacher.is_some() || there.distill.is_none() {
             bail!(
                 "teacher.extractors: {} holds a run that is not an adaptation; set teacher.extractors to a file in a folder of its own",

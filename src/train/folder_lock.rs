@@ -38,8 +38,10 @@ impl FolderLock {
                 let mut holder = String::new();
                 // A holder that has not written its PID yet is still a holder.
                 let _ = file.read_to_string(&mut holder);
+                let own = std::process::id().to_string();
                 let holder = match holder.trim() {
                     "" => "another process".to_string(),
+                    pid if pid == own => format!("this process ({pid}), through another run,"),
                     pid => format!("process {pid}"),
                 };
                 bail!(

@@ -90,6 +90,15 @@ impl Run {
         run.resume = has_last;
         if lock.is_none() {
             lock = Some(FolderLock::take(&dir)?);
+            // The folder did not exist when it was checked: another process may have
+            // started a run there since.
+            if dir.join(CONFIG_FILE).exists() {
+                bail!(
+                    "{}: another process started a run here meanwhile; continue it with --resume {} once it stops",
+                    dir.display(),
+                    dir.display()
+                );
+            }
         }
         run._lock = lock;
         if !has_last {
@@ -217,7 +226,7 @@ impl Run {
 /// The settings in which the run already in `dir` differs from `cfg`, leaving out what a run
 /// fills in when it starts (normalisation, frame count) where `cfg` leaves it to the run.
 pub(crate) fn stored_differences(dir: &Path, cfg: &RunConfig) -> Result<Vec<String>> {
-    let stored = RunConfig::load(&dir.join(CONFIG_FILE), &[])?;
+    let stored = RunConfig::load_written(&dir.join(CONFIG_FILE), &[])?;
     let mut wanted = cfg.clone();
     wanted.train.out_dir = stored.train.out_dir.clone();
     wanted.data.mean = wanted.data.mean.or_else(|| stored.data.mean.clone());

@@ -396,3 +396,43 @@ fn suites_defined_in_a_suite_config_are_read_and_bad_ones_named() {
 fn moved_under(root: &std::path::Path, path: &std::path::Path) -> std::path::PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
+
+#[test]
+fn a_run_folders_config_of_the_flat_option_keys_reads_as_todays() {
+    // What the code before per-loss tables wrote into config.toml: every flat option, at its
+    // default but for DKD's warm-up and AT's taps.
+    let old = "\
+weights = { ce = 1.0, at = 100.0, dkd = 1.0 }
+at_normalize = true
+dkd_alpha = 1.0
+dkd_beta = 8.0
+dkd_temperature = 4.0
+dkd_warmup = 0.083
+logit_standardization = false
+crd_feat_dim = 128
+crd_negatives = 4096
+crd_temperature = 0.07
+crd_momentum = 0.5
+
+[distill.loss_taps]
+at = 3
+";
+    let new = "weights = { ce = 1.0, at = 100.0, dkd = 1.0 }\ndkd = { warmup = 0.083 }\nat = { taps = 3 }\n";
+    let d = tempfile::tempdir().unwrap();
+    let with = |distill: &str| {
+        format!(
+            "{}\n[teacher]\ncheckpoint = \"t.ckpt\"\n\n[distill]\n{distill}",
+            base()
+        )
+    };
+    let path = d.path().join("config.toml");
+    std::fs::write(&path, with(old)).unwrap();
+    let written = RunConfig::load_written(&path, &[]).unwrap();
+    assert_eq!(
+        written,
+        RunConfig::parse(&with(new), "new.toml", &[]).unwrap()
+    );
+    // As a user's config, the same text is refused with the key that replaced each one.
+    let e = format!("{:#}", RunConfig::load(&path, &[]).unwrap_err());
+    assert!(e.contains("[distill.at] normalize"), "{e}");
+}

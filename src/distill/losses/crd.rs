@@ -2,7 +2,7 @@
 //! computes it. Each side's deepest tap, average-pooled, is embedded by its own linear layer
 //! and L2-normalised. Two memories hold an embedding per training image (the student's and the
 //! teacher's), updated with momentum from each batch. For each image, its own row of the other
-//! side's memory is the positive and `crd_negatives` random rows the negatives; the scores
+//! side's memory is the positive and `[distill.crd] negatives` random rows the negatives; the scores
 //! exp(v . m / T) are normalised by a constant Z fixed at the first step, and the loss is the
 //! NCE objective of both directions (student as anchor against the teacher's memory, and the
 //! teacher against the student's).

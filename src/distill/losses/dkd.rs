@@ -1,7 +1,7 @@
 //! Decoupled KD (Zhao et al., CVPR 2022): the KD loss split into a target-class part (TCKD,
 //! binary KL over target / non-target mass) and a non-target part (NCKD, KL among the
 //! non-target classes), weighted alpha and beta, each scaled by T^2, batch mean. With
-//! `dkd_warmup` the loss ramps up linearly over that share of the run (mdistiller: 20 of 240
+//! `[distill.dkd] warmup` the loss ramps up linearly over that share of the run (mdistiller: 20 of 240
 //! epochs), and `logit_standardization` z-scores the logits first (see `kd`).
 
 use burn::tensor::activation::{log_softmax, softmax};

@@ -118,21 +118,58 @@ impl PartsContext<'_> {
 pub struct LossOptions(BTreeMap<String, toml::Value>);
 
 /// The flat `[distill]` keys of per-loss options before each loss had its table: old key, the
-/// loss, its key there.
-const MOVED: &[(&str, &str, &str)] = &[
-    ("at_normalize", "at", "normalize"),
-    ("dkd_alpha", "dkd", "alpha"),
-    ("dkd_beta", "dkd", "beta"),
-    ("dkd_temperature", "dkd", "temperature"),
-    ("dkd_warmup", "dkd", "warmup"),
-    ("temporal_relative", "temporal", "relative"),
-    ("crd_feat_dim", "crd", "feat_dim"),
-    ("crd_negatives", "crd", "negatives"),
-    ("crd_temperature", "crd", "temperature"),
-    ("crd_momentum", "crd", "momentum"),
-    ("ntxent_feat_dim", "ntxent", "feat_dim"),
-    ("ntxent_temperature", "ntxent", "temperature"),
+/// loss, its key there, and the default that code wrote into every run's config.toml.
+const MOVED: &[(&str, &str, &str, f64)] = &[
+    ("at_normalize", "at", "normalize", 1.0),
+    ("dkd_alpha", "dkd", "alpha", 1.0),
+    ("dkd_beta", "dkd", "beta", 8.0),
+    ("dkd_temperature", "dkd", "temperature", 4.0),
+    ("dkd_warmup", "dkd", "warmup", 0.0),
+    ("temporal_relative", "temporal", "relative", 0.0),
+    ("crd_feat_dim", "crd", "feat_dim", 128.0),
+    ("crd_negatives", "crd", "negatives", 4096.0),
+    ("crd_temperature", "crd", "temperature", 0.07),
+    ("crd_momentum", "crd", "momentum", 0.5),
+    ("ntxent_feat_dim", "ntxent", "feat_dim", 128.0),
+    ("ntxent_temperature", "ntxent", "temperature", 0.5),
 ];
+
+/// A `[distill]` table that lstmkd wrote before each loss had its options table (a run
+/// folder's config.toml), in today's form: the flat keys moved into their losses' tables,
+/// those at the default that code wrote everywhere left out, so that the run reads as the same
+/// config a user would write today. User configs are not migrated: their old keys are refused
+/// with the new key's name (`validate`).
+pub fn migrate_written(distill: &mut toml::Table) {
+    // Booleans count as 0 and 1, so that one default column holds every kind of value.
+    let number = |v: &toml::Value| match v {
+        toml::Value::Boolean(b) => Some(f64::from(u8::from(*b))),
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    for (old, loss, new, default) in MOVED {
+        let Some(value) = distill.remove(*old) else {
+            continue;
+        };
+        if number(&value) != Some(*default) {
+            insert_option(distill, loss, new, value);
+        }
+    }
+    if let Some(toml::Value::Table(taps)) = distill.remove("loss_taps") {
+        for (loss, n) in taps {
+            insert_option(distill, &loss, "taps", n);
+        }
+    }
+}
+
+fn insert_option(distill: &mut toml::Table, loss: &str, key: &str, value: toml::Value) {
+    if let toml::Value::Table(t) = distill
+        .entry(loss.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+    {
+        t.insert(key.to_string(), value);
+    }
+}
 
 impl LossOptions {
     /// The options of `loss` as its `Options` type: its table, with the type's defaults for
@@ -161,7 +198,7 @@ impl LossOptions {
     pub fn validate(&self) -> anyhow::Result<()> {
         use anyhow::{Context, bail};
         for (key, value) in &self.0 {
-            if let Some((_, loss, new)) = MOVED.iter().find(|(old, _, _)| old == key) {
+            if let Some((_, loss, new, _)) = MOVED.iter().find(|(old, _, _, _)| old == key) {
                 bail!(
                     "distill.{key}: now `{new}` in the loss's own table: [distill.{loss}] {new} = ..."
                 );

@@ -1,6 +1,6 @@
 //! Temporal state loss: ||h_s - h_t||_2 + ||c_s - c_t||_2 per sample, the norm over the
 //! flattened (layers x directions x hidden) states, averaged over the batch. With
-//! `temporal_relative` each distance is divided by the teacher state's norm, so that the loss
+//! `[distill.temporal] relative` each distance is divided by the teacher state's norm, so that the loss
 //! no longer scales with the extractor's size and its weight carries over between settings.
 
 use burn::tensor::Tensor;
