@@ -146,7 +146,7 @@ impl RunConfig {
         apply_overrides(&mut table, overrides)?;
         // Round-tripping through text gives serde's errors the key path and position.
         let text = toml::to_string(&table)?;
-        let cfg: RunConfig = toml::from_str(&text).map_err(|e| {
+        let mut cfg: RunConfig = toml::from_str(&text).map_err(|e| {
             let hint = if overrides.is_empty() {
                 String::new()
             } else {
@@ -163,6 +163,9 @@ impl RunConfig {
         })?;
         cfg.validate()
             .with_context(|| format!("{origin}: invalid config"))?;
+        if let Some(d) = &mut cfg.distill {
+            d.options = d.options.normalized()?;
+        }
         Ok(cfg)
     }
 

@@ -73,6 +73,40 @@ fn the_options_of_the_legacy_layout_keep_a_legacy_key() {
 }
 
 #[test]
+fn an_option_at_its_default_is_the_same_run_as_no_option() {
+    let cfg = |distill: &str| {
+        let text = toml_config(
+            Path::new("/data/fmnist"),
+            Path::new("/runs/a"),
+            &format!(
+                "[teacher]\ncheckpoint = \"/t.ckpt\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 1.0 }}\n{distill}"
+            ),
+        );
+        config(&text, &[])
+    };
+    let plain = cfg("");
+    for same in [
+        "dkd = { alpha = 1.0 }",
+        "dkd = { alpha = 1, beta = 8 }",
+        "at = { normalize = true }",
+    ] {
+        assert_eq!(cfg(same), plain, "{same}");
+        assert_eq!(
+            keys(&cfg(same), false).unwrap(),
+            keys(&plain, false).unwrap(),
+            "{same}"
+        );
+    }
+    let other = cfg("dkd = { alpha = 2 }");
+    assert_ne!(
+        keys(&other, false).unwrap().current,
+        keys(&plain, false).unwrap().current
+    );
+    // Integers where the option is a float read as the same value.
+    assert_eq!(other, cfg("dkd = { alpha = 2.0 }"));
+}
+
+#[test]
 fn a_ledger_key_follows_the_config_and_the_teachers_weights_not_the_output_folder() {
     let d = tempfile::tempdir().unwrap();
     let (data, teacher_dir) = tiny_teacher(d.path(), 32, 16);

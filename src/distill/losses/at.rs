@@ -44,7 +44,7 @@ pub(crate) fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 }
 
 /// `[distill.at]`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// L2-normalise the maps (Zagoruyko & Komodakis); false: the paper's raw MSE.

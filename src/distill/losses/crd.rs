@@ -100,7 +100,7 @@ pub fn updated_memory(
 /// `[distill.crd]`: embedding size, negatives per image, NCE temperature and memory momentum
 /// (RepDistiller's defaults but the negatives: 16,384 there, whose gathers would dominate a
 /// CPU step).
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     pub feat_dim: usize,

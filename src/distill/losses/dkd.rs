@@ -71,7 +71,7 @@ pub fn warmup(progress: f64, share: f64) -> f64 {
 
 /// `[distill.dkd]`: DKD's weights and temperature (its paper's 1, 8 and 4, the temperature
 /// whatever the temperature policy) and an optional warm-up.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     pub alpha: f64,

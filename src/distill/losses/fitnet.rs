@@ -30,7 +30,7 @@ pub fn hint_loss(regressed: Tensor<4>, teacher: Tensor<4>) -> Tensor<1> {
 }
 
 /// `[distill.fitnet]`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// How many of the deepest taps it compares (e.g. 3: every stage of a CIFAR ResNet; a

@@ -196,7 +196,14 @@ impl LossOptions {
 
     /// Every key is a table of a loss with options, which that loss accepts.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.normalized().map(|_| ())
+    }
+
+    /// The options in their one form: each loss's table as its `check` gives it, tables left
+    /// empty dropped.
+    pub fn normalized(&self) -> anyhow::Result<Self> {
         use anyhow::{Context, bail};
+        let mut out = BTreeMap::new();
         for (key, value) in &self.0 {
             if let Some((_, loss, new, _)) = MOVED.iter().find(|(old, _, _, _)| old == key) {
                 bail!(
@@ -222,16 +229,30 @@ impl LossOptions {
             let table = value.as_table().with_context(|| {
                 format!("distill.{key}: expected a table of the loss's options")
             })?;
-            check(table).with_context(|| format!("distill.{key}"))?;
+            let table = check(table).with_context(|| format!("distill.{key}"))?;
+            if !table.is_empty() {
+                out.insert(key.clone(), toml::Value::Table(table));
+            }
         }
-        Ok(())
+        Ok(Self(out))
     }
 }
 
-/// A loss's `options` check: its table read as `T` (unknown keys refused) and validated.
-pub fn check<T: serde::de::DeserializeOwned + Validate>(table: &toml::Table) -> anyhow::Result<()> {
+/// A loss's `options` check: its table read as `T` (unknown keys refused) and validated;
+/// returns it in its one form, the options that differ from `T`'s defaults, so that
+/// `alpha = 1`, `alpha = 1.0` and no `alpha` are one config (one ledger key, one run folder).
+pub fn check<T>(table: &toml::Table) -> anyhow::Result<toml::Table>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + Default + Validate,
+{
     let options: T = table.clone().try_into()?;
-    options.validate()
+    options.validate()?;
+    let given = toml::Table::try_from(&options)?;
+    let default = toml::Table::try_from(T::default())?;
+    Ok(given
+        .into_iter()
+        .filter(|(k, v)| default.get(k) != Some(v))
+        .collect())
 }
 
 /// The checks a loss's options type makes beyond their types.
@@ -304,9 +325,9 @@ pub struct LossSpec {
     pub name: &'static str,
     pub about: &'static str,
     pub needs: Needs,
-    /// Checks the loss's `[distill.<name>]` table (`check::<Options>`); None: it has no
-    /// options.
-    pub options: Option<fn(&toml::Table) -> anyhow::Result<()>>,
+    /// Checks the loss's `[distill.<name>]` table and gives it in its one form
+    /// (`check::<Options>`); None: it has no options.
+    pub options: Option<fn(&toml::Table) -> anyhow::Result<toml::Table>>,
     /// Builds the parts the loss trains (None: it has none).
     pub init: Option<fn(&PartsContext, &Device) -> Parts>,
     /// The loss for one batch, given its parts (empty without `init`).

@@ -36,7 +36,7 @@ pub fn temporal_loss(
 }
 
 /// `[distill.temporal]`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// Divide each state distance by the teacher state's norm (a relative error).
