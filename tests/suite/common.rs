@@ -164,3 +164,18 @@ pub fn meta(name: &str, input: [usize; 3], classes: usize) -> lstmkd::train::che
         fused: None,
     }
 }
+
+/// `lstmkd export --format onnx` of `checkpoint` to `out`, read back as ONNX's protobuf.
+pub fn exported_onnx(checkpoint: &Path, out: &Path) -> tract_onnx::pb::ModelProto {
+    ok(lstmkd(&[
+        "export",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--format",
+        "onnx",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(out).unwrap();
+    <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap()
+}

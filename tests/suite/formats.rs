@@ -5,7 +5,7 @@
 
 use lstmkd::train::checkpoint::Checkpoint;
 
-use crate::common::{lstmkd, meta, ok};
+use crate::common::meta;
 
 /// A resnet8 of 3 classes on 1x12x12 images, with `meta`'s header and a run's state (a
 /// distillation, stopped mid-epoch), saved at `path`.
@@ -62,18 +62,7 @@ fn the_onnx_exports_metadata_is_pinned() {
     let d = tempfile::tempdir().unwrap();
     let ckpt = d.path().join("n.ckpt");
     checkpoint(&ckpt);
-    let onnx = d.path().join("n.onnx");
-    ok(lstmkd(&[
-        "export",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--format",
-        "onnx",
-        "--out",
-        onnx.to_str().unwrap(),
-    ]));
-    let bytes = std::fs::read(&onnx).unwrap();
-    let model = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    let model = crate::common::exported_onnx(&ckpt, &d.path().join("n.onnx"));
     let props: Vec<(&str, &str)> = model
         .metadata_props
         .iter()

@@ -808,17 +808,8 @@ extractor = {{ conv_channels = 6, hidden = 5 }}
     assert!(spec.adapters);
 
     let onnx = d.path().join("fused.onnx");
-    ok(lstmkd(&[
-        "export",
-        "--checkpoint",
-        deployed.to_str().unwrap(),
-        "--format",
-        "onnx",
-        "--out",
-        onnx.to_str().unwrap(),
-    ]));
+    let model = crate::common::exported_onnx(&deployed, &onnx);
     let bytes = std::fs::read(&onnx).unwrap();
-    let model = <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
     let ops: Vec<&str> = model
         .graph
         .as_ref()

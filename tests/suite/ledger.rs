@@ -53,18 +53,21 @@ fn a_run_key_is_pinned() {
 /// The current key of `a_run_key_is_pinned`'s config (key format 2, results version 1).
 const CURRENT: &str = "b64827494a81b814549a4de67b6a8fd69d561445b0296690939914f2be889062";
 
+/// A CE + DKD distillation config with `distill` added to its [distill] table.
+fn dkd_config(distill: &str) -> RunConfig {
+    let text = toml_config(
+        Path::new("/data/fmnist"),
+        Path::new("/runs/a"),
+        &format!(
+            "[teacher]\ncheckpoint = \"/t.ckpt\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 1.0 }}\n{distill}"
+        ),
+    );
+    config(&text, &[])
+}
+
 #[test]
 fn the_options_of_the_legacy_layout_keep_a_legacy_key() {
-    let with = |distill: &str| {
-        let text = toml_config(
-            Path::new("/data/fmnist"),
-            Path::new("/runs/a"),
-            &format!(
-                "[teacher]\ncheckpoint = \"/t.ckpt\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 1.0 }}\n{distill}"
-            ),
-        );
-        keys(&config(&text, &[]), false).unwrap().legacy
-    };
+    let with = |distill: &str| keys(&dkd_config(distill), false).unwrap().legacy;
     assert!(with("").is_some());
     assert!(with("dkd = { warmup = 0.1 }").is_some());
     assert!(with("at = { taps = 3 }").is_some());
@@ -74,16 +77,7 @@ fn the_options_of_the_legacy_layout_keep_a_legacy_key() {
 
 #[test]
 fn an_option_at_its_default_is_the_same_run_as_no_option() {
-    let cfg = |distill: &str| {
-        let text = toml_config(
-            Path::new("/data/fmnist"),
-            Path::new("/runs/a"),
-            &format!(
-                "[teacher]\ncheckpoint = \"/t.ckpt\"\n\n[distill]\nweights = {{ ce = 1.0, dkd = 1.0 }}\n{distill}"
-            ),
-        );
-        config(&text, &[])
-    };
+    let cfg = dkd_config;
     let plain = cfg("");
     for same in [
         "dkd = { alpha = 1.0 }",
