@@ -615,9 +615,14 @@ fn execute(
     }
     // Looked up again, in this ledger and those beside it: another process, or the
     // adaptation just done, may have made the run findable since the plan.
-    let recorded_since = match (&run_lock, &ledger) {
-        (Some(_), Some(l)) => {
-            let key = ledger::keys(&p.cfg, row.kind == Kind::Distill)?;
+    // Taken once the extractors are there; training does not change them, so the same keys
+    // record the run.
+    let keys = match (&run_lock, &ledger) {
+        (Some(_), Some(_)) => Some(ledger::keys(&p.cfg, row.kind == Kind::Distill)?),
+        _ => None,
+    };
+    let recorded_since = match (&ledger, &keys) {
+        (Some(l), Some(key)) => {
             let own = ledger::Ledger::open(l.path())?;
             let siblings = own.siblings()?;
             std::iter::once((own, false))
@@ -625,7 +630,7 @@ fn execute(
                 .find_map(|(l, elsewhere)| {
                     Some(Recorded {
                         path: l.path().to_path_buf(),
-                        entry: l.find(p.seed as u64, &key)?.clone(),
+                        entry: l.find(p.seed as u64, key)?.clone(),
                         elsewhere,
                     })
                 })
@@ -659,9 +664,8 @@ fn execute(
         return Ok(Outcome::Left(share));
     }
     let (result, deployed) = train_and_evaluate(p, sc.target_acc)?;
-    if let Some(l) = ledger {
-        // Taken again: the extractors a distillation read may have been adapted only now.
-        let key = ledger::keys(&p.cfg, row.kind == Kind::Distill)?
+    if let (Some(l), Some(keys)) = (ledger, keys) {
+        let key = keys
             .current
             .context("the run's adapted extractors, for its ledger key")?;
         l.record(ledger::Entry {
