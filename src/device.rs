@@ -1,5 +1,8 @@
 //! Run-time backend selection: `flex` (default, pure Rust), `tch` / `tch:cuda:N` (LibTorch),
-//! `cuda:N`, `vulkan:N`. A backend whose cargo feature was not compiled in is a clear error.
+//! `cuda:N`, and burn's wgpu runtime as `vulkan[:N|:cpu]` (pinned to the Vulkan API) or
+//! `wgpu[:N|:cpu]` (whichever API the machine has: Vulkan, Metal, DirectX 12). Without an index
+//! the best adapter is taken; `N` is the N-th discrete GPU; `cpu` a software driver such as
+//! Mesa's lavapipe. A backend whose cargo feature was not compiled in is a clear error.
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
@@ -43,20 +46,58 @@ pub fn parse(spec: &str) -> Result<Device> {
                 missing(spec, "cuda")
             }
         }
-        "vulkan" => {
-            let i = index(spec, rest)?;
-            #[cfg(feature = "vulkan")]
-            return probed(
-                spec,
-                Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(i)),
-            );
-            #[cfg(not(feature = "vulkan"))]
-            {
-                let _ = i;
-                missing(spec, "vulkan")
-            }
+        "vulkan" | "wgpu" => wgpu(spec, kind, rest),
+        _ => bail!(
+            "unknown device '{spec}': expected flex, tch, tch:cuda:N, cuda:N, vulkan, vulkan:N, \
+             vulkan:cpu, wgpu, wgpu:N or wgpu:cpu"
+        ),
+    }
+}
+
+/// `vulkan` / `wgpu` devices. A wgpu runtime can be initialised once per process, so each
+/// opened device is kept and handed out again.
+fn wgpu(spec: &str, kind: &str, rest: Option<&str>) -> Result<Device> {
+    #[cfg(any(feature = "vulkan", feature = "wgpu"))]
+    {
+        use burn::tensor::DeviceKind;
+        use burn::tensor::wgpu::WgpuBackend;
+        use std::sync::Mutex;
+        static OPENED: Mutex<Vec<(String, Device)>> = Mutex::new(Vec::new());
+        let adapter = match rest {
+            None => DeviceKind::DefaultDevice,
+            Some("cpu") => DeviceKind::Cpu,
+            Some(_) => DeviceKind::DiscreteGpu(index(spec, rest)?),
+        };
+        let api = match kind {
+            "vulkan" => WgpuBackend::Vulkan,
+            _ => WgpuBackend::Auto,
+        };
+        #[cfg(not(feature = "vulkan"))]
+        if kind == "vulkan" {
+            return missing(spec, "vulkan");
         }
-        _ => bail!("unknown device '{spec}': expected flex, tch, tch:cuda:N, cuda:N or vulkan:N"),
+        let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, device)) = opened.iter().find(|(s, _)| s == spec) {
+            return Ok(device.clone());
+        }
+        let device = Device::wgpu_options()
+            .device_kind(adapter)
+            .graphics_api(api)
+            .init()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "device '{spec}' could not be opened: {e} (it needs a GPU's Vulkan driver, \
+                     or a software one: on Debian, `apt-get install libvulkan1 \
+                     mesa-vulkan-drivers` gives lavapipe, opened as `{kind}:cpu`)"
+                )
+            })?;
+        opened.push((spec.to_string(), device.clone()));
+        Ok(device)
+    }
+    #[cfg(not(any(feature = "vulkan", feature = "wgpu")))]
+    {
+        let _ = rest;
+        missing(spec, kind)
     }
 }
 
@@ -88,7 +129,7 @@ fn tch(spec: &str, rest: Option<&str>) -> Result<Device> {
 /// GPU runtimes panic on first use when the device is missing (wgpu: "no adapter found on the
 /// requested graphics API", on another thread); one tiny operation up front, with the panic
 /// caught and its message held back, turns that into an error that names the device.
-#[cfg(any(feature = "cuda", feature = "vulkan", feature = "tch"))]
+#[cfg(any(feature = "cuda", feature = "tch"))]
 fn probed(spec: &str, device: Device) -> Result<Device> {
     use std::panic::{AssertUnwindSafe, catch_unwind, set_hook, take_hook};
     let hook = take_hook();
@@ -101,7 +142,7 @@ fn probed(spec: &str, device: Device) -> Result<Device> {
         Ok(_) => Ok(device),
         Err(_) => bail!(
             "device '{spec}': the GPU could not be opened (no such device, or its driver or \
-             runtime library is missing; for vulkan:N, the Vulkan loader and the GPU's ICD)"
+             runtime library is missing)"
         ),
     }
 }

@@ -1,11 +1,12 @@
 //! Where a training step spends its time, for `lstmkd bench`. The step's code marks its parts
 //! with `part`; only inside `record` are they timed (and their multiply-accumulates taken from
-//! `flops` when it counts), so training pays one flag check per part.
+//! `flops` when it counts), so training pays one flag check per part. And how often it waits
+//! for the device: every read of a tensor to the host goes through `read`, which counts them.
 
 use std::cell::RefCell;
 use std::time::Instant;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData, kind::Basic};
 
 use crate::models::flops;
 
@@ -27,6 +28,19 @@ struct Recorder {
 
 thread_local! {
     static RECORDER: RefCell<Option<Recorder>> = const { RefCell::new(None) };
+    static HOST_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Reads `t` to the host. On a GPU each read waits for the queued work to finish, so the
+/// training step reads through here and a test holds it to what the progress bar needs.
+pub fn read<const D: usize, K: Basic>(t: Tensor<D, K>) -> TensorData {
+    HOST_READS.with(|n| n.set(n.get() + 1));
+    t.into_data()
+}
+
+/// The reads `read` made on this thread so far.
+pub fn host_reads() -> usize {
+    HOST_READS.with(|n| n.get())
 }
 
 /// Runs `f` as the part `name` of the step being recorded (if any).

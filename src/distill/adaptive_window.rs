@@ -52,7 +52,10 @@ impl AdaptiveWindow {
         let [b, _] = logits.dims();
         let logp = log_softmax(logits.clone(), 1);
         let entropy = (logp.clone().exp() * logp).sum_dim(1).neg().reshape([b]);
-        let host: Vec<f32> = entropy.into_data().try_to_vec().expect("float logits");
+        // The windows group the batch on the host: one read per step.
+        let host: Vec<f32> = crate::profile::read(entropy)
+            .try_to_vec()
+            .expect("float logits");
         host.iter().map(|&h| self.window(h as f64)).collect()
     }
 }

@@ -77,8 +77,7 @@ pub(crate) fn tally(
         let batch = batch?;
         let (images, labels) = batch.into_images(device);
         let logits = logits(images);
-        let host = logits
-            .into_data()
+        let host = profile::read(logits)
             .try_to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("reading logits: {e:?}"))?;
         tally.add(&host, &labels);
@@ -161,7 +160,7 @@ pub fn optimise<T: Task>(
                 .iter()
                 .map(|(_, t)| t.clone().detach().reshape([1])),
         );
-        Tensor::cat(scalars, 0).into_data().try_to_vec::<f32>()
+        profile::read(Tensor::cat(scalars, 0)).try_to_vec::<f32>()
     })
     .map_err(|e| anyhow::anyhow!("reading the loss: {e:?}"))?;
     let grads = profile::part("backward", || {

@@ -634,6 +634,58 @@ fn a_distillation_step_follows_its_gradient_and_never_moves_the_teacher() {
     );
 }
 
+#[test]
+fn a_training_step_reads_the_device_once_for_its_progress_bar() {
+    // The losses that look at the data on the host between kernels: CRD (its normaliser is set
+    // at the first step) and the adaptive window (each sample's window from the teacher's
+    // entropy, the one read a step cannot do without).
+    let d = tempfile::tempdir().unwrap();
+    for (table, reads_per_step) in [
+        (
+            "weights = { ce = 1.0, kd = 1.0, at = 10.0, temporal = 0.5, aux_ce = 0.5, crd = 0.8 }\ncrd = { negatives = 4, feat_dim = 4 }\n",
+            1,
+        ),
+        (
+            "weights = { ce = 1.0, kd = 1.0, temporal = 0.5 }\nadaptive_window = { table = [[0.5, 2]], top = 3 }\n",
+            2,
+        ),
+    ] {
+        let dir = d.path().join(reads_per_step.to_string());
+        let step = step_setup(
+            &dir,
+            &format!(
+                "{table}end_to_end = true\nadapt_epochs = 1\nextractor = {{ conv_channels = 4, hidden = 4 }}\n"
+            ),
+        );
+        let dcfg = step.cfg.distill.clone().unwrap();
+        let k = step.teacher.classes;
+        let mut task = lstmkd::distill::step::Distill::new(step.teacher, dcfg, 1, 3, k, 0, None);
+        let mut optim = step.cfg.optim.init();
+        let samples: Vec<usize> = (0..8).collect();
+        let mut student = step.student;
+        let before = lstmkd::profile::host_reads();
+        for s in 0..3 {
+            (student, _) = lstmkd::train::trainer::optimise(
+                &mut task,
+                student,
+                &mut optim,
+                step.images.clone(),
+                step.targets.clone(),
+                &samples,
+                0.05,
+                0,
+                s,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            lstmkd::profile::host_reads() - before,
+            3 * reads_per_step,
+            "{table}"
+        );
+    }
+}
+
 /// Generated data and a one-epoch teacher trained on it; returns (data root, teacher run dir).
 pub fn tiny_teacher(
     d: &std::path::Path,

@@ -264,3 +264,32 @@ fn top_level_modules_depend_one_way() {
         }
     }
 }
+
+/// On a GPU every read of a tensor waits for the queued work: the training step's code
+/// (models, distillation, trainer) reads only through `profile::read`, which counts the reads
+/// that `a_training_step_reads_the_device_once_for_its_progress_bar` holds to one per step.
+#[test]
+fn the_training_step_reads_the_device_only_through_the_counted_read() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for dir in ["models", "distill", "train"] {
+        rust_files(&src.join(dir), &mut files);
+    }
+    assert!(files.len() > 20, "the step's files were found");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for call in [
+            ".into_data(",
+            ".into_scalar",
+            ".to_data(",
+            ".into_data_async(",
+        ] {
+            assert!(
+                !text.contains(call),
+                "{} calls `{call}`: read through crate::profile::read, so that the reads a \
+                 step makes on a GPU are counted",
+                file.display()
+            );
+        }
+    }
+}

@@ -197,23 +197,19 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         // The student's embedding against the teacher's memory, and the other way round.
         let out_s = scores(&memory_t, &idx, &v_s, o.temperature);
         let out_t = scores(&memory_s, &idx, &v_t, o.temperature);
+        // RepDistiller: Z = mean score x the memory's size, set at the first step. Chosen on
+        // the device (Z is negative until set) rather than read back each step.
+        let first = Tensor::cat(
+            vec![
+                out_s.clone().detach().mean().reshape([1, 1]),
+                out_t.clone().detach().mean().reshape([1, 1]),
+            ],
+            1,
+        )
+        .mul_scalar(n as f64);
         let z = parts.states[2].value_sync();
-        let unset = z.clone().into_data().iter::<f32>().next().unwrap_or(-1.0) < 0.0;
-        let z = if unset {
-            // RepDistiller: Z = mean score x the memory's size, set once.
-            let set = Tensor::cat(
-                vec![
-                    out_s.clone().detach().mean().reshape([1, 1]),
-                    out_t.clone().detach().mean().reshape([1, 1]),
-                ],
-                1,
-            )
-            .mul_scalar(n as f64);
-            store(&parts.states[2], set.clone());
-            set
-        } else {
-            z
-        };
+        let z = z.clone().mask_where(z.lower_elem(0.0), first);
+        store(&parts.states[2], z.clone());
         let z_s = z.clone().slice([0..1, 0..1]);
         let z_t = z.slice([0..1, 1..2]);
         let loss = nce_loss(out_s / z_s, n) + nce_loss(out_t / z_t, n);
