@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Timed steps per case.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// flex, tch, tch:cuda:N, cuda:N or vulkan:N (the last three need their cargo feature).
+    /// flex, tch, tch:cuda:N, cuda:N, vulkan[:N|:cpu] or wgpu[:N|:cpu] (all but flex need their cargo feature).
     #[arg(long, default_value = "flex")]
     pub device: String,
     /// Extractor conv channels (the paper: 256).

@@ -36,7 +36,7 @@ pub struct PredictArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan:N).
+    /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan[:N|:cpu], wgpu[:N|:cpu]).
     #[arg(long, default_value = "flex")]
     pub device: String,
 }

@@ -16,7 +16,7 @@ pub(crate) struct Args {
     /// Format of the dataset at --data (default: the run's, or image-folder).
     #[arg(long, value_enum)]
     format: Option<crate::data::Format>,
-    /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan:N); default: the run's, or flex.
+    /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan[:N|:cpu], wgpu[:N|:cpu]); default: the run's, or flex.
     #[arg(long)]
     device: Option<String>,
     /// Evaluation batch size (default: the run's).

