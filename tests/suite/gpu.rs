@@ -273,24 +273,18 @@ fn train_adapt_distill_eval_predict_and_export_run_on_the_gpu() {
         // Each device adapts the teacher's extractors into a folder of its own.
         let adapted = d.path().join(format!("adapt-{tag}/best.ckpt"));
         let extractors = format!("teacher.extractors=\"{}\"", adapted.display());
-        ok(lstmkd(&[
-            "adapt",
-            "--config",
-            &kd,
-            "--set",
-            &set,
-            "--set",
-            &extractors,
-        ]));
-        ok(lstmkd(&[
-            "distill",
-            "--config",
-            &kd,
-            "--set",
-            &set,
-            "--set",
-            &extractors,
-        ]));
+        for command in ["adapt", "distill"] {
+            let args = [
+                command,
+                "--config",
+                &kd,
+                "--set",
+                &set,
+                "--set",
+                &extractors,
+            ];
+            ok(lstmkd(&args));
+        }
     }
     // Each backend draws the initial weights from its own generator, so a seed starts the two
     // runs from different weights (the steps themselves agree: the tests above): they are
