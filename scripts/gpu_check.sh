@@ -2,7 +2,7 @@
 # The GPU check of BENCHMARKS.md ("GPU"), in two halves for a GPU machine that has no Rust
 # toolchain and no network:
 #
-#   bash scripts/gpu_check.sh prepare   # here: the `vulkan` binary, Vulkan's loader and a data
+#   bash scripts/gpu_check.sh prepare   # here: the `wgpu` binary, Vulkan's loader and a data
 #                                       # subset, into .gpu/ (ignored by git; carry it)
 #   bash scripts/gpu_check.sh run OUT   # there, as root, with a python3 that has CUDA PyTorch
 #
@@ -11,26 +11,27 @@
 # autotuning at its minimal level so that tuning does not eat the time. It prints everything
 # and keeps a copy in OUT/gpu_check.log (OUT defaults to runs/gpu-check).
 #
-# The `vulkan` build, not `cuda`: burn 0.22's cuda backend (cubecl-cuda 0.11) needs an LLVM
-# bundle that its build script downloads from GitHub, which this machine cannot reach.
+# The `wgpu` build (WGSL kernels), not `cuda`: burn 0.22's cuda backend (cubecl-cuda 0.11) needs
+# an LLVM bundle that its build script downloads from GitHub, which this machine cannot reach;
+# and not `vulkan` (SPIR-V), which crashes lavapipe (docs/BACKENDS.md) and has never met a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GPU_DIR=.gpu
-# The stripped vulkan binary is about 146 MB, over the 64 MiB a GPU machine receives: it
-# travels xz-compressed (about 25 MB) and is unpacked there.
+# The stripped wgpu binary is about 134 MB, over the 64 MiB a GPU machine receives: it
+# travels xz-compressed (24.3 MB, measured 2026-12-07) and is unpacked there.
 PACKED=$GPU_DIR/lstmkd.xz
 BIN=${BIN:-/tmp/lstmkd-gpu}
 DATA=$GPU_DIR/fmnist-2k
 # Overridable to rehearse `run` without a GPU (DEVICE=flex PYTHON=<a venv with torch>;
 # SKIP_BENCH=1 leaves out the benches, which take about 20 minutes on a 2-core CPU).
-DEVICE=${DEVICE:-vulkan:0}
+DEVICE=${DEVICE:-wgpu}
 PYTHON=${PYTHON:-python3}
 
 prepare() {
-    cargo build --release --features vulkan --target-dir target/vulkan
+    cargo build --release --features wgpu --target-dir target/gpu
     mkdir -p "$GPU_DIR/gl"
-    strip -o "$GPU_DIR/lstmkd" target/vulkan/release/lstmkd
+    strip -o "$GPU_DIR/lstmkd" target/gpu/release/lstmkd
     xz -T0 -6 -f "$GPU_DIR/lstmkd"
     # Vulkan's loader (the NVIDIA driver there brings the rest), as Debian packages.
     local lists=/tmp/gpu-check-apt-lists
@@ -69,7 +70,7 @@ run() {
     "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$PACKED" "$BIN"
     chmod +x "$BIN"
     "$BIN" --version
-    if [ "${DEVICE%%:*}" = vulkan ]; then
+    if [ "${DEVICE%%:*}" = wgpu ] || [ "${DEVICE%%:*}" = vulkan ]; then
         for f in "$GPU_DIR"/gl/*.deb; do dpkg -x "$f" /; done
         ldconfig
         local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
