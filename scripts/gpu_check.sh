@@ -78,7 +78,8 @@ run() {
     fi
     export CUBECL_AUTOTUNE_LEVEL=minimal
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
-    "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))' \
+        || echo "no PyTorch in $PYTHON: the benches against it cannot run"
 
     if [ -z "${SKIP_BENCH:-}" ]; then
         echo "== resnet32x4 -> resnet8x4, 3x32x32 (the paper's extractor)"
