@@ -462,3 +462,100 @@ fn conv2d_bias_gradient_is_the_summed_output_gradient_on_both_devices() {
         );
     }
 }
+
+/// Three optimiser steps of the quickstart's teacher (ResNet-14 at 1x28x28, its batch of 128;
+/// SGD with Nesterov momentum and weight decay as configs/fmnist-teacher.toml): each step's
+/// loss and the weights after the last, against flex.
+///
+/// Open: on lavapipe the third step's loss is off by 2.5e-3 of its scale (2.3292 against 2.3229);
+/// at a batch of 8 all three agree to 1e-7. Likely the same difference as the extractors', and
+/// the reason the teacher trains far worse on wgpu (docs/BACKENDS.md). Takes 4.5 minutes there.
+#[test]
+#[ignore = "open: at batch 128 the steps drift apart on wgpu (docs/BACKENDS.md)"]
+fn three_sgd_steps_of_resnet14_match_flex() {
+    let optim: lstmkd::optim::OptimConfig = toml::from_str(
+        "name = \"sgd\"\nlr = 0.1\nmomentum = 0.9\nnesterov = true\nweight_decay = 5e-4",
+    )
+    .unwrap();
+    let (flex, gpu) = (Device::flex().autodiff(), gpu().autodiff());
+    flex.seed(4);
+    let cfg = lstmkd::models::ModelConfig::new("resnet14");
+    let net = cfg.init(1, 10, &flex).unwrap();
+    let on_gpu = copied(&net, cfg.init(1, 10, &gpu).unwrap());
+    let labels: Vec<i64> = (0..128).map(|i| i % 10).collect();
+    let train = |mut net: lstmkd::models::Network, device: &Device| {
+        let mut opt = optim.init();
+        let mut losses = Vec::new();
+        for step in 0..3 {
+            let x = TensorData::new(
+                crate::common::uniform(128 * 28 * 28, 10 + step),
+                [128, 1, 28, 28],
+            );
+            let logits = net.forward(Tensor::<4>::from_data(x, device)).logits;
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [128]), device);
+            let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+                .init(device)
+                .forward(logits, y);
+            losses.extend(values(loss.clone()));
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = opt.step(0.1, net, grads);
+        }
+        (losses, params_and_grads(&net, None).0)
+    };
+    let (losses_f, params_f) = train(net, &flex);
+    let (losses_g, params_g) = train(on_gpu, &gpu);
+    close(
+        "resnet14 losses over three steps",
+        &losses_g,
+        &losses_f,
+        1e-4,
+    );
+    close(
+        "resnet14 weights after three steps",
+        &params_g,
+        &params_f,
+        1e-4,
+    );
+}
+
+/// The GPU's generator draws the initial weights there: 100,000 uniform draws in [-1, 1) must
+/// have the uniform's mean (0), variance (1/3) and no correlation between neighbours, each
+/// within five standard errors.
+#[test]
+fn the_gpus_uniform_draws_have_the_uniforms_moments() {
+    let gpu = gpu();
+    gpu.seed(3);
+    let n = 100_000;
+    let v = values(Tensor::<1>::random(
+        [n],
+        burn::tensor::Distribution::Uniform(-1.0, 1.0),
+        &gpu,
+    ));
+    let nf = n as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / nf;
+    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / nf;
+    let lag = v
+        .windows(2)
+        .map(|w| (w[0] as f64 - mean) * (w[1] as f64 - mean))
+        .sum::<f64>()
+        / (nf * var);
+    eprintln!("mean {mean:.5}, variance {var:.5}, lag-1 correlation {lag:.5}");
+    // Standard errors: mean sqrt(1/3/n); variance sqrt(4/45/n); correlation 1/sqrt(n).
+    assert!(mean.abs() < 5.0 * (1.0 / 3.0 / nf).sqrt(), "mean {mean}");
+    assert!(
+        (var - 1.0 / 3.0).abs() < 5.0 * (4.0 / 45.0 / nf).sqrt(),
+        "variance {var}"
+    );
+    assert!(lag.abs() < 5.0 / nf.sqrt(), "lag-1 correlation {lag}");
+    // Each draw goes on from the last: a second tensor is not the first again.
+    let again = values(Tensor::<1>::random(
+        [n],
+        burn::tensor::Distribution::Uniform(-1.0, 1.0),
+        &gpu,
+    ));
+    let same = v.iter().zip(&again).filter(|(a, b)| a == b).count();
+    assert!(
+        same < n / 100,
+        "{same} of {n} draws repeat the previous tensor's"
+    );
+}
