@@ -1,16 +1,15 @@
-//! burn's wgpu runtime (`--features vulkan` or `wgpu`) against flex, on the same weights and
+//! burn's wgpu runtime (`--features wgpu`, or `vulkan`) against flex, on the same weights and
 //! inputs: a training step, a whole LSTM-KD step, and the commands end to end. The device is
-//! `LSTMKD_GPU` (default `vulkan:cpu`, Mesa's lavapipe: the GPU code path on a CPU):
+//! `LSTMKD_GPU` (default `wgpu:cpu`, Mesa's lavapipe: the GPU code path on a CPU); on a GPU:
 //!
-//!     LSTMKD_GPU=vulkan cargo test --release --features vulkan --test suite gpu::
+//!     LSTMKD_GPU=wgpu cargo test --release --features wgpu --test suite gpu::
 //!
 //! Tolerances: both sides compute in f32, but a GPU sums in another order (tree reductions
 //! over workgroups against flex's fixed left-to-right blocks) and lavapipe's LLVM may contract
 //! a*b+c into one FMA; each such change moves a result by about one ulp of the partial sums,
 //! so values agree to a few 1e-6 relative, and a value that is itself a small difference of
 //! large terms (a gradient) to a few 1e-5 of the largest term. Each bound below is about ten
-//! times what lavapipe showed and still far below any bug's size (a wrong kernel is off by
-//! whole percent).
+//! times what lavapipe showed and still below what the open differences show (1e-3 and more).
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
