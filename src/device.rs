@@ -91,6 +91,15 @@ fn wgpu(spec: &str, kind: &str, rest: Option<&str>) -> Result<Device> {
                      mesa-vulkan-drivers` gives lavapipe, opened as `{kind}:cpu`)"
                 )
             })?;
+        if let Some(sum) = truncated_loops(&device) {
+            eprintln!(
+                "warning: device '{spec}': its driver stops long GPU loops early (a sum of \
+                 {LOOP_PROBE} ones came out as {sum}), so reductions over long rows are wrong \
+                 here, batch norm over large batches included. Mesa's lavapipe does this (it ends \
+                 any loop after 65,535 iterations): use it to test the GPU code path on small \
+                 shapes, not to train."
+            );
+        }
         opened.push((spec.to_string(), device.clone()));
         Ok(device)
     }
@@ -99,6 +108,21 @@ fn wgpu(spec: &str, kind: &str, rest: Option<&str>) -> Result<Device> {
         let _ = rest;
         missing(spec, kind)
     }
+}
+
+/// Elements of the sum that `truncated_loops` checks: exact in f32, and long enough that one
+/// GPU invocation of burn's reduction loops over it more than 65,535 times.
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
+const LOOP_PROBE: usize = 1 << 20;
+
+/// The sum of `LOOP_PROBE` ones when the device gets it wrong: drivers that cap loop
+/// iterations (Mesa's llvmpipe, under lavapipe) silently return partial reductions.
+#[cfg(any(feature = "vulkan", feature = "wgpu"))]
+fn truncated_loops(device: &Device) -> Option<f32> {
+    let sum = burn::tensor::Tensor::<2>::ones([1, LOOP_PROBE], device)
+        .sum_dim(1)
+        .into_scalar::<f32>();
+    (sum != LOOP_PROBE as f32).then_some(sum)
 }
 
 #[allow(deprecated)] // burn marks LibTorch deprecated; it is still the fastest CPU option here.

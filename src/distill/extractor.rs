@@ -391,7 +391,10 @@ impl Extractor {
             flops::add((d * c * t * (3 * (t + 2) * n + fixes) * w) as u64);
         }
         // Mean over the window axis and the width: one feature vector per window position.
-        let x = y.mean_dim(4).mean_dim(1).reshape([b, d, n]).swap_dims(1, 2);
+        // The swap comes between the two means: with it after them, burn 0.22.1's wgpu
+        // backend computes a wrong gradient (docs/BACKENDS.md); flex gives the same bits
+        // either way.
+        let x = y.mean_dim(4).swap_dims(2, 3).mean_dim(1).reshape([b, n, d]);
         self.sequence(x)
     }
 
@@ -406,7 +409,8 @@ impl Extractor {
         if flops::is_counting() {
             flops::add((d * c * 27 * t * h * w) as u64);
         }
-        let x = y.mean_dim(4).mean_dim(3).reshape([b, d, t]).swap_dims(1, 2);
+        // The swap between the means, as in `forward_window`.
+        let x = y.mean_dim(4).swap_dims(1, 2).mean_dim(3).reshape([b, t, d]);
         self.sequence(x)
     }
 
