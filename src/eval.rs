@@ -93,7 +93,7 @@ fn data_config(meta: &Meta, opts: &EvalOptions) -> Result<DataConfig> {
     if let Some(format) = opts.format {
         data.format = format;
     }
-    if data.format == Format::ImageFolder && meta.run.is_none() {
+    if data.format.decodes_files() && meta.run.is_none() {
         data.resize = if meta.resize > 0 {
             meta.resize
         } else {

@@ -86,6 +86,16 @@ impl ImageFolder {
                 );
             }
         }
+        Self::of_files(files, resize, crop, random_resized_crop)
+    }
+
+    /// Images listed with their labels; `files` must not be empty.
+    pub(crate) fn of_files(
+        files: Vec<(PathBuf, usize)>,
+        resize: usize,
+        crop: usize,
+        random_resized_crop: bool,
+    ) -> Result<Self> {
         let mut set = Self {
             files,
             resize,

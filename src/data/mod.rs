@@ -8,6 +8,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod loader;
 pub mod motion;
+pub mod tiny_imagenet;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +82,17 @@ pub enum Format {
     ImageFolder,
     /// One sub-folder per class and per clip, holding the clip's frames.
     Clips,
+    /// Tiny-ImageNet-200's official layout (`wnids.txt`, `train/<wnid>/images/`,
+    /// `val/images/` with `val_annotations.txt`).
+    TinyImagenet,
+}
+
+impl Format {
+    /// Whether the format decodes image files of any size, which `data.resize` and
+    /// `data.crop` bring to one.
+    pub fn decodes_files(self) -> bool {
+        matches!(self, Format::ImageFolder | Format::TinyImagenet)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -268,9 +280,9 @@ impl DataConfig {
         if self.format == Format::Clips && (self.resize, self.crop) != (0, 0) {
             bail!("data.resize / data.crop: not for clips (their frames must share one size)");
         }
-        if self.random_resized_crop && (self.format != Format::ImageFolder || self.crop == 0) {
+        if self.random_resized_crop && (!self.format.decodes_files() || self.crop == 0) {
             bail!(
-                "data.random_resized_crop: needs format = \"image-folder\" and data.crop (the output size)"
+                "data.random_resized_crop: needs format = \"image-folder\" or \"tiny-imagenet\", and data.crop (the output size)"
             );
         }
         Ok(())
@@ -291,6 +303,9 @@ impl DataConfig {
             Format::Cifar100 => cifar::open_cifar100(&self.root, self.cifar100_labels),
             Format::ImageFolder => {
                 image_folder::open(&self.root, self.resize, self.crop, self.random_resized_crop)
+            }
+            Format::TinyImagenet => {
+                tiny_imagenet::open(&self.root, self.resize, self.crop, self.random_resized_crop)
             }
             Format::Clips => clips::open(&self.root, self.frames.unwrap_or(DEFAULT_FRAMES)),
         }?;

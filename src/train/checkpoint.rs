@@ -112,7 +112,7 @@ impl Meta {
     pub(crate) fn of_run(run: RunState, input: [usize; 3], classes: Vec<String>) -> Self {
         let config = &run.config;
         let data = &config.data;
-        let cropped = data.format == crate::data::Format::ImageFolder && data.crop > 0;
+        let cropped = data.format.decodes_files() && data.crop > 0;
         Self {
             model: config.model.clone(),
             input,

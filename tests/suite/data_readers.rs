@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use lstmkd::data::{Cifar100Labels, cifar, idx, image_folder};
+use lstmkd::data::{Cifar100Labels, cifar, idx, image_folder, tiny_imagenet};
 use tempfile::tempdir;
 
 use crate::common::*;
@@ -380,4 +380,85 @@ fn random_resized_crop_draws_torchvisions_boxes() {
         .read_train(0, &mut rand::rngs::StdRng::seed_from_u64(3), &mut again)
         .unwrap();
     assert_eq!(a, again, "seeded");
+}
+
+/// A miniature of Tiny-ImageNet-200's official layout: wnids.txt unsorted, words.txt with more
+/// ids than used, train/<wnid>/images/ with the boxes file and a .DS_Store beside them, and the
+/// validation images in one folder labelled by val_annotations.txt. Each image is one flat
+/// colour, its red channel the class's number in wnids.txt and green its index.
+fn write_tiny_imagenet(root: &Path) {
+    let ids = ["n02", "n01", "n03"];
+    std::fs::write(root.join("wnids.txt"), ids.join("\n") + "\n").unwrap();
+    std::fs::write(
+        root.join("words.txt"),
+        "n00\tentity\nn01\tgoldfish, Carassius auratus\nn02\tsalamander\nn03\t\n",
+    )
+    .unwrap();
+    let flat = |r: u8, g: u8| image::RgbImage::from_pixel(8, 8, image::Rgb([r, g, 0]));
+    for (k, id) in ids.iter().enumerate() {
+        let dir = root.join("train").join(id).join("images");
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..2u8 {
+            flat(k as u8 * 50, i).save(dir.join(format!("{id}_{i}.png"))).unwrap();
+        }
+        std::fs::write(dir.parent().unwrap().join(format!("{id}_boxes.txt")), "").unwrap();
+        std::fs::write(dir.join(".DS_Store"), "").unwrap();
+    }
+    let images = root.join("val/images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut notes = String::new();
+    for (i, k) in [2usize, 0, 1, 0].into_iter().enumerate() {
+        flat(k as u8 * 50, 100 + i as u8).save(images.join(format!("val_{i}.png"))).unwrap();
+        notes += &format!("val_{i}.png\t{}\t0\t0\t7\t7\n", ids[k]);
+    }
+    std::fs::write(root.join("val/val_annotations.txt"), notes).unwrap();
+}
+
+#[test]
+fn tiny_imagenet_reads_the_official_layout_with_sorted_wnids_and_word_names() {
+    let d = tempdir().unwrap();
+    write_tiny_imagenet(d.path());
+    let ds = tiny_imagenet::open(d.path(), 0, 0, false).unwrap();
+    // Sorted wnids n01, n02, n03; names from words.txt, the wnid where it gives none.
+    assert_eq!(ds.classes, vec!["goldfish", "salamander", "n03"]);
+    assert_eq!((ds.train.len(), ds.test.len(), ds.shape()), (6, 4, [3, 8, 8]));
+    let mut buf = vec![0u8; 3 * 64];
+    let seen = |split: &std::sync::Arc<dyn lstmkd::data::Source>, i: usize, buf: &mut Vec<u8>| {
+        split.read(i, buf).unwrap();
+        (split.label(i), buf[0], buf[64])
+    };
+    // Training images by sorted wnid: n01 (written as class 1, red 50) is label 0.
+    assert_eq!(seen(&ds.train, 0, &mut buf), (0, 50, 0));
+    assert_eq!(seen(&ds.train, 5, &mut buf), (2, 100, 1));
+    // Validation images take the annotation's class: val_0 is n03 (red 100), label 2; val_2
+    // is n01 (red 50), label 0.
+    assert_eq!(seen(&ds.test, 0, &mut buf), (2, 100, 100));
+    assert_eq!(seen(&ds.test, 2, &mut buf), (0, 50, 102));
+}
+
+#[test]
+fn tiny_imagenet_bad_inputs_name_the_file_and_problem() {
+    let d = tempdir().unwrap();
+    write_tiny_imagenet(d.path());
+    let notes = d.path().join("val/val_annotations.txt");
+    let good = std::fs::read_to_string(&notes).unwrap();
+    for (bad, says) in [
+        ("val_0.png\tn09\t0\t0\t7\t7\n", "line 1: class 'n09' is not in wnids.txt"),
+        ("val_9.png\tn01\t0\t0\t7\t7\n", "val_9.png does not exist"),
+        ("val_0.png\n", "line 1: expected 'file<TAB>wnid<TAB>box'"),
+    ] {
+        std::fs::write(&notes, bad).unwrap();
+        let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
+        assert!(e.contains("val_annotations.txt") && e.contains(says), "{e}");
+    }
+    std::fs::write(&notes, good).unwrap();
+    std::fs::write(d.path().join("wnids.txt"), "n01\nn02\nn03\nn04\n").unwrap();
+    let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
+    assert!(e.contains("n04") && e.contains("train/<wnid>/images/"), "{e}");
+    std::fs::write(d.path().join("wnids.txt"), "n01\nn01\n").unwrap();
+    let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
+    assert!(e.contains("'n01' appears twice"), "{e}");
+    std::fs::remove_file(d.path().join("wnids.txt")).unwrap();
+    let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
+    assert!(e.contains("wnids.txt") && e.contains("scripts/tiny_imagenet.sh"), "{e}");
 }
