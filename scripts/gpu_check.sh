@@ -24,7 +24,9 @@ PACKED=$GPU_DIR/lstmkd.xz
 BIN=${BIN:-/tmp/lstmkd-gpu}
 DATA=$GPU_DIR/fmnist-2k
 # Overridable to rehearse `run` without a GPU (DEVICE=flex PYTHON=<a venv with torch>;
-# SKIP_BENCH=1 leaves out the benches, which take about 20 minutes on a 2-core CPU).
+# SKIP_BENCH=1 leaves out the benches, which take about 20 minutes on a 2-core CPU;
+# REHEARSE=1 trains on 480 images at batch 16, the shapes lavapipe sums right: it ends every
+# GPU loop after 65,535 iterations, which a full batch's batch norm exceeds).
 DEVICE=${DEVICE:-wgpu}
 PYTHON=${PYTHON:-python3}
 
@@ -93,6 +95,9 @@ run() {
     echo "== one short distillation on 2,000 images (teacher 2 epochs, adapt, LSTM KD 2 epochs)"
     local runs=$out/runs
     local common=(--set "data.root=\"$DATA\"" --set "train.device=\"$DEVICE\"" --set train.epochs=2)
+    if [ -n "${REHEARSE:-}" ]; then
+        common+=(--set data.limit_train=480 --set train.batch_size=16 --set train.eval_batch_size=100)
+    fi
     local t0=$SECONDS
     "$BIN" train --config configs/fmnist-teacher.toml "${common[@]}" \
         --set "train.out_dir=\"$runs/teacher\""
