@@ -30,53 +30,31 @@ use crate::train::classify::Classify;
 use crate::train::distill::{load_teacher, new_student};
 use crate::train::trainer::{Task, optimise};
 
-/// What `lstmkd bench` measures (its command-line options).
-#[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Zoo model of the (random-weight) teacher.
-    #[arg(long, default_value = "resnet32x4")]
+/// What `lstmkd bench` measures. `validate` names the flags of `lstmkd bench`, where these
+/// come from.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Zoo models; the teacher's weights are random.
     pub teacher: String,
-    /// Zoo model of the student.
-    #[arg(long, default_value = "resnet8x4")]
     pub student: String,
-    /// Input size as CxHxW.
-    #[arg(long, default_value = "3x32x32", value_parser = crate::models::parse_input)]
+    /// CxHxW.
     pub input: [usize; 3],
-    /// Number of classes of both models' classifiers.
-    #[arg(long, default_value_t = 100)]
     pub classes: usize,
     /// Training batch size, and the larger inference batch.
-    #[arg(long, default_value_t = 64)]
     pub batch: usize,
     /// Untimed steps first (thread pools, allocator, caches).
-    #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Timed steps per case.
-    #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// flex, tch, tch:cuda:N, cuda:N, vulkan[:N|:cpu] or wgpu[:N|:cpu] (all but flex need their cargo feature).
-    #[arg(long, default_value = "flex")]
     pub device: String,
-    /// Extractor conv channels (the paper: 256).
-    #[arg(long, default_value_t = 256)]
+    /// The extractors' conv channels and LSTM hidden size per direction.
     pub conv_channels: usize,
-    /// Extractor LSTM hidden size per direction (the paper: 512).
-    #[arg(long, default_value_t = 512)]
     pub hidden: usize,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Override the benched distillation config (the paper's losses, all active), e.g.
-    /// --set distill.weights="{ce=1.0,kd=1.0,at=100.0}" (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    /// `KEY=VALUE` overrides of the benched distillation config.
     pub overrides: Vec<String>,
-    /// Time only the inference of this checkpoint as deployed (a fused student with its
-    /// extractors), at batch 1 and --batch, on its own input size.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
 }
 
-impl BenchArgs {
+impl BenchOptions {
     fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("--batch", self.batch),
@@ -203,19 +181,19 @@ pub(crate) fn matmul_peak(device: &Device) -> f64 {
 
 /// `batches` batches of random images of the bench's shape, augmented and normalised by the
 /// real loader.
-fn synthetic_loader(args: &BenchArgs, batches: usize) -> Loader {
-    let n = args.batch * batches;
-    let chw: usize = args.input.iter().product();
+fn synthetic_loader(opts: &BenchOptions, batches: usize) -> Loader {
+    let n = opts.batch * batches;
+    let chw: usize = opts.input.iter().product();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let source = InMemory {
         images: (0..n * chw).map(|_| rng.random()).collect(),
-        labels: (0..n).map(|i| i % args.classes).collect(),
-        shape: args.input,
+        labels: (0..n).map(|i| i % opts.classes).collect(),
+        shape: opts.input,
     };
-    let c = args.input[0];
+    let c = opts.input[0];
     Loader {
         split: Split::all(Arc::new(source)),
-        batch_size: args.batch,
+        batch_size: opts.batch,
         normalize: Normalize::new(&vec![0.5; c], &vec![0.25; c]),
         augment: Some(AugmentConfig {
             pad_crop: 4,
@@ -233,15 +211,15 @@ fn train_steps<T: Task>(
     task: &mut T,
     mut model: T::Model,
     cfg: &RunConfig,
-    args: &BenchArgs,
+    opts: &BenchOptions,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<Part>, Vec<Part>)> {
     // On the CPU every operation has finished when it returns, so the timed steps can be the
     // recorded ones. Backends that queue work (GPUs) would be slowed by the wait at the end
     // of each part, so there the parts come from as many extra steps.
-    let eager = crate::device::is_cpu(&args.device);
-    let recorded = if eager { 0 } else { args.steps };
-    let loader = synthetic_loader(args, args.warmup + args.steps + recorded + 1);
+    let eager = crate::device::is_cpu(&opts.device);
+    let recorded = if eager { 0 } else { opts.steps };
+    let loader = synthetic_loader(opts, opts.warmup + opts.steps + recorded + 1);
     let mut batches = loader.epoch(0)?;
     let train_device = device.clone().autodiff();
     let mut optim = cfg.optim.init();
@@ -253,11 +231,11 @@ fn train_steps<T: Task>(
         let (images, targets) = batch.into_tensors(&train_device);
         Ok(optimise(task, model, &mut optim, images, targets, &samples, lr, 0, i)?.0)
     };
-    for i in 0..args.warmup {
+    for i in 0..opts.warmup {
         model = step(model, i)?;
     }
     let mut steps = |mut model: T::Model, first: usize, seconds: &mut Vec<f64>| {
-        for i in first..first + args.steps {
+        for i in first..first + opts.steps {
             let t0 = Instant::now();
             model = step(model, i)?;
             seconds.push(t0.elapsed().as_secs_f64());
@@ -265,17 +243,17 @@ fn train_steps<T: Task>(
         anyhow::Ok(model)
     };
     let mut seconds = Vec::new();
-    let first = args.warmup;
+    let first = opts.warmup;
     let (model, parts) = if eager {
         let (model, parts) = profile::record(device, || steps(model, first, &mut seconds));
         (model?, parts)
     } else {
         let model = steps(model, first, &mut seconds)?;
         let (model, parts) =
-            profile::record(device, || steps(model, first + args.steps, &mut Vec::new()));
+            profile::record(device, || steps(model, first + opts.steps, &mut Vec::new()));
         (model?, parts)
     };
-    let last = first + args.steps + recorded;
+    let last = first + opts.steps + recorded;
     let ((counted_step, counted), _) =
         flops::count(|| profile::record(device, || step(model, last)));
     counted_step?;
@@ -285,7 +263,7 @@ fn train_steps<T: Task>(
 /// Batches through the deployed network in inference mode, reading the logits back each time.
 fn inference(
     net: &Deployed,
-    args: &BenchArgs,
+    opts: &BenchOptions,
     input: [usize; 3],
     batch: usize,
     device: &Device,
@@ -293,12 +271,12 @@ fn inference(
 ) -> Timing {
     let [c, h, w] = input;
     let x = Tensor::<4>::random([batch, c, h, w], Distribution::Default, device);
-    let reps = (args.steps * args.batch / batch).max(args.steps).min(200);
+    let reps = (opts.steps * opts.batch / batch).max(opts.steps).min(200);
     let mut seconds = Vec::new();
-    for i in 0..args.warmup + reps {
+    for i in 0..opts.warmup + reps {
         let t0 = Instant::now();
         let _ = net.forward(x.clone()).into_data();
-        if i >= args.warmup {
+        if i >= opts.warmup {
             seconds.push(t0.elapsed().as_secs_f64());
         }
     }
@@ -331,19 +309,19 @@ end_to_end = true
 /// Random-weight teacher and adapted extractors written where `load_teacher` reads them, so
 /// the bench goes through the same loading and student construction as `lstmkd distill`.
 fn write_teacher(
-    args: &BenchArgs,
+    opts: &BenchOptions,
     cfg: &RunConfig,
     dcfg: &DistillConfig,
     dir: &Path,
     device: &Device,
 ) -> Result<TeacherConfig> {
-    let net = ModelConfig::new(&args.teacher).init(args.input[0], args.classes, device)?;
+    let net = ModelConfig::new(&opts.teacher).init(opts.input[0], opts.classes, device)?;
     let mut tcfg = cfg.clone();
-    tcfg.model = ModelConfig::new(&args.teacher);
+    tcfg.model = ModelConfig::new(&opts.teacher);
     tcfg.teacher = None;
     tcfg.distill = None;
     // Random images need no statistics of their own; a checkpoint header needs some.
-    let c = args.input[0];
+    let c = opts.input[0];
     tcfg.data.mean.get_or_insert_with(|| vec![0.5; c]);
     tcfg.data.std.get_or_insert_with(|| vec![0.25; c]);
     let state = RunState {
@@ -353,8 +331,8 @@ fn write_teacher(
         val_acc: 0.0,
         partial: None,
     };
-    let classes = (0..args.classes).map(|k| k.to_string()).collect();
-    let meta = Meta::of_run(state, args.input, classes);
+    let classes = (0..opts.classes).map(|k| k.to_string()).collect();
+    let meta = Meta::of_run(state, opts.input, classes);
     let ckpt = Checkpoint::new(meta, &net, None)?;
     let teacher = TeacherConfig {
         checkpoint: dir.join("teacher.ckpt"),
@@ -362,8 +340,8 @@ fn write_teacher(
     };
     let head = TeacherHead::init(
         &net,
-        args.input,
-        args.classes,
+        opts.input,
+        opts.classes,
         &dcfg.extractor,
         dcfg.taps,
         device,
@@ -382,24 +360,24 @@ impl Drop for Scratch {
     }
 }
 
-pub fn run(args: &BenchArgs) -> Result<Report> {
-    args.validate()?;
-    let device = crate::device::parse(&args.device)?;
+pub fn run(opts: &BenchOptions) -> Result<Report> {
+    opts.validate()?;
+    let device = crate::device::parse(&opts.device)?;
     let train_device = device.clone().autodiff();
     let mut overrides = vec![
-        format!("model.name={}", args.student),
-        format!("train.batch_size={}", args.batch),
-        format!("distill.extractor.conv_channels={}", args.conv_channels),
-        format!("distill.extractor.hidden={}", args.hidden),
+        format!("model.name={}", opts.student),
+        format!("train.batch_size={}", opts.batch),
+        format!("distill.extractor.conv_channels={}", opts.conv_channels),
+        format!("distill.extractor.hidden={}", opts.hidden),
     ];
-    overrides.extend(args.overrides.iter().cloned());
+    overrides.extend(opts.overrides.iter().cloned());
     let cfg = RunConfig::parse(TEMPLATE, "bench", &overrides)?;
     let dcfg = cfg.distill.clone().expect("the template has [distill]");
 
     eprintln!("measuring the matrix-product peak ...");
     // The CPU's peak is a property of the machine: measured with flex's gemm whichever CPU
     // backend runs the steps, so that backends are compared against the same ceiling.
-    let cpu = crate::device::is_cpu(&args.device);
+    let cpu = crate::device::is_cpu(&opts.device);
     let peak_gflops = matmul_peak(&if cpu { Device::flex() } else { device.clone() });
 
     eprintln!("deployed student inference ...");
@@ -408,37 +386,37 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
     // with its batch norms folded.
     let net = Deployed::Plain(
         cfg.model
-            .init(args.input[0], args.classes, &device)?
+            .init(opts.input[0], opts.classes, &device)?
             .valid(),
     )
     .fold_bn();
-    let infer_b1 = inference(&net, args, args.input, 1, &device, reset);
-    let infer_batch = inference(&net, args, args.input, args.batch, &device, reset);
+    let infer_b1 = inference(&net, opts, opts.input, 1, &device, reset);
+    let infer_batch = inference(&net, opts, opts.input, opts.batch, &device, reset);
 
-    eprintln!("student training step ({}) ...", args.student);
+    eprintln!("student training step ({}) ...", opts.student);
     let reset = reset_peak_rss();
     train_device.seed(0);
-    let student = cfg.model.init(args.input[0], args.classes, &train_device)?;
-    let (seconds, parts, counted) = train_steps(&mut Classify, student, &cfg, args, &device)?;
-    let student_step = timing("student step", args.batch, &seconds, reset);
+    let student = cfg.model.init(opts.input[0], opts.classes, &train_device)?;
+    let (seconds, parts, counted) = train_steps(&mut Classify, student, &cfg, opts, &device)?;
+    let student_step = timing("student step", opts.batch, &seconds, reset);
     let student_breakdown = breakdown(
         &parts,
         &counted,
-        args.steps,
-        args.batch,
+        opts.steps,
+        opts.batch,
         student_step.ms_mean,
         peak_gflops,
     );
 
     eprintln!(
         "distillation step ({} -> {}) ...",
-        args.teacher, args.student
+        opts.teacher, opts.student
     );
     let scratch =
         Scratch(std::env::temp_dir().join(format!("lstmkd-bench-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("{}: cannot create", scratch.0.display()))?;
-    let tcfg = write_teacher(args, &cfg, &dcfg, &scratch.0, &device)?;
+    let tcfg = write_teacher(opts, &cfg, &dcfg, &scratch.0, &device)?;
     let reset = reset_peak_rss();
     let (teacher, _) = load_teacher(&tcfg, &dcfg, &device)?;
     let cfg = RunConfig {
@@ -446,18 +424,18 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         ..cfg
     };
     // As many memory rows (CRD) as `train_steps`' loader can have images.
-    let samples = args.batch * (args.warmup + 2 * args.steps + 1);
+    let samples = opts.batch * (opts.warmup + 2 * opts.steps + 1);
     let student = new_student(&cfg, &teacher, samples, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
-    let mut task = Distill::new(teacher, dcfg, 1, 1, args.classes, 0, None);
-    let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, args, &device)?;
-    let distill_step = timing("distillation step", args.batch, &seconds, reset);
+    let mut task = Distill::new(teacher, dcfg, 1, 1, opts.classes, 0, None);
+    let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, opts, &device)?;
+    let distill_step = timing("distillation step", opts.batch, &seconds, reset);
 
     let breakdown = breakdown(
         &parts,
         &counted,
-        args.steps,
-        args.batch,
+        opts.steps,
+        opts.batch,
         distill_step.ms_mean,
         peak_gflops,
     );
@@ -467,11 +445,11 @@ pub fn run(args: &BenchArgs) -> Result<Report> {
         .map(|p| p.share)
         .sum();
     Ok(Report {
-        teacher: args.teacher.clone(),
-        student: args.student.clone(),
-        input: args.input,
-        classes: args.classes,
-        device: args.device.clone(),
+        teacher: opts.teacher.clone(),
+        student: opts.student.clone(),
+        input: opts.input,
+        classes: opts.classes,
+        device: opts.device.clone(),
         threads: rayon::current_num_threads(),
         extractor: task.cfg.extractor.clone(),
         losses: task_losses,
@@ -542,18 +520,18 @@ fn breakdown(
 
 /// `bench --checkpoint`: the checkpoint's deployed inference at batch 1 and `--batch`.
 pub(crate) fn checkpoint_inference(
-    args: &BenchArgs,
+    opts: &BenchOptions,
     path: &std::path::Path,
 ) -> Result<Vec<Timing>> {
-    args.validate()?;
-    let device = crate::device::parse(&args.device)?;
+    opts.validate()?;
+    let device = crate::device::parse(&opts.device)?;
     let ckpt = Checkpoint::load(path)?;
     let input = ckpt.meta.input;
     let net = Deployed::load(&ckpt, &device)?.fold_bn();
     let reset = reset_peak_rss();
     Ok(vec![
-        inference(&net, args, input, 1, &device, reset),
-        inference(&net, args, input, args.batch, &device, reset),
+        inference(&net, opts, input, 1, &device, reset),
+        inference(&net, opts, input, opts.batch, &device, reset),
     ])
 }
 

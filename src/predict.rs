@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use clap::Args;
 use image::imageops::FilterType;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -18,26 +17,17 @@ use crate::data::augment::{Normalize, Placement, render};
 use crate::data::image_folder::{center_crop, is_image, resize_shorter, sorted_entries, write_chw};
 use crate::train::checkpoint::{Checkpoint, Meta};
 
-#[derive(Args, Debug, Clone)]
-pub struct PredictArgs {
-    /// A checkpoint from train, distill (best.ckpt, deployed.ckpt) or import.
-    #[arg(long)]
+/// What `predict` classifies and how. `run` names the flags of `lstmkd predict`, where these
+/// come from.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
     pub checkpoint: PathBuf,
-    /// Images (PNG/JPEG) and folders of images (searched recursively); for a clip checkpoint,
-    /// clip folders (their frames sorted by name) and folders holding clip folders.
-    #[arg(required = true, value_name = "FILES_OR_DIRS")]
+    /// Images and folders of images; for a clip checkpoint, clip folders and folders of them.
     pub inputs: Vec<PathBuf>,
-    /// How many classes to show per image.
-    #[arg(long, default_value_t = 5)]
+    /// Classes kept per prediction.
     pub top: usize,
-    /// One JSON array on stdout (file, top classes, logits) instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
+    /// Images (or clips) per forward pass.
     pub batch_size: usize,
-    /// Device (flex, tch, tch:cuda:N, cuda:N, vulkan[:N|:cpu], wgpu[:N|:cpu]).
-    #[arg(long, default_value = "flex")]
     pub device: String,
 }
 
@@ -184,25 +174,25 @@ fn grey(img: image::DynamicImage) -> Vec<u8> {
         .collect()
 }
 
-pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
-    if args.batch_size == 0 {
+pub fn run(opts: &PredictOptions) -> Result<Vec<Prediction>> {
+    if opts.batch_size == 0 {
         bail!("--batch-size: must be at least 1");
     }
-    if args.top == 0 {
+    if opts.top == 0 {
         bail!("--top: must be at least 1");
     }
-    let ckpt = Checkpoint::load(&args.checkpoint)?;
-    let device: Device = crate::device::parse(&args.device)?;
+    let ckpt = Checkpoint::load(&opts.checkpoint)?;
+    let device: Device = crate::device::parse(&opts.device)?;
     let net = crate::deploy::Deployed::load(&ckpt, &device)?.fold_bn();
     let frames = net.frames();
     let files = if frames > 1 {
-        collect_clips(&args.inputs)?
+        collect_clips(&opts.inputs)?
     } else {
-        collect(&args.inputs)?
+        collect(&opts.inputs)?
     };
     let meta = &ckpt.meta;
     let [c, h, w] = meta.input;
-    let bar = (files.len() > args.batch_size && std::io::stderr().is_terminal()).then(|| {
+    let bar = (files.len() > opts.batch_size && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(files.len() as u64);
         bar.set_style(
             ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} eta {eta}")
@@ -212,7 +202,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
         bar
     });
     let mut out = Vec::with_capacity(files.len());
-    for chunk in files.chunks(args.batch_size) {
+    for chunk in files.chunks(opts.batch_size) {
         let pixels: Vec<Vec<f32>> = {
             use rayon::prelude::*;
             chunk
@@ -245,7 +235,7 @@ pub fn run(args: &PredictArgs) -> Result<Vec<Prediction>> {
                 file: file.clone(),
                 top: order
                     .into_iter()
-                    .take(args.top)
+                    .take(opts.top)
                     .map(|j| Ranked {
                         class: meta.classes[j].clone(),
                         index: j,

@@ -1,6 +1,7 @@
 //! The `lstmkd` command line: one file per command, each with its arguments (`Args`) and the
-//! function that runs it (`run`). The options of bench, import, export, predict and make-clips
-//! are those operations' own option structs, kept beside them.
+//! function that runs it (`run`). The clap types live here alone (but for value enums such as
+//! `data::Format`), so that the domain modules take plain options, callable without a command
+//! line.
 
 mod adapt;
 mod bench;

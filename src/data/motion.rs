@@ -20,38 +20,30 @@ pub(crate) const MOTIONS: [(&str, i32, i32); 4] = [
     ("up", 0, -1),
 ];
 
-#[derive(Debug, Clone, clap::Args)]
-pub(crate) struct MotionArgs {
-    /// Folder the dataset is written to (train/ and test/); must not exist yet.
-    #[arg(long)]
+/// The set `generate` writes. `validate` names the flags of `lstmkd make-clips`, where these
+/// come from.
+#[derive(Debug, Clone)]
+pub(crate) struct MotionOptions {
+    /// Written as train/ and test/; must not exist yet.
     pub out: PathBuf,
-    /// IDX dataset whose images are the moving items.
-    #[arg(long, default_value = "/usr/share/datasets/fashion-mnist")]
+    /// IDX dataset of grey images, the moving items.
     pub items: PathBuf,
-    /// Training clips per class.
-    #[arg(long, default_value_t = 60)]
+    /// Clips per class.
     pub train_per_class: usize,
-    /// Test clips per class.
-    #[arg(long, default_value_t = 15)]
     pub test_per_class: usize,
-    /// Shortest clip, in frames.
-    #[arg(long, default_value_t = 6)]
+    /// Clip lengths in frames, drawn uniformly from min..=max.
     pub min_frames: usize,
-    /// Longest clip, in frames.
-    #[arg(long, default_value_t = 12)]
     pub max_frames: usize,
     /// Pixels the item travels over a clip (the canvas is the item plus this on each axis).
-    #[arg(long, default_value_t = 12)]
     pub travel: usize,
-    /// Seed of every draw (items, clip lengths, offsets): the same seed writes the same set.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of every draw: the same seed writes the same set.
     pub seed: u64,
 }
 
 const MAX_TRAVEL: usize = 1024;
 const MAX_FRAMES: usize = 1024;
 
-impl MotionArgs {
+impl MotionOptions {
     fn validate(&self) -> Result<()> {
         if self.min_frames < 2 || self.min_frames > self.max_frames {
             bail!(
@@ -146,7 +138,7 @@ fn write_split(
     items: &[(usize, &str)],
     by_item: &[Vec<usize>],
     per_class: usize,
-    args: &MotionArgs,
+    opts: &MotionOptions,
     rng: &mut StdRng,
 ) -> Result<usize> {
     let [_, h, w] = source.shape();
@@ -158,12 +150,12 @@ fn write_split(
             for k in 0..per_class {
                 let pick = by_item[item][rng.random_range(0..by_item[item].len())];
                 source.read(pick, &mut buf)?;
-                let len = rng.random_range(args.min_frames..=args.max_frames);
-                let across = rng.random_range(0..=args.travel);
+                let len = rng.random_range(opts.min_frames..=opts.max_frames);
+                let across = rng.random_range(0..=opts.travel);
                 let clip = class_dir.join(format!("clip{k:05}"));
                 std::fs::create_dir_all(&clip)
                     .with_context(|| format!("{}: cannot create folder", clip.display()))?;
-                for (j, frame) in render_clip(&buf, [h, w], args.travel, (dx, dy), across, len)
+                for (j, frame) in render_clip(&buf, [h, w], opts.travel, (dx, dy), across, len)
                     .iter()
                     .enumerate()
                 {
@@ -180,12 +172,12 @@ fn write_split(
 }
 
 /// Generates the dataset; returns the number of (train, test) clips written.
-pub(crate) fn generate(args: &MotionArgs) -> Result<(usize, usize)> {
-    args.validate()?;
-    let items = super::idx::open(&args.items)
-        .with_context(|| format!("--items {}", args.items.display()))?;
+pub(crate) fn generate(opts: &MotionOptions) -> Result<(usize, usize)> {
+    opts.validate()?;
+    let items = super::idx::open(&opts.items)
+        .with_context(|| format!("--items {}", opts.items.display()))?;
     // Written beside the target and renamed at the end, so a failed run leaves no half set.
-    let partial = args.out.with_extension("partial");
+    let partial = opts.out.with_extension("partial");
     if partial.exists() {
         bail!(
             "{}: exists (a failed earlier run?); remove it first",
@@ -209,17 +201,17 @@ pub(crate) fn generate(args: &MotionArgs) -> Result<(usize, usize)> {
     if present.is_empty() {
         bail!(
             "--items {}: no class has images in both the training and the test files",
-            args.items.display()
+            opts.items.display()
         );
     }
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
     let train = write_split(
         &partial.join("train"),
         &*items.train,
         &present,
         &train_items,
-        args.train_per_class,
-        args,
+        opts.train_per_class,
+        opts,
         &mut rng,
     )?;
     let test = write_split(
@@ -227,11 +219,11 @@ pub(crate) fn generate(args: &MotionArgs) -> Result<(usize, usize)> {
         &*items.test,
         &present,
         &test_items,
-        args.test_per_class,
-        args,
+        opts.test_per_class,
+        opts,
         &mut rng,
     )?;
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("{}: cannot move the finished set here", args.out.display()))?;
+    std::fs::rename(&partial, &opts.out)
+        .with_context(|| format!("{}: cannot move the finished set here", opts.out.display()))?;
     Ok((train, test))
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use clap::{Args, ValueEnum};
 use prost::Message;
 
 use super::onnx::{Graph, network};
@@ -16,24 +15,20 @@ use crate::deploy::Deployed;
 use crate::distill::teacher::tap_shapes;
 use crate::train::checkpoint::{Checkpoint, Meta};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Onnx,
     Safetensors,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct ExportArgs {
-    /// An lstmkd checkpoint (trained, distilled, deployed or imported).
-    #[arg(long)]
+/// What `export` writes where. `run` names the flags of `lstmkd export`, where these come
+/// from.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
     pub checkpoint: PathBuf,
-    #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// The file to write.
-    #[arg(long)]
     pub out: PathBuf,
-    /// Replace --out if it exists.
-    #[arg(long)]
+    /// Replace `out` if it exists.
     pub force: bool,
 }
 
@@ -172,16 +167,16 @@ pub fn max_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
     (diff, scale)
 }
 
-pub fn run(args: &ExportArgs) -> Result<Exported> {
-    if args.out.exists() && !args.force {
+pub fn run(opts: &ExportOptions) -> Result<Exported> {
+    if opts.out.exists() && !opts.force {
         bail!(
             "--out {}: already exists; choose another path or pass --force",
-            args.out.display()
+            opts.out.display()
         );
     }
-    let ckpt = Checkpoint::load(&args.checkpoint)?;
+    let ckpt = Checkpoint::load(&opts.checkpoint)?;
     let device = Device::flex();
-    let (bytes, check) = match args.format {
+    let (bytes, check) = match opts.format {
         ExportFormat::Onnx => {
             let net = Deployed::load(&ckpt, &device)?.fold_bn();
             if let Deployed::Fused(f) = &net
@@ -189,7 +184,7 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
             {
                 bail!(
                     "{}: a fused student with QRNN extractors has no ONNX form (ONNX has no QRNN operator); export the plain student of a non-fused run, or use the LSTM core",
-                    args.checkpoint.display()
+                    opts.checkpoint.display()
                 );
             }
             let bytes = onnx_model(&ckpt.meta, &net, &device).encode_to_vec();
@@ -225,7 +220,7 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
             if ckpt.meta.fused.is_some() {
                 bail!(
                     "{}: a fused student's extractors have no PyTorch definition to load into; export it with --format onnx",
-                    args.checkpoint.display()
+                    opts.checkpoint.display()
                 );
             }
             let net = ckpt.network(&device)?;
@@ -235,11 +230,11 @@ pub fn run(args: &ExportArgs) -> Result<Exported> {
             (state_dict::safetensors_bytes(&sd, meta)?, None)
         }
     };
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    crate::train::checkpoint::write_atomic(&args.out, &bytes)?;
+    crate::train::checkpoint::write_atomic(&opts.out, &bytes)?;
     Ok(Exported {
         bytes: bytes.len(),
         check,

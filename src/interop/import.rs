@@ -5,53 +5,32 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use clap::Args;
 
 use super::state_dict::{self, StateDict};
 use crate::models::ModelConfig;
 use crate::train::checkpoint::{Checkpoint, Meta};
 
-#[derive(Args, Debug, Clone)]
-pub struct ImportArgs {
-    /// lstmkd's zoo name of the architecture (`lstmkd info --list`), e.g. `mobilenetv2` for
-    /// torchvision's mobilenet_v2, `resnet8x4` for RepDistiller's.
-    #[arg(long)]
+/// What `import` reads and writes; `None` takes the architecture family's default (see
+/// `import`). The errors name the flags of `lstmkd import`, where these come from.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// lstmkd's zoo name of the architecture.
     pub model: String,
-    /// The PyTorch weights: a state_dict saved with torch.save (.pth/.pt), also nested under
-    /// "model"/"state_dict" or prefixed "module.", or a .safetensors file.
-    #[arg(long)]
+    /// A PyTorch state_dict (.pth/.pt) or a .safetensors file.
     pub weights: PathBuf,
-    /// Number of classes (default: the classifier's rows in the file).
-    #[arg(long)]
     pub classes: Option<usize>,
-    /// Input size CxHxW (default: 3x224x224 for the ImageNet families, 3x32x32 for the CIFAR
-    /// ones; C from the first convolution).
-    #[arg(long)]
+    /// CxHxW.
     pub input: Option<String>,
-    /// Per-channel mean of pixels in [0, 1], comma-separated (default: ImageNet's for the
-    /// torchvision families, CIFAR-100's for RepDistiller's).
-    #[arg(long, value_delimiter = ',')]
+    /// Per-channel statistics of pixels in [0, 1].
     pub mean: Option<Vec<f32>>,
-    /// Per-channel std, comma-separated (defaults as --mean).
-    #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
-    /// Inference pre-processing: resize the shorter side to this many pixels, then centre-crop
-    /// to the input size; 0 resizes images straight to the input size (default: torchvision's
-    /// evaluation transform, H / 0.875 = 256 at 224, for the ImageNet families; 0 for the
-    /// CIFAR ones).
-    #[arg(long)]
+    /// Shorter side resized to this, then centre-cropped; 0 resizes straight to the input.
     pub resize: Option<usize>,
-    /// A text file with one class name per line (default: 0, 1, ...).
-    #[arg(long)]
+    /// One class name per line.
     pub class_names: Option<PathBuf>,
-    /// Width multiplier (MobileNetV2 and the CIFAR ResNets), as the checkpoint was trained with.
-    #[arg(long, default_value_t = 1.0)]
     pub width: f64,
-    /// The lstmkd checkpoint to write.
-    #[arg(long)]
     pub out: PathBuf,
-    /// Replace --out if it exists.
-    #[arg(long)]
+    /// Replace `out` if it exists.
     pub force: bool,
 }
 
@@ -87,16 +66,16 @@ fn class_names(path: Option<&Path>, classes: usize) -> Result<Vec<String>> {
     crate::data::read_class_names(path, classes).context("--class-names")
 }
 
-/// Builds the checkpoint `args` describe, its weights from the file.
-pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
+/// Builds the checkpoint `opts` describe, its weights from the file.
+pub fn import(opts: &ImportOptions, device: &Device) -> Result<Checkpoint> {
     let model = ModelConfig {
-        width: args.width,
-        ..ModelConfig::new(&args.model)
+        width: opts.width,
+        ..ModelConfig::new(&opts.model)
     };
     model.validate().context("--model")?;
-    let sd = state_dict::read(&args.weights)?;
+    let sd = state_dict::read(&opts.weights)?;
     let name = model.name.as_str();
-    let classes = match args.classes {
+    let classes = match opts.classes {
         Some(0) => bail!("--classes: must be at least 1"),
         Some(k) => k,
         None => dim(
@@ -108,7 +87,7 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
         )?,
     };
     let imagenet = is_imagenet_family(name);
-    let input = match &args.input {
+    let input = match &opts.input {
         Some(s) => crate::models::parse_input(s)?,
         None => {
             let c = dim(
@@ -121,7 +100,7 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
             if imagenet { [c, 224, 224] } else { [c, 32, 32] }
         }
     };
-    let (mean, std) = match (&args.mean, &args.std) {
+    let (mean, std) = match (&opts.mean, &opts.std) {
         (Some(m), Some(s)) => (m.clone(), s.clone()),
         (None, None) if input[0] == 3 => {
             let (m, s) = if imagenet {
@@ -137,15 +116,15 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
         ),
         _ => bail!("--mean and --std: give both or neither"),
     };
-    let origin = format!("imported from {}", args.weights.display());
+    let origin = format!("imported from {}", opts.weights.display());
     let meta = Meta {
         model: model.clone(),
         input,
-        classes: class_names(args.class_names.as_deref(), classes)?,
+        classes: class_names(opts.class_names.as_deref(), classes)?,
         mean,
         std,
         // torchvision's evaluation transform: resize to 256 (= 224 / 0.875), centre crop.
-        resize: match args.resize {
+        resize: match opts.resize {
             Some(r) if r > 0 && r < input[1].min(input[2]) => bail!(
                 "--resize {r}: smaller than the {}x{} input it is cropped to",
                 input[1],
@@ -161,27 +140,27 @@ pub fn import(args: &ImportArgs, device: &Device) -> Result<Checkpoint> {
     };
     let net = model.init(input[0], classes, device)?;
     crate::models::check_input(&net, &model.name, input, device).context("--input")?;
-    let net = state_dict::load(net, &sd, &args.weights.display().to_string())?;
+    let net = state_dict::load(net, &sd, &opts.weights.display().to_string())?;
     let ckpt = Checkpoint::new(meta, &net, None)?;
     // Round-trips the header through the same checks a load applies (e.g. the statistics'
     // length against the channels), so a bad option fails here, not in a later command.
-    Checkpoint::from_bytes(&ckpt.to_bytes()?, &args.out)
+    Checkpoint::from_bytes(&ckpt.to_bytes()?, &opts.out)
         .map_err(|e| anyhow::anyhow!("{e:#}").context("--mean/--std/--input"))?;
     Ok(ckpt)
 }
 
-pub fn run(args: &ImportArgs) -> Result<Checkpoint> {
-    if args.out.exists() && !args.force {
+pub fn run(opts: &ImportOptions) -> Result<Checkpoint> {
+    if opts.out.exists() && !opts.force {
         bail!(
             "--out {}: already exists; choose another path or pass --force",
-            args.out.display()
+            opts.out.display()
         );
     }
-    let ckpt = import(args, &Device::flex())?;
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let ckpt = import(opts, &Device::flex())?;
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    ckpt.save(&args.out)?;
+    ckpt.save(&opts.out)?;
     Ok(ckpt)
 }
