@@ -87,9 +87,17 @@ fn val_files(root: &Path, ids: &[String]) -> Result<Vec<(PathBuf, usize)>> {
     let val = root.join("val");
     let path = val.join("val_annotations.txt");
     let text = read_text(&path)?;
-    let label: HashMap<&str, usize> = ids.iter().enumerate().map(|(k, id)| (id.as_str(), k)).collect();
+    let label: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| (id.as_str(), k))
+        .collect();
     let mut files = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let mut fields = line.split('\t');
         let (Some(file), Some(id)) = (fields.next(), fields.next()) else {
             bail!(
@@ -108,7 +116,12 @@ fn val_files(root: &Path, ids: &[String]) -> Result<Vec<(PathBuf, usize)>> {
         };
         let image = val.join("images").join(file.trim());
         if !image.is_file() {
-            bail!("{} line {}: {} does not exist", path.display(), n + 1, image.display());
+            bail!(
+                "{} line {}: {} does not exist",
+                path.display(),
+                n + 1,
+                image.display()
+            );
         }
         files.push((image, k));
     }

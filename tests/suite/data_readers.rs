@@ -399,7 +399,9 @@ fn write_tiny_imagenet(root: &Path) {
         let dir = root.join("train").join(id).join("images");
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..2u8 {
-            flat(k as u8 * 50, i).save(dir.join(format!("{id}_{i}.png"))).unwrap();
+            flat(k as u8 * 50, i)
+                .save(dir.join(format!("{id}_{i}.png")))
+                .unwrap();
         }
         std::fs::write(dir.parent().unwrap().join(format!("{id}_boxes.txt")), "").unwrap();
         std::fs::write(dir.join(".DS_Store"), "").unwrap();
@@ -408,7 +410,9 @@ fn write_tiny_imagenet(root: &Path) {
     std::fs::create_dir_all(&images).unwrap();
     let mut notes = String::new();
     for (i, k) in [2usize, 0, 1, 0].into_iter().enumerate() {
-        flat(k as u8 * 50, 100 + i as u8).save(images.join(format!("val_{i}.png"))).unwrap();
+        flat(k as u8 * 50, 100 + i as u8)
+            .save(images.join(format!("val_{i}.png")))
+            .unwrap();
         notes += &format!("val_{i}.png\t{}\t0\t0\t7\t7\n", ids[k]);
     }
     std::fs::write(root.join("val/val_annotations.txt"), notes).unwrap();
@@ -421,7 +425,10 @@ fn tiny_imagenet_reads_the_official_layout_with_sorted_wnids_and_word_names() {
     let ds = tiny_imagenet::open(d.path(), 0, 0, false).unwrap();
     // Sorted wnids n01, n02, n03; names from words.txt, the wnid where it gives none.
     assert_eq!(ds.classes, vec!["goldfish", "salamander", "n03"]);
-    assert_eq!((ds.train.len(), ds.test.len(), ds.shape()), (6, 4, [3, 8, 8]));
+    assert_eq!(
+        (ds.train.len(), ds.test.len(), ds.shape()),
+        (6, 4, [3, 8, 8])
+    );
     let mut buf = vec![0u8; 3 * 64];
     let seen = |split: &std::sync::Arc<dyn lstmkd::data::Source>, i: usize, buf: &mut Vec<u8>| {
         split.read(i, buf).unwrap();
@@ -443,7 +450,10 @@ fn tiny_imagenet_bad_inputs_name_the_file_and_problem() {
     let notes = d.path().join("val/val_annotations.txt");
     let good = std::fs::read_to_string(&notes).unwrap();
     for (bad, says) in [
-        ("val_0.png\tn09\t0\t0\t7\t7\n", "line 1: class 'n09' is not in wnids.txt"),
+        (
+            "val_0.png\tn09\t0\t0\t7\t7\n",
+            "line 1: class 'n09' is not in wnids.txt",
+        ),
         ("val_9.png\tn01\t0\t0\t7\t7\n", "val_9.png does not exist"),
         ("val_0.png\n", "line 1: expected 'file<TAB>wnid<TAB>box'"),
     ] {
@@ -454,11 +464,17 @@ fn tiny_imagenet_bad_inputs_name_the_file_and_problem() {
     std::fs::write(&notes, good).unwrap();
     std::fs::write(d.path().join("wnids.txt"), "n01\nn02\nn03\nn04\n").unwrap();
     let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
-    assert!(e.contains("n04") && e.contains("train/<wnid>/images/"), "{e}");
+    assert!(
+        e.contains("n04") && e.contains("train/<wnid>/images/"),
+        "{e}"
+    );
     std::fs::write(d.path().join("wnids.txt"), "n01\nn01\n").unwrap();
     let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
     assert!(e.contains("'n01' appears twice"), "{e}");
     std::fs::remove_file(d.path().join("wnids.txt")).unwrap();
     let e = err_of(tiny_imagenet::open(d.path(), 0, 0, false));
-    assert!(e.contains("wnids.txt") && e.contains("scripts/tiny_imagenet.sh"), "{e}");
+    assert!(
+        e.contains("wnids.txt") && e.contains("scripts/tiny_imagenet.sh"),
+        "{e}"
+    );
 }

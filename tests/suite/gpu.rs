@@ -251,7 +251,10 @@ fn an_extractors_gradients_match_flex_on_images_and_clips() {
             ]
         };
         let (want, got) = (run(&on_flex, &flex), run(&on_gpu, &gpu));
-        for (what, (g, w)) in ["input", "conv weight", "conv bias"].iter().zip(got.iter().zip(&want)) {
+        for (what, (g, w)) in ["input", "conv weight", "conv bias"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
             close(&format!("frames {frames}: {what} gradient"), g, w, 1e-4);
         }
     }
