@@ -117,3 +117,30 @@ fn large_elementwise_arithmetic_equals_the_host_element_by_element() {
     assert_same(x.clone() + y.clone(), &want(|a, b| a + b), "x + y");
     assert_same(x * y, &want(|a, b| a * b), "x * y, both unique");
 }
+
+/// Unary functions on the pool (vendor/burn-flex's `unary_op`): ReLU in place on a unique
+/// tensor and into a new buffer from a shared one, a transposed view in storage order, and a
+/// negation, each against the host, bit for bit. The values straddle zero so that ReLU
+/// clears about half of them.
+#[test]
+fn large_unary_functions_equal_the_host_element_by_element() {
+    let device = Device::flex();
+    let numel: usize = SHAPE.iter().product();
+    let xv: Vec<f32> = uniform(numel, 4);
+    let relu =
+        |v: &[f32]| -> Vec<f32> { v.iter().map(|&a| if a > 0.0 { a } else { 0.0 }).collect() };
+    let act = burn::tensor::activation::relu;
+    assert_same(
+        act(tensor(&xv, SHAPE, &device)),
+        &relu(&xv),
+        "relu in place",
+    );
+    let x = tensor(&xv, SHAPE, &device);
+    assert_same(act(x.clone()), &relu(&xv), "relu of a shared tensor");
+    // [64, 16, 28, 28] viewed as [64, 16, 28, 28] with the last two axes swapped: the function
+    // runs in storage order and the view keeps its strides.
+    let swapped = act(x.clone().swap_dims(2, 3)).swap_dims(2, 3);
+    assert_same(swapped, &relu(&xv), "relu of a transposed view");
+    let neg: Vec<f32> = xv.iter().map(|a| -a).collect();
+    assert_same(x.neg(), &neg, "negation of a shared tensor");
+}

@@ -6,6 +6,10 @@
 //! `dW_g = dY_g x im2col(X_g)^T`, one GEMM per group over a chunk of images whose columns fit
 //! a fixed budget; depthwise kernels are direct sums. The chunking depends only on the shapes,
 //! so the summation order (and the result, bit for bit) does not depend on the thread count.
+//! The columns are built from a channels-last copy of the chunk, tap-major (each tap's
+//! channels one contiguous run, copied rather than gathered plane by plane); that only permutes
+//! the product's output columns, so every sum keeps its order, and `dW` is permuted back to
+//! [O, C / groups, kh, kw] at the end.
 //! (The input gradient stays flex's transposed convolution: the same batch-level GEMM with a
 //! col2im measured no faster here, 2026-11-29.)
 
@@ -70,11 +74,13 @@ where
     let chunk = (COLS_BUDGET / (l * ck)).clamp(1, b);
     let mut cols = super::filled_vec(chunk * l * ck, T::zero());
     let mut dyt = vec![T::zero(); og * chunk * l];
+    let mut nhwc = vec![T::zero(); chunk * h * w * cg];
     for start in (0..b).step_by(chunk) {
         let n = chunk.min(b - start);
         let k = n * l;
         for g in 0..groups {
-            im2col(xd, &mut cols[..k * ck], start, g, l, &geom);
+            channels_last(xd, &mut nhwc[..n * h * w * cg], start, g, &geom);
+            im2col(&nhwc, &mut cols[..k * ck], l, &geom);
             // dY of the group's channels as [og, n * l]: image after image along k.
             for_each_chunk(&mut dyt[..og * k], k, |oo, row| {
                 for i in 0..n {
@@ -108,7 +114,17 @@ where
             }
         }
     }
-    tensor(dw, weight_shape, dtype)
+    // Columns were (tap, channel); the weight is (channel, tap).
+    let taps = kh * kw;
+    let mut out = vec![T::zero(); o * ck];
+    for (src, dst) in dw.chunks(ck).zip(out.chunks_mut(ck)) {
+        for t in 0..taps {
+            for ci in 0..cg {
+                dst[ci * taps + t] = src[t * cg + ci];
+            }
+        }
+    }
+    tensor(out, weight_shape, dtype)
 }
 
 struct Geometry {
@@ -135,34 +151,49 @@ impl Geometry {
     }
 }
 
-/// Rows (image i, position p) of group `g`'s columns, each `cg * kh * kw` long.
-fn im2col<T: Copy + Send + Sync + num_traits::Zero>(
+/// Group `g`'s channels of images `start..` as [image, row, column, channel].
+fn channels_last<T: Copy + Send + Sync>(
     xd: &[T],
-    cols: &mut [T],
+    out: &mut [T],
     start: usize,
     g: usize,
+    geom: &Geometry,
+) {
+    let plane = geom.h * geom.w;
+    let cg = geom.cg;
+    for_each_chunk(out, plane * cg, |i, image| {
+        let base = ((start + i) * geom.c + g * cg) * plane;
+        for ci in 0..cg {
+            let x = &xd[base + ci * plane..base + (ci + 1) * plane];
+            for (at, &v) in x.iter().enumerate() {
+                image[at * cg + ci] = v;
+            }
+        }
+    });
+}
+
+/// Rows (image i, position p) of the columns from the channels-last chunk `xn`: each row is
+/// `kh * kw` runs of `cg` channels, a tap outside the input a run of zeros.
+fn im2col<T: Copy + Send + Sync + num_traits::Zero>(
+    xn: &[T],
+    cols: &mut [T],
     l: usize,
     geom: &Geometry,
 ) {
     let plane = geom.h * geom.w;
-    let taps = geom.kh * geom.kw;
-    let ck = geom.cg * taps;
+    let cg = geom.cg;
+    let ck = cg * geom.kh * geom.kw;
     // Tasks of whole rows, at least 16 Ki elements each.
     let rows = (16384 / ck).max(1);
     for_each_chunk(cols, rows * ck, |task, block| {
-        // The taps' input offsets depend on the position only, not on the channel.
-        let mut offsets: Vec<Option<usize>> = alloc::vec![None; taps];
         for (j, row) in block.chunks_mut(ck).enumerate() {
             let r = task * rows + j;
             let (i, p) = (r / l, r % l);
-            let base = ((start + i) * geom.c + g * geom.cg) * plane;
-            for (t, at) in offsets.iter_mut().enumerate() {
-                *at = geom.tap(p, t / geom.kw, t % geom.kw);
-            }
-            for (ci, out) in row.chunks_mut(taps).enumerate() {
-                let x = &xd[base + ci * plane..base + (ci + 1) * plane];
-                for (o, at) in out.iter_mut().zip(&offsets) {
-                    *o = at.map_or(T::zero(), |at| x[at]);
+            let image = &xn[i * plane * cg..(i + 1) * plane * cg];
+            for (t, run) in row.chunks_mut(cg).enumerate() {
+                match geom.tap(p, t / geom.kw, t % geom.kw) {
+                    Some(at) => run.copy_from_slice(&image[at * cg..(at + 1) * cg]),
+                    None => run.fill(T::zero()),
                 }
             }
         }

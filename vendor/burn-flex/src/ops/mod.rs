@@ -59,6 +59,18 @@ pub(crate) fn zip_chunks<D: Send, S: Sync>(
     f(dst, src)
 }
 
+/// `f` over chunks of `dst`: on the thread pool from [`ELEMENTWISE_PARALLEL`] elements
+/// (lstmkd's patch, for the in-place unary functions).
+pub(crate) fn each_chunk<D: Send>(dst: &mut [D], f: impl Fn(&mut [D]) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    if dst.len() >= ELEMENTWISE_PARALLEL {
+        use rayon::prelude::*;
+        dst.par_chunks_mut(1 << 15).for_each(&f);
+        return;
+    }
+    f(dst)
+}
+
 /// Wrapper for raw mutable pointers that can be sent across rayon threads.
 ///
 /// # Safety
