@@ -144,3 +144,34 @@ fn large_unary_functions_equal_the_host_element_by_element() {
     let neg: Vec<f32> = xv.iter().map(|a| -a).collect();
     assert_same(x.neg(), &neg, "negation of a shared tensor");
 }
+
+/// `mask_fill` on the pool (vendor/burn-flex; ReLU6's clamp masks through it), in place on a
+/// dense tensor with a dense mask and with a mask broadcast over the channels, against the host.
+#[test]
+fn large_mask_fill_equals_the_host_element_by_element() {
+    let device = Device::flex();
+    let numel: usize = SHAPE.iter().product();
+    let xv: Vec<f32> = uniform(numel, 5);
+    let x = tensor(&xv, SHAPE, &device);
+    let mask = x.clone().lower_elem(0.25);
+    let want: Vec<f32> = xv
+        .iter()
+        .map(|&a| if a < 0.25 { -7.0 } else { a })
+        .collect();
+    assert_same(x.mask_fill(mask, -7.0), &want, "dense mask");
+    let [n, c, h, w] = SHAPE;
+    let mv: Vec<f32> = uniform(n * h * w, 6);
+    let mask = Tensor::<4>::from_data(TensorData::new(mv.clone(), [n, 1, h, w]), &device)
+        .greater_elem(0.0);
+    let want: Vec<f32> = (0..numel)
+        .map(|k| {
+            let (i, p) = (k / (c * h * w), k % (h * w));
+            if mv[i * h * w + p] > 0.0 { 3.5 } else { xv[k] }
+        })
+        .collect();
+    assert_same(
+        tensor(&xv, SHAPE, &device).mask_fill(mask, 3.5),
+        &want,
+        "mask broadcast over channels",
+    );
+}
