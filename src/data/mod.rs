@@ -277,8 +277,15 @@ impl DataConfig {
             (Format::Clips, _) | (_, None) => {}
             (_, Some(_)) => bail!("data.frames: applies to format = \"clips\" only"),
         }
-        if self.format == Format::Clips && (self.resize, self.crop) != (0, 0) {
-            bail!("data.resize / data.crop: not for clips (their frames must share one size)");
+        if (self.resize, self.crop) != (0, 0) && !self.format.decodes_files() {
+            if self.format == Format::Clips {
+                bail!("data.resize / data.crop: not for clips (their frames must share one size)");
+            }
+            bail!(
+                "data.resize / data.crop: only for format = \"image-folder\" or \"tiny-imagenet\" \
+                 (format {:?} holds images of one size, read as they are)",
+                self.format
+            );
         }
         if self.random_resized_crop && (!self.format.decodes_files() || self.crop == 0) {
             bail!(

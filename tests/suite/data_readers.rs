@@ -478,3 +478,27 @@ fn tiny_imagenet_bad_inputs_name_the_file_and_problem() {
         "{e}"
     );
 }
+
+/// `resize` and `crop` apply to the formats that decode image files; elsewhere they are refused
+/// rather than ignored.
+#[test]
+fn resize_and_crop_are_refused_where_the_format_does_not_decode_files() {
+    use lstmkd::data::{DataConfig, Format};
+    let d = tempdir().unwrap();
+    for format in [Format::Idx, Format::Cifar10, Format::Cifar100] {
+        let mut cfg = DataConfig::new(format, d.path());
+        cfg.crop = 24;
+        let e = err_of(cfg.validate());
+        assert!(
+            e.contains(
+                "data.resize / data.crop: only for format = \"image-folder\" or \"tiny-imagenet\""
+            ),
+            "{e}"
+        );
+    }
+    for format in [Format::ImageFolder, Format::TinyImagenet] {
+        let mut cfg = DataConfig::new(format, d.path());
+        (cfg.resize, cfg.crop) = (36, 32);
+        cfg.validate().unwrap();
+    }
+}
