@@ -44,10 +44,8 @@ else
     mkdir -p "$parent"
     work=$(mktemp -d "$parent/.tiny-imagenet.XXXXXX")
     trap 'rm -rf "$work"' EXIT
-    if git --git-dir="$src" rev-parse --verify -q HEAD:tiny-imagenet-200 >/dev/null 2>&1; then
-        echo "extracting tiny-imagenet-200/ from the git repository $src"
-        git --git-dir="$src" archive HEAD tiny-imagenet-200 | tar -x -C "$work"
-    elif git -C "$src" rev-parse --verify -q HEAD:tiny-imagenet-200 >/dev/null 2>&1; then
+    # `git -C` reads bare repositories and work trees alike.
+    if [ -d "$src" ] && git -C "$src" rev-parse --verify -q HEAD:tiny-imagenet-200 >/dev/null 2>&1; then
         echo "extracting tiny-imagenet-200/ from the git repository $src"
         git -C "$src" archive HEAD tiny-imagenet-200 | tar -x -C "$work"
     elif [ -f "$src" ] && [ "${src##*.}" = zip ]; then

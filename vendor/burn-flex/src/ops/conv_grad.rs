@@ -74,7 +74,7 @@ where
     let chunk = (COLS_BUDGET / (l * ck)).clamp(1, b);
     let mut cols = super::filled_vec(chunk * l * ck, T::zero());
     let mut dyt = vec![T::zero(); og * chunk * l];
-    let mut nhwc = vec![T::zero(); chunk * h * w * cg];
+    let mut nhwc = super::filled_vec(chunk * h * w * cg, T::zero());
     for start in (0..b).step_by(chunk) {
         let n = chunk.min(b - start);
         let k = n * l;
