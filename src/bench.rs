@@ -33,25 +33,25 @@ use crate::train::trainer::{Task, optimise};
 /// What `lstmkd bench` measures. `validate` names the flags of `lstmkd bench`, where these
 /// come from.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
+pub(crate) struct BenchOptions {
     /// Zoo models; the teacher's weights are random.
-    pub teacher: String,
-    pub student: String,
+    pub(crate) teacher: String,
+    pub(crate) student: String,
     /// CxHxW.
-    pub input: [usize; 3],
-    pub classes: usize,
+    pub(crate) input: [usize; 3],
+    pub(crate) classes: usize,
     /// Training batch size, and the larger inference batch.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Untimed steps first (thread pools, allocator, caches).
-    pub warmup: usize,
+    pub(crate) warmup: usize,
     /// Timed steps per case.
-    pub steps: usize,
-    pub device: String,
+    pub(crate) steps: usize,
+    pub(crate) device: String,
     /// The extractors' conv channels and LSTM hidden size per direction.
-    pub conv_channels: usize,
-    pub hidden: usize,
+    pub(crate) conv_channels: usize,
+    pub(crate) hidden: usize,
     /// `KEY=VALUE` overrides of the benched distillation config.
-    pub overrides: Vec<String>,
+    pub(crate) overrides: Vec<String>,
 }
 
 impl BenchOptions {
@@ -76,52 +76,52 @@ impl BenchOptions {
 
 /// Per-step wall time over the measured steps.
 #[derive(Debug, Clone, Serialize)]
-pub struct Timing {
-    pub name: String,
-    pub batch: usize,
-    pub ms_mean: f64,
-    pub ms_std: f64,
-    pub img_per_s: f64,
+pub(crate) struct Timing {
+    pub(crate) name: String,
+    pub(crate) batch: usize,
+    pub(crate) ms_mean: f64,
+    pub(crate) ms_std: f64,
+    pub(crate) img_per_s: f64,
     /// Peak resident memory of the process from the start of this case (Linux, when the peak
     /// could be reset), MiB. Memory the allocator kept from earlier cases counts.
-    pub peak_rss_mib: Option<f64>,
+    pub(crate) peak_rss_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PartRow {
-    pub name: String,
-    pub ms: f64,
-    pub share: f64,
+pub(crate) struct PartRow {
+    pub(crate) name: String,
+    pub(crate) ms: f64,
+    pub(crate) share: f64,
     /// Forward multiply-accumulates of the part per step; for backward an estimate (see
     /// `breakdown`).
-    pub gmac: f64,
+    pub(crate) gmac: f64,
     /// Achieved GFLOP/s (2 x MAC / time) as a share of the matrix-product peak.
-    pub peak_share: Option<f64>,
+    pub(crate) peak_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub teacher: String,
-    pub student: String,
-    pub input: [usize; 3],
-    pub classes: usize,
-    pub device: String,
-    pub threads: usize,
-    pub extractor: ExtractorConfig,
+pub(crate) struct Report {
+    pub(crate) teacher: String,
+    pub(crate) student: String,
+    pub(crate) input: [usize; 3],
+    pub(crate) classes: usize,
+    pub(crate) device: String,
+    pub(crate) threads: usize,
+    pub(crate) extractor: ExtractorConfig,
     /// The active losses of the distillation step.
-    pub losses: Vec<String>,
+    pub(crate) losses: Vec<String>,
     /// f32 matrix product (2048^3), best of three, GFLOP/s (on flex for CPU devices).
-    pub peak_gflops: f64,
-    pub student_step: Timing,
-    pub distill_step: Timing,
-    pub infer_b1: Timing,
-    pub infer_batch: Timing,
+    pub(crate) peak_gflops: f64,
+    pub(crate) student_step: Timing,
+    pub(crate) distill_step: Timing,
+    pub(crate) infer_b1: Timing,
+    pub(crate) infer_batch: Timing,
     /// One student training step, by part.
-    pub student_breakdown: Vec<PartRow>,
+    pub(crate) student_breakdown: Vec<PartRow>,
     /// One distillation step, by part.
-    pub breakdown: Vec<PartRow>,
+    pub(crate) breakdown: Vec<PartRow>,
     /// Of the distillation step, the share spent in the four extractor passes.
-    pub extractor_share: f64,
+    pub(crate) extractor_share: f64,
 }
 
 /// Peak resident set size since the last reset, MiB (Linux only).
@@ -360,7 +360,7 @@ impl Drop for Scratch {
     }
 }
 
-pub fn run(opts: &BenchOptions) -> Result<Report> {
+pub(crate) fn run(opts: &BenchOptions) -> Result<Report> {
     opts.validate()?;
     let device = crate::device::parse(&opts.device)?;
     let train_device = device.clone().autodiff();

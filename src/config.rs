@@ -12,11 +12,11 @@ use crate::optim::{OptimConfig, ScheduleConfig};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
     /// Batch size for validation and evaluation (default: `batch_size`).
     #[serde(default)]
-    pub eval_batch_size: Option<usize>,
+    pub(crate) eval_batch_size: Option<usize>,
     #[serde(default)]
     pub seed: u64,
     /// Run directory: config, metrics and checkpoints are written here.
@@ -26,7 +26,7 @@ pub struct TrainConfig {
     /// Steps between mid-epoch checkpoints (`last.ckpt`, resumable at that step) for long
     /// epochs; 0: at epoch ends only.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub checkpoint_every: usize,
+    pub(crate) checkpoint_every: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -192,7 +192,7 @@ impl RunConfig {
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         self.data.validate()?;
         self.model.validate()?;
         self.optim.validate()?;

@@ -29,14 +29,14 @@ impl Deployed {
     }
 
     /// Batch norm folded into the convolutions before it (inference only).
-    pub fn fold_bn(self) -> Self {
+    pub(crate) fn fold_bn(self) -> Self {
         match self {
             Deployed::Plain(net) => Deployed::Plain(net.fold_bn()),
             Deployed::Fused(f) => Deployed::Fused(f.fold_bn()),
         }
     }
 
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    pub(crate) fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
             Deployed::Plain(net) => net.forward(images).logits,
             Deployed::Fused(f) => f.forward(images),
@@ -44,7 +44,7 @@ impl Deployed {
     }
 
     /// Frames per sample (1 for images).
-    pub fn frames(&self) -> usize {
+    pub(crate) fn frames(&self) -> usize {
         match self {
             Deployed::Plain(net) => net.frames(),
             Deployed::Fused(f) => f.net.frames(),
@@ -52,7 +52,7 @@ impl Deployed {
     }
 
     /// Learnable parameters, counted as PyTorch does.
-    pub fn params(&self) -> usize {
+    pub(crate) fn params(&self) -> usize {
         match self {
             Deployed::Plain(net) => count_params(net),
             Deployed::Fused(f) => count_params(f),

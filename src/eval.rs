@@ -17,23 +17,23 @@ use crate::train::metrics::Tally;
 use crate::train::trainer::tally;
 
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub checkpoint: PathBuf,
-    pub model: String,
+pub(crate) struct Report {
+    pub(crate) checkpoint: PathBuf,
+    pub(crate) model: String,
     /// Test samples: images, or clips for a clip model.
-    pub images: u64,
+    pub(crate) images: u64,
     /// Frames per sample (1: images).
-    pub frames: usize,
-    pub top1: f64,
-    pub top5: f64,
-    pub loss: f64,
-    pub per_class: Vec<(String, f64)>,
-    pub params: usize,
+    pub(crate) frames: usize,
+    pub(crate) top1: f64,
+    pub(crate) top5: f64,
+    pub(crate) loss: f64,
+    pub(crate) per_class: Vec<(String, f64)>,
+    pub(crate) params: usize,
     /// Milliseconds per image at batch size 1.
-    pub latency_ms_b1: f64,
+    pub(crate) latency_ms_b1: f64,
     /// Images per second at batch size 64.
-    pub throughput_b64: f64,
-    pub device: String,
+    pub(crate) throughput_b64: f64,
+    pub(crate) device: String,
 }
 
 /// Mean seconds per call of `f` after warm-up, over at least `min_secs` and 3 calls.
@@ -67,13 +67,13 @@ pub(crate) fn latency(net: &Deployed, input: [usize; 3], device: &Device) -> (f6
 
 /// Where and how `eval` runs: the checkpoint's own run settings unless overridden.
 #[derive(Debug, Default, Clone)]
-pub struct EvalOptions {
+pub(crate) struct EvalOptions {
     /// Dataset root instead of the run's (required for a checkpoint without a run).
-    pub data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
     /// Dataset format at `data` (default: the run's, or image-folder).
-    pub format: Option<Format>,
-    pub device: Option<String>,
-    pub batch_size: Option<usize>,
+    pub(crate) format: Option<Format>,
+    pub(crate) device: Option<String>,
+    pub(crate) batch_size: Option<usize>,
 }
 
 /// The dataset a checkpoint is evaluated on: its run's, or (imported weights) the one given,
@@ -105,7 +105,7 @@ fn data_config(meta: &Meta, opts: &EvalOptions) -> Result<DataConfig> {
 }
 
 /// Evaluates `ckpt` on its dataset's test split (or the dataset given in `opts`).
-pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
+pub(crate) fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
     if opts.batch_size == Some(0) {
         bail!("--batch-size: must be at least 1");
     }
@@ -167,7 +167,7 @@ pub fn run(ckpt_path: &Path, opts: &EvalOptions) -> Result<(Report, Tally)> {
 }
 
 /// Writes `eval.json` and `confusion.csv` (rows = true class, columns = predicted) to `dir`.
-pub fn write(report: &Report, tally: &Tally, classes: &[String], dir: &Path) -> Result<()> {
+pub(crate) fn write(report: &Report, tally: &Tally, classes: &[String], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     write_atomic(
         &dir.join("eval.json"),

@@ -46,7 +46,7 @@ fn default_eps() -> f64 {
 }
 
 impl OptimConfig {
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("optim.lr: must be a positive number, got {}", self.lr);
         }
@@ -137,7 +137,7 @@ impl Default for ScheduleConfig {
 }
 
 impl ScheduleConfig {
-    pub fn validate(&self, epochs: usize) -> Result<()> {
+    pub(crate) fn validate(&self, epochs: usize) -> Result<()> {
         // Written so that NaN fails every check.
         if !(0.0..=epochs as f64).contains(&self.warmup_epochs) {
             bail!(

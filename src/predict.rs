@@ -20,29 +20,29 @@ use crate::train::checkpoint::{Checkpoint, Meta};
 /// What `predict` classifies and how. `run` names the flags of `lstmkd predict`, where these
 /// come from.
 #[derive(Debug, Clone)]
-pub struct PredictOptions {
-    pub checkpoint: PathBuf,
+pub(crate) struct PredictOptions {
+    pub(crate) checkpoint: PathBuf,
     /// Images and folders of images; for a clip checkpoint, clip folders and folders of them.
-    pub inputs: Vec<PathBuf>,
+    pub(crate) inputs: Vec<PathBuf>,
     /// Classes kept per prediction.
-    pub top: usize,
+    pub(crate) top: usize,
     /// Images (or clips) per forward pass.
-    pub batch_size: usize,
-    pub device: String,
+    pub(crate) batch_size: usize,
+    pub(crate) device: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Ranked {
-    pub class: String,
-    pub index: usize,
-    pub prob: f32,
+pub(crate) struct Ranked {
+    pub(crate) class: String,
+    pub(crate) index: usize,
+    pub(crate) prob: f32,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Prediction {
-    pub file: PathBuf,
-    pub top: Vec<Ranked>,
-    pub logits: Vec<f32>,
+pub(crate) struct Prediction {
+    pub(crate) file: PathBuf,
+    pub(crate) top: Vec<Ranked>,
+    pub(crate) logits: Vec<f32>,
 }
 
 /// The image files named by `inputs`, folders expanded recursively, in sorted order.
@@ -174,7 +174,7 @@ fn grey(img: image::DynamicImage) -> Vec<u8> {
         .collect()
 }
 
-pub fn run(opts: &PredictOptions) -> Result<Vec<Prediction>> {
+pub(crate) fn run(opts: &PredictOptions) -> Result<Vec<Prediction>> {
     if opts.batch_size == 0 {
         bail!("--batch-size: must be at least 1");
     }

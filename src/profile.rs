@@ -12,11 +12,11 @@ use crate::models::flops;
 
 /// Totals of one named part over the recorded steps.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Part {
-    pub name: &'static str,
-    pub seconds: f64,
+pub(crate) struct Part {
+    pub(crate) name: &'static str,
+    pub(crate) seconds: f64,
     /// Forward multiply-accumulates counted inside the part (0 unless `flops::count` was on).
-    pub macs: u64,
+    pub(crate) macs: u64,
 }
 
 struct Recorder {
@@ -33,7 +33,7 @@ thread_local! {
 
 /// Reads `t` to the host. On a GPU each read waits for the queued work to finish, so the
 /// training step reads through here and a test holds it to what the progress bar needs.
-pub fn read<const D: usize, K: Basic>(t: Tensor<D, K>) -> TensorData {
+pub(crate) fn read<const D: usize, K: Basic>(t: Tensor<D, K>) -> TensorData {
     HOST_READS.with(|n| n.set(n.get() + 1));
     t.into_data()
 }
@@ -44,7 +44,7 @@ pub fn host_reads() -> usize {
 }
 
 /// Runs `f` as the part `name` of the step being recorded (if any).
-pub fn part<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+pub(crate) fn part<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
     let device = RECORDER.with(|r| r.borrow().as_ref().map(|r| r.device.clone()));
     let Some(device) = device else {
         return f();
@@ -75,7 +75,7 @@ pub fn part<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
 }
 
 /// Runs `f` with part timing on and returns the parts it went through, in first-seen order.
-pub fn record<T>(device: &Device, f: impl FnOnce() -> T) -> (T, Vec<Part>) {
+pub(crate) fn record<T>(device: &Device, f: impl FnOnce() -> T) -> (T, Vec<Part>) {
     RECORDER.with(|r| {
         *r.borrow_mut() = Some(Recorder {
             parts: Vec::new(),

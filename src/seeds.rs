@@ -17,12 +17,12 @@ fn finish(mut z: u64) -> u64 {
 }
 
 /// SplitMix64's step from `z`: the seed of the next item of a sequence.
-pub fn next(z: u64) -> u64 {
+pub(crate) fn next(z: u64) -> u64 {
     finish(z.wrapping_add(GOLDEN))
 }
 
 /// The seed of a step's own draws (mixing, crops, second views).
-pub fn step(seed: u64, epoch: usize, index: usize) -> u64 {
+pub(crate) fn step(seed: u64, epoch: usize, index: usize) -> u64 {
     seed ^ position(epoch, index).wrapping_mul(GOLDEN)
 }
 

@@ -48,7 +48,7 @@ impl Placement {
         flip: false,
     };
 
-    pub fn sample(cfg: &AugmentConfig, rng: &mut StdRng) -> Self {
+    pub(crate) fn sample(cfg: &AugmentConfig, rng: &mut StdRng) -> Self {
         let p = cfg.pad_crop as isize;
         let (dy, dx) = if p > 0 {
             let p = p as i64;

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use super::image_folder::{class_names, is_image, sorted_entries, split_dirs};
 use super::{Dataset, Source};
 
-pub struct Clips {
+pub(crate) struct Clips {
     /// Each clip's frame files in order, with its label.
     clips: Vec<(Vec<PathBuf>, usize)>,
     frames: usize,

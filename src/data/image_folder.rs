@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 
 use super::{Dataset, Source};
 
-pub struct ImageFolder {
+pub(crate) struct ImageFolder {
     files: Vec<(PathBuf, usize)>,
     resize: usize,
     crop: usize,

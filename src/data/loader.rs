@@ -25,10 +25,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.labels.len()
     }
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
     /// The images as a tensor (moving the host buffer, no copy), with the host labels.
@@ -62,7 +62,7 @@ pub struct Loader {
 
 impl Loader {
     /// Batches of `split` in order, without augmentation (validation, evaluation).
-    pub fn evaluation(
+    pub(crate) fn evaluation(
         split: Split,
         batch_size: usize,
         normalize: Normalize,

@@ -90,7 +90,7 @@ pub enum Format {
 impl Format {
     /// Whether the format decodes image files of any size, which `data.resize` and
     /// `data.crop` bring to one.
-    pub fn decodes_files(self) -> bool {
+    pub(crate) fn decodes_files(self) -> bool {
         matches!(self, Format::ImageFolder | Format::TinyImagenet)
     }
 }
@@ -106,13 +106,13 @@ pub enum Cifar100Labels {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    pub format: Format,
+    pub(crate) format: Format,
     pub root: PathBuf,
     /// Fraction of the training files held out (seeded) for validation.
     #[serde(default = "default_val_fraction")]
     pub val_fraction: f64,
     #[serde(default = "default_cifar100_labels")]
-    pub cifar100_labels: Cifar100Labels,
+    pub(crate) cifar100_labels: Cifar100Labels,
     /// ImageFolder: resize the shorter side to this many pixels (0 = keep).
     #[serde(default)]
     pub resize: usize,
@@ -124,7 +124,7 @@ pub struct DataConfig {
     /// (scale 0.08-1, ratio 3/4-4/3) instead of resize + centre crop; validation and test keep
     /// the centre crop. With `hflip` this is torchvision's ImageNet training recipe.
     #[serde(default)]
-    pub random_resized_crop: bool,
+    pub(crate) random_resized_crop: bool,
     #[serde(flatten)]
     pub augment: augment::AugmentConfig,
     /// Per-channel mean and std in [0, 1] units; computed from the training split when absent
@@ -136,15 +136,15 @@ pub struct DataConfig {
     /// Train on at most this many images of the training split (seeded choice), for quick
     /// budgets; validation keeps its full split.
     #[serde(default)]
-    pub limit_train: Option<usize>,
+    pub(crate) limit_train: Option<usize>,
     /// Batches prepared ahead of the training step.
     #[serde(default = "default_prefetch")]
-    pub prefetch: usize,
+    pub(crate) prefetch: usize,
     /// Share of the training split whose labels distillation may use (seeded: the split's
     /// first images, the same a `limit_train` of that many would train on alone); the others
     /// are read without labels. 0 is label-free distillation.
     #[serde(default = "one_share", skip_serializing_if = "is_all")]
-    pub label_fraction: f64,
+    pub(crate) label_fraction: f64,
     /// Clips: frames sampled from each clip (default 8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<usize>,
@@ -340,7 +340,7 @@ impl DataConfig {
 /// A subset of a source, by index.
 #[derive(Clone)]
 pub struct Split {
-    pub source: Arc<dyn Source>,
+    pub(crate) source: Arc<dyn Source>,
     pub indices: Arc<Vec<usize>>,
 }
 
@@ -352,7 +352,7 @@ impl Split {
     pub fn len(&self) -> usize {
         self.indices.len()
     }
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
 }

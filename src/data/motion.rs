@@ -25,19 +25,19 @@ pub(crate) const MOTIONS: [(&str, i32, i32); 4] = [
 #[derive(Debug, Clone)]
 pub(crate) struct MotionOptions {
     /// Written as train/ and test/; must not exist yet.
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// IDX dataset of grey images, the moving items.
-    pub items: PathBuf,
+    pub(crate) items: PathBuf,
     /// Clips per class.
-    pub train_per_class: usize,
-    pub test_per_class: usize,
+    pub(crate) train_per_class: usize,
+    pub(crate) test_per_class: usize,
     /// Clip lengths in frames, drawn uniformly from min..=max.
-    pub min_frames: usize,
-    pub max_frames: usize,
+    pub(crate) min_frames: usize,
+    pub(crate) max_frames: usize,
     /// Pixels the item travels over a clip (the canvas is the item plus this on each axis).
-    pub travel: usize,
+    pub(crate) travel: usize,
     /// Seed of every draw: the same seed writes the same set.
-    pub seed: u64,
+    pub(crate) seed: u64,
 }
 
 const MAX_TRAVEL: usize = 1024;

@@ -40,7 +40,7 @@ impl AdaptiveWindow {
         Ok(())
     }
 
-    pub fn window(&self, entropy: f64) -> usize {
+    pub(crate) fn window(&self, entropy: f64) -> usize {
         self.table
             .iter()
             .find(|(threshold, _)| entropy < *threshold)

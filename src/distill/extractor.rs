@@ -76,7 +76,7 @@ impl Default for ExtractorConfig {
 }
 
 impl ExtractorConfig {
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         for (name, v) in [
             ("window", self.window),
             ("conv_channels", self.conv_channels),
@@ -141,7 +141,7 @@ pub struct Extractor {
     /// 1 for images. Above 1 a tap is [B x frames, C, H, W] and the sequence is the frames:
     /// the Conv3d runs over (frame, row, column), the mean is over rows and columns, and the
     /// BiLSTM reads one vector per frame (the method's cross-frame fusion).
-    pub frames: usize,
+    pub(crate) frames: usize,
 }
 
 pub struct ExtractorOut {
@@ -156,7 +156,7 @@ pub struct ExtractorOut {
 
 /// How the extractors of one step read their taps.
 #[derive(Debug, Clone, Copy)]
-pub enum Reading<'a> {
+pub(crate) enum Reading<'a> {
     /// Every window position, the configured window.
     Whole,
     /// Extractor i reads only crop i (RTC).
@@ -316,7 +316,7 @@ impl Extractor {
     }
 
     /// Extractor `i` of a step reading `f` as `reading` says.
-    pub fn read(&self, f: Tensor<4>, reading: Reading, i: usize) -> ExtractorOut {
+    pub(crate) fn read(&self, f: Tensor<4>, reading: Reading, i: usize) -> ExtractorOut {
         match reading {
             Reading::Whole => self.forward(f, None),
             Reading::Crops(c) => self.forward(f, Some(c[i])),

@@ -26,7 +26,7 @@ use phases::Phase;
 use temperature::TemperatureConfig;
 
 /// The deepest `n` of a model's taps (all of them if it has fewer), shallow to deep.
-pub fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
+pub(crate) fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
     let skip = taps.len().saturating_sub(n);
     taps.into_iter().skip(skip).collect()
 }
@@ -35,7 +35,7 @@ pub fn deepest(taps: Vec<Tensor<4>>, n: usize) -> Vec<Tensor<4>> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FusedSpec {
-    pub extractor: ExtractorConfig,
+    pub(crate) extractor: ExtractorConfig,
     /// Input channels of each extractor, shallow to deep (one per distilled tap).
     pub extractors: Vec<usize>,
     /// Shared-lens adapters between the taps and the extractors.
@@ -77,7 +77,7 @@ pub fn adapt_dir(teacher_checkpoint: &Path) -> PathBuf {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum TemporalInit {
+pub(crate) enum TemporalInit {
     /// The student's extractor starts as a copy of the teacher's adapted one, behind a 1x1
     /// conv + BN adapter from the student's channels to the teacher's.
     #[default]
@@ -92,30 +92,30 @@ pub enum TemporalInit {
 pub struct DistillConfig {
     /// Loss weights by registry name (`lstmkd distill --list-losses`); a loss with no weight
     /// is off.
-    pub weights: BTreeMap<String, f64>,
+    pub(crate) weights: BTreeMap<String, f64>,
     /// How many of the deepest taps are distilled (the method: the last two).
     #[serde(default = "two")]
     pub taps: usize,
     #[serde(default)]
-    pub extractor: ExtractorConfig,
+    pub(crate) extractor: ExtractorConfig,
     #[serde(default)]
-    pub temporal_init: TemporalInit,
+    pub(crate) temporal_init: TemporalInit,
     /// Shared lens: keep the copied extractor frozen instead of fine-tuning it.
     #[serde(default)]
-    pub freeze_student_extractor: bool,
+    pub(crate) freeze_student_extractor: bool,
     #[serde(default)]
-    pub temperature: TemperatureConfig,
+    pub(crate) temperature: TemperatureConfig,
     /// Phases of the progressive schedule; absent = the paper's three phases. Ignored when
     /// `end_to_end`.
     #[serde(default)]
-    pub phases: Option<Vec<Phase>>,
+    pub(crate) phases: Option<Vec<Phase>>,
     /// Every loss from the first epoch.
     #[serde(default)]
-    pub end_to_end: bool,
+    pub(crate) end_to_end: bool,
     /// Random temporal crop: both sides' extractors see the same random run of at least half
     /// of the windows.
     #[serde(default)]
-    pub rtc: bool,
+    pub(crate) rtc: bool,
     /// Adaptive window: each sample's extractor window from the teacher's prediction entropy
     /// (`{ table = [[0.05, 2], [0.5, 3]], top = 5 }`); absent = `extractor.window` for all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,22 +123,22 @@ pub struct DistillConfig {
     /// Probability per batch of temporal mixing (a band of rows from another image, labels
     /// mixed in proportion).
     #[serde(default)]
-    pub tmix: f64,
+    pub(crate) tmix: f64,
     /// Keep the student's extractors at inference and average their aux logits in.
     #[serde(default)]
-    pub fused: bool,
+    pub(crate) fused: bool,
     /// Teacher adaptation (`lstmkd adapt`): epochs and AdamW learning rate.
     #[serde(default = "two")]
-    pub adapt_epochs: usize,
+    pub(crate) adapt_epochs: usize,
     #[serde(default = "adapt_lr")]
-    pub adapt_lr: f64,
+    pub(crate) adapt_lr: f64,
     /// Logit standardisation (Sun et al., CVPR 2024) for `kd` and `dkd`: z-score each
     /// sample's logits, on both sides, before the temperature.
     #[serde(default)]
-    pub logit_standardization: bool,
+    pub(crate) logit_standardization: bool,
     /// Each loss's own options, `[distill.<loss>]` (e.g. `[distill.dkd] alpha = 1.0`).
     #[serde(flatten)]
-    pub options: LossOptions,
+    pub(crate) options: LossOptions,
 }
 
 fn two() -> usize {
@@ -172,7 +172,7 @@ impl DistillConfig {
     }
 
     /// What the configured losses need built (over all phases).
-    pub fn needs(&self) -> Needs {
+    pub(crate) fn needs(&self) -> Needs {
         self.active_losses()
             .iter()
             .filter_map(|n| losses::find(n))

@@ -17,14 +17,14 @@ pub struct Qrnn {
 }
 
 /// Outputs [B, T, H] and the final (h, c), each [B, H].
-pub struct QrnnOut {
-    pub output: Tensor<3>,
-    pub hidden: Tensor<2>,
-    pub cell: Tensor<2>,
+pub(crate) struct QrnnOut {
+    pub(crate) output: Tensor<3>,
+    pub(crate) hidden: Tensor<2>,
+    pub(crate) cell: Tensor<2>,
 }
 
 impl Qrnn {
-    pub fn new(d_input: usize, d_hidden: usize, device: &Device) -> Self {
+    pub(crate) fn new(d_input: usize, d_hidden: usize, device: &Device) -> Self {
         Self {
             gates: LinearConfig::new(2 * d_input, 3 * d_hidden).init(device),
             d_hidden,
@@ -32,7 +32,7 @@ impl Qrnn {
     }
 
     /// `x` [B, T, D]; the step before the first reads zeros.
-    pub fn forward(&self, x: Tensor<3>) -> QrnnOut {
+    pub(crate) fn forward(&self, x: Tensor<3>) -> QrnnOut {
         let [b, t, d] = x.dims();
         let h = self.d_hidden;
         let zeros = Tensor::<3>::zeros([b, 1, d], &x.device());

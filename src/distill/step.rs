@@ -21,18 +21,18 @@ use crate::{profile, seeds};
 
 pub struct Distill {
     pub teacher: Teacher,
-    pub cfg: DistillConfig,
-    pub phases: Vec<Phase>,
-    pub epochs: usize,
+    pub(crate) cfg: DistillConfig,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) epochs: usize,
     /// Optimisation steps per epoch, for the run's progress within an epoch.
-    pub steps_per_epoch: usize,
-    pub classes: usize,
-    pub seed: u64,
+    pub(crate) steps_per_epoch: usize,
+    pub(crate) classes: usize,
+    pub(crate) seed: u64,
     /// The temperature of the current epoch.
-    pub temperature: f64,
+    pub(crate) temperature: f64,
     /// With `data.label_fraction` < 1: the training positions below this have labels the
     /// losses may use; the others' targets are zero rows.
-    pub labelled: Option<usize>,
+    pub(crate) labelled: Option<usize>,
     /// How a second view is drawn, for losses that compare two (`ntxent`).
     pub view: Option<ViewAugment>,
 }

@@ -50,7 +50,7 @@ impl StudentHead {
         mean_logits(std::iter::once(out.logits).chain(aux))
     }
 
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         self.adapters.iter_mut().for_each(ConvBn::fold_bn);
     }
 }
@@ -66,8 +66,8 @@ pub struct Student {
 /// The deployed student of a `fused` run: backbone plus extractors, predicting with both.
 #[derive(Module, Debug)]
 pub struct FusedStudent {
-    pub net: Network,
-    pub head: StudentHead,
+    pub(crate) net: Network,
+    pub(crate) head: StudentHead,
 }
 
 impl FusedStudent {
@@ -116,14 +116,14 @@ impl FusedStudent {
         self.head.fuse(self.net.forward(images))
     }
 
-    pub fn fold_bn(mut self) -> Self {
+    pub(crate) fn fold_bn(mut self) -> Self {
         self.net = self.net.fold_bn();
         self.head.fold_bn();
         self
     }
 
     /// What a checkpoint header records to rebuild it.
-    pub fn spec(&self, extractor: &super::extractor::ExtractorConfig) -> FusedSpec {
+    pub(crate) fn spec(&self, extractor: &super::extractor::ExtractorConfig) -> FusedSpec {
         FusedSpec {
             extractor: extractor.clone(),
             extractors: self
@@ -234,7 +234,7 @@ impl Student {
     }
 
     /// Inference logits: the backbone's, or with `fused` averaged with the aux heads'.
-    pub fn logits(&self, images: Tensor<4>, fused: bool) -> Tensor<2> {
+    pub(crate) fn logits(&self, images: Tensor<4>, fused: bool) -> Tensor<2> {
         let out = self.net.forward(images);
         if fused {
             self.head.fuse(out)

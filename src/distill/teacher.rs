@@ -36,7 +36,7 @@ pub(crate) fn tap_shapes(
 
 impl TeacherHead {
     /// Untrained extractors for the deepest `taps` taps of `net`.
-    pub fn init(
+    pub(crate) fn init(
         net: &Network,
         input: [usize; 3],
         classes: usize,
@@ -52,7 +52,7 @@ impl TeacherHead {
     }
 
     /// Mean of the aux heads' logits over the taps.
-    pub fn logits(&self, taps: &[Tensor<4>]) -> Tensor<2> {
+    pub(crate) fn logits(&self, taps: &[Tensor<4>]) -> Tensor<2> {
         mean_logits(
             self.extractors
                 .iter()

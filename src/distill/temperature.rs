@@ -59,7 +59,7 @@ impl Default for TemperatureConfig {
 }
 
 impl TemperatureConfig {
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let temps = self.table.iter().map(|t| t.1).chain([self.value, self.top]);
         if temps.clone().any(|t| !(t > 0.0 && t.is_finite())) {
             bail!("distill.temperature: every temperature must be positive");

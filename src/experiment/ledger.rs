@@ -29,10 +29,10 @@ pub(crate) const KEY_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
-    pub row: String,
-    pub seed: u64,
+    pub(crate) row: String,
+    pub(crate) seed: u64,
     /// The run's key (`Keys`), of format `key_format`.
-    pub config_sha256: String,
+    pub(crate) config_sha256: String,
     #[serde(default = "legacy_format")]
     pub key_format: u32,
     #[serde(default = "legacy_format")]
@@ -41,13 +41,13 @@ pub struct Entry {
     /// no git or the entry predates this field.
     #[serde(default = "unknown")]
     pub code: String,
-    pub result: SeedResult,
-    pub params: usize,
-    pub latency_ms_b1: f64,
-    pub throughput_b64: f64,
+    pub(crate) result: SeedResult,
+    pub(crate) params: usize,
+    pub(crate) latency_ms_b1: f64,
+    pub(crate) throughput_b64: f64,
     /// The CPU it ran on (`/proc/cpuinfo`'s model name) and when it finished (Unix seconds).
-    pub machine: String,
-    pub finished_unix: u64,
+    pub(crate) machine: String,
+    pub(crate) finished_unix: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -209,7 +209,7 @@ impl Ledger {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -272,7 +272,7 @@ impl Ledger {
     /// Records `entry` (replacing an earlier one of its row and seed) and writes the file.
     /// Other processes may be recording other rows in the same file (`--rows`): under a lock
     /// beside it, the file is read again and the entry added to what it holds now.
-    pub fn record(&mut self, entry: Entry) -> Result<()> {
+    pub(crate) fn record(&mut self, entry: Entry) -> Result<()> {
         let _lock = lock_beside(&self.path)?;
         self.file = Ledger::open(&self.path)?.file;
         self.file

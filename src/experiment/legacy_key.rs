@@ -142,7 +142,7 @@ fn representable(d: &DistillConfig) -> bool {
 
 /// The run config's text as key format 1 hashed it (the output folder left empty by the
 /// caller); None for a config that layout cannot express.
-pub fn text(cfg: &RunConfig) -> Result<Option<String>, toml::ser::Error> {
+pub(crate) fn text(cfg: &RunConfig) -> Result<Option<String>, toml::ser::Error> {
     if cfg.distill.as_ref().is_some_and(|d| !representable(d)) {
         return Ok(None);
     }

@@ -24,31 +24,31 @@ use crate::train::run::{BEST, CONFIG_FILE, LAST, METRICS_FILE, Run, stored_diffe
 use suites::{Kind, Row, Suite};
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct SeedResult {
-    pub seed: u64,
-    pub test_top1: f64,
-    pub best_val: f64,
-    pub epochs_to_target: Option<usize>,
-    pub train_seconds: f64,
-    pub val_curve: Vec<f64>,
-    pub temperature: Vec<f64>,
+pub(crate) struct SeedResult {
+    pub(crate) seed: u64,
+    pub(crate) test_top1: f64,
+    pub(crate) best_val: f64,
+    pub(crate) epochs_to_target: Option<usize>,
+    pub(crate) train_seconds: f64,
+    pub(crate) val_curve: Vec<f64>,
+    pub(crate) temperature: Vec<f64>,
 }
 
 /// A row against the suite's reference row over the seeds both have: the per-seed differences
 /// of test top-1 (this row minus the reference).
 #[derive(Debug, Clone, Serialize)]
-pub struct Paired {
-    pub reference: String,
-    pub mean: f64,
+pub(crate) struct Paired {
+    pub(crate) reference: String,
+    pub(crate) mean: f64,
     /// Sample std of the differences (0 with one seed).
-    pub std: f64,
+    pub(crate) std: f64,
     /// Seeds where this row scored higher, of `seeds`.
-    pub wins: usize,
-    pub seeds: usize,
+    pub(crate) wins: usize,
+    pub(crate) seeds: usize,
 }
 
 impl Paired {
-    pub fn of(row: &[SeedResult], reference: &[SeedResult], label: &str) -> Option<Self> {
+    pub(crate) fn of(row: &[SeedResult], reference: &[SeedResult], label: &str) -> Option<Self> {
         let diffs: Vec<f64> = row
             .iter()
             .filter_map(|s| {
@@ -71,26 +71,26 @@ impl Paired {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RowResult {
-    pub label: String,
-    pub claim: String,
-    pub seeds: Vec<SeedResult>,
-    pub test_top1_mean: f64,
-    pub test_top1_std: f64,
-    pub params: usize,
-    pub latency_ms_b1: f64,
-    pub throughput_b64: f64,
+pub(crate) struct RowResult {
+    pub(crate) label: String,
+    pub(crate) claim: String,
+    pub(crate) seeds: Vec<SeedResult>,
+    pub(crate) test_top1_mean: f64,
+    pub(crate) test_top1_std: f64,
+    pub(crate) params: usize,
+    pub(crate) latency_ms_b1: f64,
+    pub(crate) throughput_b64: f64,
     /// Against the suite's reference row (none for the reference itself).
-    pub paired: Option<Paired>,
+    pub(crate) paired: Option<Paired>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Results {
-    pub suite: String,
-    pub budget: String,
-    pub config: PathBuf,
-    pub target_acc: f64,
-    pub rows: Vec<RowResult>,
+pub(crate) struct Results {
+    pub(crate) suite: String,
+    pub(crate) budget: String,
+    pub(crate) config: PathBuf,
+    pub(crate) target_acc: f64,
+    pub(crate) rows: Vec<RowResult>,
 }
 
 /// The suite's base config table and its `[experiment]` table (budgets, target accuracy).
@@ -245,27 +245,27 @@ fn train_one(cfg: RunConfig, kind: Kind) -> Result<PathBuf> {
     Ok(dir)
 }
 
-pub struct Options {
+pub(crate) struct Options {
     /// A built-in suite or one the suite config defines.
-    pub suite: String,
-    pub config: PathBuf,
-    pub seeds: usize,
-    pub budget: String,
-    pub out: PathBuf,
+    pub(crate) suite: String,
+    pub(crate) config: PathBuf,
+    pub(crate) seeds: usize,
+    pub(crate) budget: String,
+    pub(crate) out: PathBuf,
     /// The ledger of finished runs (None: none kept).
-    pub ledger: Option<PathBuf>,
+    pub(crate) ledger: Option<PathBuf>,
     /// Say where each run stands (recorded, finished or interrupted in its folder, to train)
     /// and train nothing.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Only these rows (`--rows`, e.g. "1-4,7"): their runs go into the ledger, and the
     /// report waits for a call over every row.
-    pub rows: Option<String>,
+    pub(crate) rows: Option<String>,
 }
 
 impl Options {
     /// Where the suite's runs and results go: one folder per suite and budget, since the
     /// same row and seed is another run at another budget.
-    pub fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.out.join(format!("{}-{}", self.suite, self.budget))
     }
 }
@@ -430,7 +430,7 @@ impl SuiteConfig {
 
 /// Runs the suite and writes its results (None: a dry run, which trains and writes nothing,
 /// or a run of some rows only, which records them in the ledger and writes no report).
-pub fn run(o: &Options) -> Result<Option<Results>> {
+pub(crate) fn run(o: &Options) -> Result<Option<Results>> {
     let sc = SuiteConfig::load(o)?;
     let suite = sc.suite(&o.suite)?;
     let picked = match &o.rows {

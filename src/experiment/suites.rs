@@ -44,10 +44,10 @@ fn no_claim() -> String {
 pub struct Suite {
     #[serde(skip)]
     pub name: String,
-    pub about: String,
+    pub(crate) about: String,
     /// The row every other is compared with seed by seed (paired differences) in the report.
     #[serde(default)]
-    pub reference: Option<String>,
+    pub(crate) reference: Option<String>,
     pub rows: Vec<Row>,
 }
 

@@ -16,7 +16,7 @@ use crate::distill::teacher::tap_shapes;
 use crate::train::checkpoint::{Checkpoint, Meta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
+pub(crate) enum ExportFormat {
     Onnx,
     Safetensors,
 }
@@ -24,20 +24,20 @@ pub enum ExportFormat {
 /// What `export` writes where. `run` names the flags of `lstmkd export`, where these come
 /// from.
 #[derive(Debug, Clone)]
-pub struct ExportOptions {
-    pub checkpoint: PathBuf,
-    pub format: ExportFormat,
-    pub out: PathBuf,
+pub(crate) struct ExportOptions {
+    pub(crate) checkpoint: PathBuf,
+    pub(crate) format: ExportFormat,
+    pub(crate) out: PathBuf,
     /// Replace `out` if it exists.
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// What an export wrote.
-pub struct Exported {
-    pub bytes: usize,
+pub(crate) struct Exported {
+    pub(crate) bytes: usize,
     /// ONNX: the largest |tract - lstmkd| logit difference on a random batch, and the logits'
     /// largest magnitude.
-    pub check: Option<(f32, f32)>,
+    pub(crate) check: Option<(f32, f32)>,
 }
 
 /// The header's facts a deployer needs, as ONNX/safetensors metadata strings.
@@ -157,7 +157,7 @@ pub fn lstmkd_logits(
 }
 
 /// Largest absolute difference and the reference's largest magnitude.
-pub fn max_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
+pub(crate) fn max_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
     let diff = a
         .iter()
         .zip(reference)
@@ -167,7 +167,7 @@ pub fn max_diff(a: &[f32], reference: &[f32]) -> (f32, f32) {
     (diff, scale)
 }
 
-pub fn run(opts: &ExportOptions) -> Result<Exported> {
+pub(crate) fn run(opts: &ExportOptions) -> Result<Exported> {
     if opts.out.exists() && !opts.force {
         bail!(
             "--out {}: already exists; choose another path or pass --force",

@@ -13,25 +13,25 @@ use crate::train::checkpoint::{Checkpoint, Meta};
 /// What `import` reads and writes; `None` takes the architecture family's default (see
 /// `import`). The errors name the flags of `lstmkd import`, where these come from.
 #[derive(Debug, Clone)]
-pub struct ImportOptions {
+pub(crate) struct ImportOptions {
     /// lstmkd's zoo name of the architecture.
-    pub model: String,
+    pub(crate) model: String,
     /// A PyTorch state_dict (.pth/.pt) or a .safetensors file.
-    pub weights: PathBuf,
-    pub classes: Option<usize>,
+    pub(crate) weights: PathBuf,
+    pub(crate) classes: Option<usize>,
     /// CxHxW.
-    pub input: Option<String>,
+    pub(crate) input: Option<String>,
     /// Per-channel statistics of pixels in [0, 1].
-    pub mean: Option<Vec<f32>>,
-    pub std: Option<Vec<f32>>,
+    pub(crate) mean: Option<Vec<f32>>,
+    pub(crate) std: Option<Vec<f32>>,
     /// Shorter side resized to this, then centre-cropped; 0 resizes straight to the input.
-    pub resize: Option<usize>,
+    pub(crate) resize: Option<usize>,
     /// One class name per line.
-    pub class_names: Option<PathBuf>,
-    pub width: f64,
-    pub out: PathBuf,
+    pub(crate) class_names: Option<PathBuf>,
+    pub(crate) width: f64,
+    pub(crate) out: PathBuf,
     /// Replace `out` if it exists.
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 /// torchvision's layout and defaults (ImageNet), or RepDistiller's (CIFAR).
@@ -67,7 +67,7 @@ fn class_names(path: Option<&Path>, classes: usize) -> Result<Vec<String>> {
 }
 
 /// Builds the checkpoint `opts` describe, its weights from the file.
-pub fn import(opts: &ImportOptions, device: &Device) -> Result<Checkpoint> {
+pub(crate) fn import(opts: &ImportOptions, device: &Device) -> Result<Checkpoint> {
     let model = ModelConfig {
         width: opts.width,
         ..ModelConfig::new(&opts.model)
@@ -149,7 +149,7 @@ pub fn import(opts: &ImportOptions, device: &Device) -> Result<Checkpoint> {
     Ok(ckpt)
 }
 
-pub fn run(opts: &ImportOptions) -> Result<Checkpoint> {
+pub(crate) fn run(opts: &ImportOptions) -> Result<Checkpoint> {
     if opts.out.exists() && !opts.force {
         bail!(
             "--out {}: already exists; choose another path or pass --force",

@@ -17,7 +17,7 @@ pub(crate) const OPSET: i64 = 17;
 
 /// A graph under construction: nodes in execution order, weights as initializers.
 #[derive(Default)]
-pub struct Graph {
+pub(crate) struct Graph {
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
     count: usize,
@@ -64,7 +64,7 @@ fn to_i64(v: &[usize]) -> Vec<i64> {
 }
 
 /// A tensor's values, read back from the device.
-pub fn values<const D: usize>(t: Tensor<D>) -> (Vec<f32>, Vec<usize>) {
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> (Vec<f32>, Vec<usize>) {
     let dims = t.dims().to_vec();
     let v = t
         .into_data()
@@ -109,7 +109,7 @@ impl Graph {
     }
 
     /// A float initializer.
-    pub fn constant(&mut self, hint: &str, v: &[f32], dims: &[usize]) -> String {
+    pub(crate) fn constant(&mut self, hint: &str, v: &[f32], dims: &[usize]) -> String {
         let name = self.fresh(hint);
         self.initializers.push(pb::TensorProto {
             name: name.clone(),
@@ -133,7 +133,7 @@ impl Graph {
         name
     }
 
-    pub fn tensor<const D: usize>(&mut self, hint: &str, t: Tensor<D>) -> String {
+    pub(crate) fn tensor<const D: usize>(&mut self, hint: &str, t: Tensor<D>) -> String {
         let (v, dims) = values(t);
         self.constant(hint, &v, &dims)
     }
@@ -160,11 +160,16 @@ impl Graph {
         out
     }
 
-    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<pb::AttributeProto>) -> String {
+    pub(crate) fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<pb::AttributeProto>,
+    ) -> String {
         self.node_n(op, inputs, attrs, 1).remove(0)
     }
 
-    pub fn relu(&mut self, x: &str) -> String {
+    pub(crate) fn relu(&mut self, x: &str) -> String {
         self.node("Relu", &[x], vec![])
     }
 
@@ -178,7 +183,7 @@ impl Graph {
         self.node("Add", &[a, b], vec![])
     }
 
-    pub fn conv(&mut self, c: &Conv2d, x: &str) -> String {
+    pub(crate) fn conv(&mut self, c: &Conv2d, x: &str) -> String {
         let w = self.tensor("conv_w", c.weight.val());
         let mut inputs = vec![x.to_string(), w];
         if let Some(b) = &c.bias {
@@ -231,14 +236,14 @@ impl Graph {
         }
     }
 
-    pub fn norm(&mut self, bn: &Option<BatchNorm>, x: &str) -> String {
+    pub(crate) fn norm(&mut self, bn: &Option<BatchNorm>, x: &str) -> String {
         match bn {
             Some(bn) => self.batch_norm(bn, x),
             None => x.to_string(),
         }
     }
 
-    pub fn batch_norm(&mut self, bn: &BatchNorm, x: &str) -> String {
+    pub(crate) fn batch_norm(&mut self, bn: &BatchNorm, x: &str) -> String {
         let g = self.tensor("bn_gamma", bn.gamma.val());
         let b = self.tensor("bn_beta", bn.beta.val());
         let m = self.tensor("bn_mean", bn.running_mean.value());
@@ -273,7 +278,7 @@ impl Graph {
     }
 
     /// burn keeps linear weights as [in, out]: Gemm without transposing B.
-    pub fn linear(&mut self, l: &Linear, x: &str) -> String {
+    pub(crate) fn linear(&mut self, l: &Linear, x: &str) -> String {
         let w = self.tensor("fc_w", l.weight.val());
         let mut inputs = vec![x.to_string(), w];
         if let Some(b) = &l.bias {
@@ -284,7 +289,7 @@ impl Graph {
     }
 
     /// `(x - mean) / std` per channel, for inputs in [0, 1].
-    pub fn normalize(&mut self, x: &str, mean: &[f32], std: &[f32]) -> String {
+    pub(crate) fn normalize(&mut self, x: &str, mean: &[f32], std: &[f32]) -> String {
         let c = mean.len();
         let m = self.constant("mean", mean, &[1, c, 1, 1]);
         let s = self.constant("std", std, &[1, c, 1, 1]);
@@ -295,7 +300,7 @@ impl Graph {
     /// The finished model: `input` [N, C, H, W] -> `output` [N, K].
     /// `input` names the graph's input and its dimensions after the batch: [C, H, W], or
     /// [frames, C, H, W] for clips.
-    pub fn model(
+    pub(crate) fn model(
         self,
         input: (&str, &[usize]),
         output: (&str, usize),
@@ -410,7 +415,7 @@ fn bilstm(g: &mut Graph, l: &BiLstm, x: &str) -> String {
 /// The extractor on a tap of `[c, h, w]` (its definition: the stack of row windows, the
 /// Conv3d, ReLU, the mean over window and width, the BiLSTMs over positions, the mean over
 /// time); returns the aux head's logits.
-pub fn extractor(g: &mut Graph, e: &Extractor, x: &str, [_, h, _]: [usize; 3]) -> String {
+pub(crate) fn extractor(g: &mut Graph, e: &Extractor, x: &str, [_, h, _]: [usize; 3]) -> String {
     let t = e.window;
     let x = if h < t {
         let pads = g.constant_i64("pads", &[0, 0, 0, 0, 0, 0, (t - h) as i64, 0]);
@@ -451,7 +456,12 @@ pub fn extractor(g: &mut Graph, e: &Extractor, x: &str, [_, h, _]: [usize; 3]) -
 
 /// Emits `net`'s forward pass from `x` (images `height` pixels high): the logits and the
 /// taps, shallow to deep.
-pub fn network(g: &mut Graph, net: &Network, x: &str, height: usize) -> (String, Vec<String>) {
+pub(crate) fn network(
+    g: &mut Graph,
+    net: &Network,
+    x: &str,
+    height: usize,
+) -> (String, Vec<String>) {
     match net {
         Network::CifarResNet(m) => cifar_resnet(g, m, x),
         Network::ResNet(m) => imagenet_resnet(g, m, x),

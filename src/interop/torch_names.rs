@@ -69,7 +69,7 @@ pub(crate) struct TorchNames {
     to_torch: BTreeMap<String, String>,
     to_lstmkd: BTreeMap<String, String>,
     /// PyTorch names of the batch norms' modules, which own a `num_batches_tracked` buffer.
-    pub batch_norms: Vec<String>,
+    pub(crate) batch_norms: Vec<String>,
 }
 
 /// burn's batch-norm tensor names and PyTorch's.
@@ -82,7 +82,7 @@ const NORM_PARAMS: [(&str, &str); 4] = [
 
 impl TorchNames {
     /// `tensors`: lstmkd's tensor names in `net` (module path + tensor name).
-    pub fn new(net: &Network, tensors: &[String]) -> Self {
+    pub(crate) fn new(net: &Network, tensors: &[String]) -> Self {
         let mut to_torch = BTreeMap::new();
         let mut batch_norms = Vec::new();
         for name in tensors {
@@ -108,14 +108,14 @@ impl TorchNames {
         }
     }
 
-    pub fn torch(&self, lstmkd: &str) -> String {
+    pub(crate) fn torch(&self, lstmkd: &str) -> String {
         self.to_torch
             .get(lstmkd)
             .cloned()
             .unwrap_or_else(|| lstmkd.to_string())
     }
 
-    pub fn lstmkd(&self, torch: &str) -> Option<&str> {
+    pub(crate) fn lstmkd(&self, torch: &str) -> Option<&str> {
         self.to_lstmkd.get(torch).map(String::as_str)
     }
 }

@@ -52,7 +52,7 @@ impl TemporalConfig {
         *self == Self::default()
     }
 
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         if self.embed == 0 || self.motion == 0 || self.layers == 0 {
             anyhow::bail!("model.temporal: embed, motion and layers must be at least 1");
         }
@@ -67,7 +67,7 @@ pub struct ClipNet {
     pub motion: Vec<Conv3d>,
     /// From [appearance embedding, motion channels] to the classes.
     pub fc: Linear,
-    pub frames: usize,
+    pub(crate) frames: usize,
 }
 
 /// `deepest` is the channel count of the backbone's deepest tap.
@@ -123,7 +123,7 @@ impl ClipNet {
         }
     }
 
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         self.backbone = std::mem::take(&mut self.backbone)
             .into_iter()
             .map(Network::fold_bn)

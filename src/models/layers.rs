@@ -18,7 +18,7 @@ fn conv_init() -> Initializer {
 }
 
 /// A 2-D convolution with the zoo's initialisation; `groups` > 1 gives depthwise/grouped convs.
-pub fn conv2d(
+pub(crate) fn conv2d(
     cin: usize,
     cout: usize,
     kernel: usize,
@@ -37,7 +37,7 @@ pub fn conv2d(
         .init(device)
 }
 
-pub fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+pub(crate) fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
@@ -48,7 +48,7 @@ pub(crate) fn foldable_norm(channels: usize, device: &Device) -> Option<BatchNor
 }
 
 /// Applies a foldable batch norm (nothing when it has been folded).
-pub fn norm(layer: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn norm(layer: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
     match layer {
         Some(bn) => bn.forward(x),
         None => x,
@@ -58,7 +58,7 @@ pub fn norm(layer: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
 /// Folds the inference-mode batch norm into the convolution that feeds it, removing a pass
 /// over the activation: w' = w s and b' = (b - mean) s + beta with s = gamma / sqrt(var + eps).
 /// Only valid at inference, with the running statistics the norm has now.
-pub fn fold(conv: &mut Conv2d, bn: &mut Option<BatchNorm>) {
+pub(crate) fn fold(conv: &mut Conv2d, bn: &mut Option<BatchNorm>) {
     let Some(b) = bn.take() else {
         return;
     };
@@ -74,12 +74,12 @@ pub fn fold(conv: &mut Conv2d, bn: &mut Option<BatchNorm>) {
     conv.bias = Some(Param::from_tensor(bias));
 }
 
-pub fn fc(cin: usize, cout: usize, device: &Device) -> Linear {
+pub(crate) fn fc(cin: usize, cout: usize, device: &Device) -> Linear {
     LinearConfig::new(cin, cout).init(device)
 }
 
 /// Runs a convolution and records its multiply-accumulates when FLOP counting is on.
-pub fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let y = layer.forward(x);
     if flops::is_counting() {
         let [cout, cin_per_group, kh, kw] = layer.weight.shape().dims();
@@ -89,7 +89,7 @@ pub fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     y
 }
 
-pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
     if flops::is_counting() {
         let [din, dout] = layer.weight.shape().dims();
         flops::add((din * dout) as u64);
@@ -107,7 +107,7 @@ pub(crate) fn global_pool(x: Tensor<4>) -> Tensor<2> {
 #[derive(Module, Debug)]
 pub struct ConvBn {
     pub conv: Conv2d,
-    pub bn: Option<BatchNorm>,
+    pub(crate) bn: Option<BatchNorm>,
 }
 
 impl ConvBn {
@@ -129,7 +129,7 @@ impl ConvBn {
         norm(&self.bn, conv(&self.conv, x))
     }
 
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         fold(&mut self.conv, &mut self.bn);
     }
 

@@ -24,11 +24,11 @@ fn make_divisible(v: f64, divisor: usize) -> usize {
 }
 
 #[derive(Module, Debug)]
-pub struct InvertedResidual {
-    pub expand: Option<ConvBn>,
-    pub depthwise: ConvBn,
-    pub project: ConvBn,
-    pub use_residual: bool,
+pub(crate) struct InvertedResidual {
+    pub(crate) expand: Option<ConvBn>,
+    pub(crate) depthwise: ConvBn,
+    pub(crate) project: ConvBn,
+    pub(crate) use_residual: bool,
 }
 
 impl InvertedResidual {
@@ -54,13 +54,13 @@ impl InvertedResidual {
 
 #[derive(Module, Debug)]
 pub struct MobileNetV2 {
-    pub stem: ConvBn,
-    pub blocks: Vec<InvertedResidual>,
-    pub last: ConvBn,
-    pub dropout: Dropout,
-    pub classifier: Linear,
+    pub(crate) stem: ConvBn,
+    pub(crate) blocks: Vec<InvertedResidual>,
+    pub(crate) last: ConvBn,
+    pub(crate) dropout: Dropout,
+    pub(crate) classifier: Linear,
     /// Index into `blocks` after which each stage (a new resolution) ends: the taps.
-    pub tap_after: Vec<usize>,
+    pub(crate) tap_after: Vec<usize>,
 }
 
 /// (expansion t, channels c, repeats n, stride s), as in the paper's table 2.
@@ -74,7 +74,7 @@ const SETTINGS: [(usize, usize, usize, usize); 7] = [
     (6, 320, 1, 1),
 ];
 
-pub fn mobilenet_v2(
+pub(crate) fn mobilenet_v2(
     width: f64,
     cifar_stem: bool,
     in_channels: usize,
@@ -123,7 +123,7 @@ pub fn mobilenet_v2(
 }
 
 impl MobileNetV2 {
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         self.stem.fold_bn();
         for block in &mut self.blocks {
             if let Some(e) = &mut block.expand {
@@ -135,7 +135,7 @@ impl MobileNetV2 {
         self.last.fold_bn();
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Output {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Output {
         let mut x = relu6(self.stem.forward(x));
         let mut taps = Vec::with_capacity(self.tap_after.len());
         for (i, block) in self.blocks.iter().enumerate() {

@@ -48,7 +48,7 @@ impl Network {
     }
 
     /// Frames per sample: a clip model reads [B x frames, C, H, W] and gives B rows of logits.
-    pub fn frames(&self) -> usize {
+    pub(crate) fn frames(&self) -> usize {
         match self {
             Network::Clip(m) => m.frames,
             _ => 1,
@@ -269,9 +269,9 @@ pub fn count_params<M: Module>(module: &M) -> usize {
 
 /// What `lstmkd info` reports about a model at a given input size.
 pub struct Summary {
-    pub params: usize,
+    pub(crate) params: usize,
     pub macs: u64,
-    pub taps: Vec<[usize; 4]>,
+    pub(crate) taps: Vec<[usize; 4]>,
     pub logits: [usize; 2],
 }
 

@@ -14,14 +14,14 @@ use super::layers::{ConvBn, conv, conv2d, fc, fold, foldable_norm, global_pool, 
 use super::resnet_cifar::{BasicBlock, run_stage};
 
 #[derive(Module, Debug)]
-pub struct Bottleneck {
-    pub conv1: Conv2d,
-    pub bn1: Option<BatchNorm>,
-    pub conv2: Conv2d,
-    pub bn2: Option<BatchNorm>,
-    pub conv3: Conv2d,
-    pub bn3: Option<BatchNorm>,
-    pub downsample: Option<ConvBn>,
+pub(crate) struct Bottleneck {
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: Option<BatchNorm>,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: Option<BatchNorm>,
+    pub(crate) conv3: Conv2d,
+    pub(crate) bn3: Option<BatchNorm>,
+    pub(crate) downsample: Option<ConvBn>,
 }
 
 impl Bottleneck {
@@ -63,7 +63,7 @@ impl Bottleneck {
 }
 
 #[derive(Module, Debug)]
-pub enum Stage {
+pub(crate) enum Stage {
     Basic(Vec<BasicBlock>),
     Bottleneck(Vec<Bottleneck>),
 }
@@ -86,14 +86,14 @@ impl Stage {
 
 #[derive(Module, Debug)]
 pub struct ResNet {
-    pub conv1: Conv2d,
-    pub bn1: Option<BatchNorm>,
-    pub maxpool: MaxPool2d,
-    pub layer1: Stage,
-    pub layer2: Stage,
-    pub layer3: Stage,
-    pub layer4: Stage,
-    pub fc: Linear,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: Option<BatchNorm>,
+    pub(crate) maxpool: MaxPool2d,
+    pub(crate) layer1: Stage,
+    pub(crate) layer2: Stage,
+    pub(crate) layer3: Stage,
+    pub(crate) layer4: Stage,
+    pub(crate) fc: Linear,
 }
 
 /// `blocks` per stage; `bottleneck` selects ResNet-50-style blocks.
@@ -150,7 +150,7 @@ pub(crate) fn resnet(
 }
 
 impl ResNet {
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         fold(&mut self.conv1, &mut self.bn1);
         for stage in [
             &mut self.layer1,
@@ -162,7 +162,7 @@ impl ResNet {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Output {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Output {
         let x = self
             .maxpool
             .forward(relu(norm(&self.bn1, conv(&self.conv1, x))));

@@ -11,16 +11,16 @@ use super::Output;
 use super::layers::{ConvBn, conv, conv2d, fc, fold, foldable_norm, global_pool, linear, norm};
 
 #[derive(Module, Debug)]
-pub struct BasicBlock {
-    pub conv1: Conv2d,
-    pub bn1: Option<BatchNorm>,
-    pub conv2: Conv2d,
-    pub bn2: Option<BatchNorm>,
-    pub downsample: Option<ConvBn>,
+pub(crate) struct BasicBlock {
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: Option<BatchNorm>,
+    pub(crate) conv2: Conv2d,
+    pub(crate) bn2: Option<BatchNorm>,
+    pub(crate) downsample: Option<ConvBn>,
 }
 
 impl BasicBlock {
-    pub fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+    pub(crate) fn new(cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
         let downsample =
             (stride != 1 || cin != cout).then(|| ConvBn::new(cin, cout, 1, stride, 1, device));
         Self {
@@ -32,7 +32,7 @@ impl BasicBlock {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
             Some(d) => d.forward(x.clone()),
             None => x.clone(),
@@ -42,7 +42,7 @@ impl BasicBlock {
         relu(y + identity)
     }
 
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         fold(&mut self.conv1, &mut self.bn1);
         fold(&mut self.conv2, &mut self.bn2);
         if let Some(d) = &mut self.downsample {
@@ -53,12 +53,12 @@ impl BasicBlock {
 
 #[derive(Module, Debug)]
 pub struct CifarResNet {
-    pub conv1: Conv2d,
-    pub bn1: Option<BatchNorm>,
-    pub layer1: Vec<BasicBlock>,
-    pub layer2: Vec<BasicBlock>,
-    pub layer3: Vec<BasicBlock>,
-    pub fc: Linear,
+    pub(crate) conv1: Conv2d,
+    pub(crate) bn1: Option<BatchNorm>,
+    pub(crate) layer1: Vec<BasicBlock>,
+    pub(crate) layer2: Vec<BasicBlock>,
+    pub(crate) layer3: Vec<BasicBlock>,
+    pub(crate) fc: Linear,
 }
 
 /// `depth` = 6n + 2; `widths` = stem, stage 1, 2, 3 channels.
@@ -101,7 +101,7 @@ pub(crate) fn run_stage<B>(
 }
 
 impl CifarResNet {
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         fold(&mut self.conv1, &mut self.bn1);
         for block in self
             .layer1
@@ -113,7 +113,7 @@ impl CifarResNet {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Output {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Output {
         let x = relu(norm(&self.bn1, conv(&self.conv1, x)));
         let f1 = run_stage(&self.layer1, x, BasicBlock::forward);
         let f2 = run_stage(&self.layer2, f1.clone(), BasicBlock::forward);

@@ -11,13 +11,13 @@ use super::layers::{ConvBn, conv2d, fc, foldable_norm, global_pool, linear};
 
 #[derive(Module, Debug)]
 pub struct Vgg {
-    pub block0: Vec<ConvBn>,
-    pub block1: Vec<ConvBn>,
-    pub block2: Vec<ConvBn>,
-    pub block3: Vec<ConvBn>,
-    pub block4: Vec<ConvBn>,
-    pub pool: MaxPool2d,
-    pub classifier: Linear,
+    pub(crate) block0: Vec<ConvBn>,
+    pub(crate) block1: Vec<ConvBn>,
+    pub(crate) block2: Vec<ConvBn>,
+    pub(crate) block3: Vec<ConvBn>,
+    pub(crate) block4: Vec<ConvBn>,
+    pub(crate) pool: MaxPool2d,
+    pub(crate) classifier: Linear,
 }
 
 /// `layers` = convs per block: vgg8 [1,1,1,1,1], vgg11 [1,1,2,2,2], vgg13 [2,2,2,2,2].
@@ -57,7 +57,7 @@ fn run_block(block: &[ConvBn], x: Tensor<4>) -> Tensor<4> {
 }
 
 impl Vgg {
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         for block in [
             &mut self.block0,
             &mut self.block1,
@@ -69,7 +69,7 @@ impl Vgg {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Output {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Output {
         let [_, _, h, _] = x.dims();
         let f0 = run_block(&self.block0, x);
         let f1 = run_block(&self.block1, self.pool.forward(f0.clone()));

@@ -16,12 +16,12 @@ use super::layers::{batch_norm, conv, conv2d, fc, fold, foldable_norm, global_po
 use super::resnet_cifar::run_stage;
 
 #[derive(Module, Debug)]
-pub struct WrnBlock {
-    pub bn1: BatchNorm,
-    pub conv1: Conv2d,
+pub(crate) struct WrnBlock {
+    pub(crate) bn1: BatchNorm,
+    pub(crate) conv1: Conv2d,
     /// Follows conv1, so it folds; bn1 pre-activates the block input and does not.
-    pub bn2: Option<BatchNorm>,
-    pub conv2: Conv2d,
+    pub(crate) bn2: Option<BatchNorm>,
+    pub(crate) conv2: Conv2d,
     pub convShortcut: Option<Conv2d>,
 }
 
@@ -54,18 +54,18 @@ impl WrnBlock {
 }
 
 #[derive(Module, Debug)]
-pub struct NetworkBlock {
-    pub layer: Vec<WrnBlock>,
+pub(crate) struct NetworkBlock {
+    pub(crate) layer: Vec<WrnBlock>,
 }
 
 #[derive(Module, Debug)]
 pub struct WideResNet {
-    pub conv1: Conv2d,
-    pub block1: NetworkBlock,
-    pub block2: NetworkBlock,
-    pub block3: NetworkBlock,
-    pub bn1: BatchNorm,
-    pub fc: Linear,
+    pub(crate) conv1: Conv2d,
+    pub(crate) block1: NetworkBlock,
+    pub(crate) block2: NetworkBlock,
+    pub(crate) block3: NetworkBlock,
+    pub(crate) bn1: BatchNorm,
+    pub(crate) fc: Linear,
 }
 
 /// `depth` = 6n + 4, `widen` = k.
@@ -101,13 +101,13 @@ pub(crate) fn wide_resnet(
 }
 
 impl WideResNet {
-    pub fn fold_bn(&mut self) {
+    pub(crate) fn fold_bn(&mut self) {
         for block in [&mut self.block1, &mut self.block2, &mut self.block3] {
             block.layer.iter_mut().for_each(WrnBlock::fold_bn);
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Output {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Output {
         let x = conv(&self.conv1, x);
         let f1 = run_stage(&self.block1.layer, x, WrnBlock::forward);
         let f2 = run_stage(&self.block2.layer, f1.clone(), WrnBlock::forward);

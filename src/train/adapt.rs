@@ -69,7 +69,7 @@ impl Task for Adapt {
 }
 
 /// Fits the teacher's extractors for the distillation config `cfg` (resuming if started).
-pub fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
+pub(crate) fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     let (teacher_cfg, distill) = cfg.distillation()?;
     let teacher = Checkpoint::load(&teacher_cfg.checkpoint).context("teacher.checkpoint")?;
     // Written where distillation reads it: teacher.extractors (default adapt/best.ckpt

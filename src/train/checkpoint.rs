@@ -133,7 +133,7 @@ impl Meta {
     }
 
     /// The run behind the checkpoint, or an error naming what needs one.
-    pub fn run(&self, what: &str) -> Result<&RunState> {
+    pub(crate) fn run(&self, what: &str) -> Result<&RunState> {
         self.run.as_ref().with_context(|| {
             format!(
                 "{what} needs a checkpoint written by a training run; this one was {}",
@@ -184,8 +184,8 @@ impl Meta {
 
 pub struct Checkpoint {
     pub meta: Meta,
-    pub model: Vec<u8>,
-    pub optim: Vec<u8>,
+    pub(crate) model: Vec<u8>,
+    pub(crate) optim: Vec<u8>,
 }
 
 /// Writes `bytes` to `path` so that a reader sees either the old file or the new one.

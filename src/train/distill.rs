@@ -165,7 +165,7 @@ pub fn new_student(
 
 /// Distils the run's student from its teacher (resuming when asked), then writes the deployed
 /// student (the backbone of the best checkpoint) as `deployed.ckpt`.
-pub fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
+pub(crate) fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
     let (teacher_cfg, dcfg) = cfg.distillation().map(|(t, d)| (t.clone(), d.clone()))?;
     let device = crate::device::parse(&cfg.train.device)?;
     let (teacher, meta) = load_teacher(&teacher_cfg, &dcfg, &device)?;

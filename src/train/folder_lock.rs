@@ -21,7 +21,7 @@ pub(crate) struct FolderLock {
 
 impl FolderLock {
     /// Takes the folder (creating it), or refuses at once when another process holds it.
-    pub fn take(dir: &Path) -> Result<Self> {
+    pub(crate) fn take(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
         let path = dir.join(LOCK_FILE);

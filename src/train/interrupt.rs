@@ -61,10 +61,10 @@ pub(crate) fn after_step() -> Option<i32> {
 /// The error an interrupted run ends with; the process exits with `128 + signal`.
 #[derive(Debug)]
 pub struct Interrupted {
-    pub signal: i32,
-    pub checkpoint: PathBuf,
-    pub epoch: usize,
-    pub step: usize,
+    pub(crate) signal: i32,
+    pub(crate) checkpoint: PathBuf,
+    pub(crate) epoch: usize,
+    pub(crate) step: usize,
 }
 
 impl Interrupted {

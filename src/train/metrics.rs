@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 
 /// Counts over a pass: confusion matrix (rows = true class), top-5 hits, summed loss.
 #[derive(Debug, Clone)]
-pub struct Tally {
-    pub confusion: Vec<Vec<u64>>,
-    pub top5: u64,
-    pub loss_sum: f64,
-    pub count: u64,
+pub(crate) struct Tally {
+    pub(crate) confusion: Vec<Vec<u64>>,
+    pub(crate) top5: u64,
+    pub(crate) loss_sum: f64,
+    pub(crate) count: u64,
 }
 
 impl Tally {
-    pub fn new(num_classes: usize) -> Self {
+    pub(crate) fn new(num_classes: usize) -> Self {
         Self {
             confusion: vec![vec![0; num_classes]; num_classes],
             top5: 0,
@@ -53,7 +53,7 @@ impl Tally {
         }
     }
 
-    pub fn top1(&self) -> f64 {
+    pub(crate) fn top1(&self) -> f64 {
         let correct: u64 = (0..self.confusion.len())
             .map(|i| self.confusion[i][i])
             .sum();
@@ -62,11 +62,11 @@ impl Tally {
     pub(crate) fn top5(&self) -> f64 {
         self.top5 as f64 / self.count.max(1) as f64
     }
-    pub fn loss(&self) -> f64 {
+    pub(crate) fn loss(&self) -> f64 {
         self.loss_sum / self.count.max(1) as f64
     }
     /// Accuracy of each true class (NaN for a class with no samples).
-    pub fn per_class(&self) -> Vec<f64> {
+    pub(crate) fn per_class(&self) -> Vec<f64> {
         self.confusion
             .iter()
             .enumerate()
@@ -80,12 +80,12 @@ impl Tally {
 pub struct EpochRecord {
     /// 1-based epoch number.
     pub epoch: usize,
-    pub lr: f64,
+    pub(crate) lr: f64,
     pub train_loss: f64,
     pub train_acc: f64,
     pub val_loss: f64,
     pub val_acc: f64,
-    pub val_top5: f64,
+    pub(crate) val_top5: f64,
     pub img_per_s: f64,
     /// Seconds spent on validation (included in `seconds`).
     #[serde(default)]

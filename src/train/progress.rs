@@ -10,7 +10,7 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    pub fn epoch(epoch: usize, epochs: usize, steps: usize) -> Self {
+    pub(crate) fn epoch(epoch: usize, epochs: usize, steps: usize) -> Self {
         if !std::io::stdout().is_terminal() {
             return Self { bar: None };
         }
@@ -24,7 +24,7 @@ impl Progress {
         Self { bar: Some(bar) }
     }
 
-    pub fn step(&self, msg: impl FnOnce() -> String) {
+    pub(crate) fn step(&self, msg: impl FnOnce() -> String) {
         if let Some(bar) = &self.bar {
             bar.set_message(msg());
             bar.inc(1);
@@ -32,7 +32,7 @@ impl Progress {
     }
 
     /// Ends the epoch with its summary line (kept on screen on a terminal).
-    pub fn finish(&self, line: String) {
+    pub(crate) fn finish(&self, line: String) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

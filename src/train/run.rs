@@ -21,16 +21,16 @@ pub(crate) const DEPLOYED: &str = "deployed.ckpt";
 
 pub struct Run {
     /// The resolved config (normalisation statistics filled in).
-    pub cfg: RunConfig,
-    pub dir: PathBuf,
-    pub dataset: Dataset,
+    pub(crate) cfg: RunConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) dataset: Dataset,
     pub train: Loader,
     pub val: Loader,
     /// Plain device for inference; `train_device` adds autodiff.
-    pub device: Device,
-    pub train_device: Device,
+    pub(crate) device: Device,
+    pub(crate) train_device: Device,
     /// Training continues from `last.ckpt` (false: from epoch 0).
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// Held by a run that writes its directory (none for a run opened only to read).
     _lock: Option<FolderLock>,
 }
@@ -205,7 +205,7 @@ impl Run {
         })
     }
 
-    pub fn meta(
+    pub(crate) fn meta(
         &self,
         epoch: usize,
         val_acc: f64,

@@ -21,7 +21,7 @@ pub struct StepLoss {
     /// The loss to minimise, shape [1].
     pub total: Tensor<1>,
     /// The logits accuracy is measured on.
-    pub logits: Tensor<2>,
+    pub(crate) logits: Tensor<2>,
     /// Named terms of the loss (already weighted), for the progress line and metrics.
     pub parts: Vec<(String, Tensor<1>)>,
 }
@@ -86,13 +86,13 @@ pub(crate) fn tally(
 }
 
 /// Where training starts: fresh, or from a checkpoint's epoch and optimiser state.
-pub struct Start {
-    pub epoch: usize,
-    pub best_val_acc: f64,
+pub(crate) struct Start {
+    pub(crate) epoch: usize,
+    pub(crate) best_val_acc: f64,
     /// Validation accuracy of the last finished epoch (None at epoch 0).
-    pub val_acc: Option<f64>,
+    pub(crate) val_acc: Option<f64>,
     /// Where an interrupted epoch stopped.
-    pub partial: Option<PartialEpoch>,
+    pub(crate) partial: Option<PartialEpoch>,
 }
 
 /// A fresh start, or the run's last checkpoint loaded into `model` and `optim`.
@@ -123,10 +123,10 @@ pub(crate) fn start_or_resume<M: Module>(
 
 /// What one optimisation step reports, read from the device in one transfer.
 pub struct Stepped {
-    pub total: f32,
+    pub(crate) total: f32,
     /// Correct top-1 predictions in the batch.
-    pub hits: f32,
-    pub parts: Vec<(String, f32)>,
+    pub(crate) hits: f32,
+    pub(crate) parts: Vec<(String, f32)>,
 }
 
 /// One optimisation step: the task's loss, backward, the optimiser at `lr`.
@@ -181,7 +181,7 @@ pub fn optimise<T: Task>(
 }
 
 /// Trains from `start` to the configured number of epochs, returning the final model.
-pub fn fit<T: Task>(
+pub(crate) fn fit<T: Task>(
     run: &Run,
     task: &mut T,
     mut model: T::Model,

@@ -46,12 +46,12 @@ pub(crate) fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 /// `[distill.at]`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Options {
+pub(crate) struct Options {
     /// L2-normalise the maps (Zagoruyko & Komodakis); false: the paper's raw MSE.
-    pub normalize: bool,
+    pub(crate) normalize: bool,
     /// How many of the deepest taps it compares (e.g. 3: every stage of a CIFAR ResNet; a
     /// count above a model's taps means all of them); default: `distill.taps`.
-    pub taps: Option<usize>,
+    pub(crate) taps: Option<usize>,
 }
 
 impl Default for Options {

@@ -102,11 +102,11 @@ pub fn updated_memory(
 /// CPU step).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Options {
-    pub feat_dim: usize,
-    pub negatives: usize,
-    pub temperature: f64,
-    pub momentum: f64,
+pub(crate) struct Options {
+    pub(crate) feat_dim: usize,
+    pub(crate) negatives: usize,
+    pub(crate) temperature: f64,
+    pub(crate) momentum: f64,
 }
 
 impl Default for Options {

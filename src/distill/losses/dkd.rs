@@ -61,7 +61,7 @@ pub fn dkd_loss(
 
 /// The warm-up factor at `progress` (the share of the run done by the end of this step):
 /// linear up to 1 at `share` of the run.
-pub fn warmup(progress: f64, share: f64) -> f64 {
+pub(crate) fn warmup(progress: f64, share: f64) -> f64 {
     if share > 0.0 {
         (progress / share).min(1.0)
     } else {
@@ -73,12 +73,12 @@ pub fn warmup(progress: f64, share: f64) -> f64 {
 /// whatever the temperature policy) and an optional warm-up.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Options {
-    pub alpha: f64,
-    pub beta: f64,
-    pub temperature: f64,
+pub(crate) struct Options {
+    pub(crate) alpha: f64,
+    pub(crate) beta: f64,
+    pub(crate) temperature: f64,
     /// A linear warm-up, as a share of the run (mdistiller: 20 of 240 epochs, 0.083); 0: none.
-    pub warmup: f64,
+    pub(crate) warmup: f64,
 }
 
 impl Default for Options {

@@ -32,10 +32,10 @@ pub fn hint_loss(regressed: Tensor<4>, teacher: Tensor<4>) -> Tensor<1> {
 /// `[distill.fitnet]`.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Options {
+pub(crate) struct Options {
     /// How many of the deepest taps it compares (e.g. 3: every stage of a CIFAR ResNet; a
     /// count above a model's taps means all of them); default: `distill.taps`.
-    pub taps: Option<usize>,
+    pub(crate) taps: Option<usize>,
 }
 
 impl super::Validate for Options {

@@ -22,7 +22,7 @@ pub(crate) fn standardize(logits: Tensor<2>) -> Tensor<2> {
 
 /// The logits a logit loss compares, standardised when `distill.logit_standardization` says
 /// so.
-pub fn prepared(logits: &Tensor<2>, standardized: bool) -> Tensor<2> {
+pub(crate) fn prepared(logits: &Tensor<2>, standardized: bool) -> Tensor<2> {
     if standardized {
         standardize(logits.clone())
     } else {

@@ -139,7 +139,7 @@ const MOVED: &[(&str, &str, &str, f64)] = &[
 /// those at the default that code wrote everywhere left out, so that the run reads as the same
 /// config a user would write today. User configs are not migrated: their old keys are refused
 /// with the new key's name (`validate`).
-pub fn migrate_written(distill: &mut toml::Table) {
+pub(crate) fn migrate_written(distill: &mut toml::Table) {
     // Booleans count as 0 and 1, so that one default column holds every kind of value.
     let number = |v: &toml::Value| match v {
         toml::Value::Boolean(b) => Some(f64::from(u8::from(*b))),
@@ -174,7 +174,7 @@ fn insert_option(distill: &mut toml::Table, loss: &str, key: &str, value: toml::
 impl LossOptions {
     /// The options of `loss` as its `Options` type: its table, with the type's defaults for
     /// what the table leaves out.
-    pub fn of<T: serde::de::DeserializeOwned + Default>(&self, loss: &str) -> T {
+    pub(crate) fn of<T: serde::de::DeserializeOwned + Default>(&self, loss: &str) -> T {
         match self.0.get(loss) {
             Some(table) => table
                 .clone()
@@ -195,13 +195,13 @@ impl LossOptions {
     }
 
     /// Every key is a table of a loss with options, which that loss accepts.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         self.normalized().map(|_| ())
     }
 
     /// The options in their one form: each loss's table as its `check` gives it, tables left
     /// empty dropped.
-    pub fn normalized(&self) -> anyhow::Result<Self> {
+    pub(crate) fn normalized(&self) -> anyhow::Result<Self> {
         use anyhow::{Context, bail};
         let mut out = BTreeMap::new();
         for (key, value) in &self.0 {
@@ -241,7 +241,7 @@ impl LossOptions {
 /// A loss's `options` check: its table read as `T` (unknown keys refused) and validated;
 /// returns it in its one form, the options that differ from `T`'s defaults, so that
 /// `alpha = 1`, `alpha = 1.0` and no `alpha` are one config (one ledger key, one run folder).
-pub fn check<T>(table: &toml::Table) -> anyhow::Result<toml::Table>
+pub(crate) fn check<T>(table: &toml::Table) -> anyhow::Result<toml::Table>
 where
     T: serde::de::DeserializeOwned + serde::Serialize + Default + Validate,
 {
@@ -256,7 +256,7 @@ where
 }
 
 /// The checks a loss's options type makes beyond their types.
-pub trait Validate {
+pub(crate) trait Validate {
     fn validate(&self) -> anyhow::Result<()>;
 }
 
@@ -282,13 +282,13 @@ pub(crate) fn at_least(key: &str, v: f64, min: f64, strict: bool) -> anyhow::Res
 
 /// What a loss needs built around the student and teacher.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Needs {
+pub(crate) struct Needs {
     /// Spatio-temporal extractors on both sides.
-    pub extractors: bool,
+    pub(crate) extractors: bool,
     /// The teacher's taps on a second augmented view of the batch (contrastive losses).
-    pub second_view: bool,
+    pub(crate) second_view: bool,
     /// The true class of every image, labelled or not (refused under `data.label_fraction`).
-    pub true_class: bool,
+    pub(crate) true_class: bool,
 }
 
 impl Needs {
@@ -322,12 +322,12 @@ pub(crate) fn sum_over_taps(terms: impl Iterator<Item = Tensor<1>>) -> Tensor<1>
 }
 
 pub struct LossSpec {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub needs: Needs,
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    pub(crate) needs: Needs,
     /// Checks the loss's `[distill.<name>]` table and gives it in its one form
     /// (`check::<Options>`); None: it has no options.
-    pub options: Option<fn(&toml::Table) -> anyhow::Result<toml::Table>>,
+    pub(crate) options: Option<fn(&toml::Table) -> anyhow::Result<toml::Table>>,
     /// Builds the parts the loss trains (None: it has none).
     pub init: Option<fn(&PartsContext, &Device) -> Parts>,
     /// The loss for one batch, given its parts (empty without `init`).
@@ -350,6 +350,6 @@ pub fn find(name: &str) -> Option<&'static LossSpec> {
     REGISTRY.iter().find(|s| s.name == name)
 }
 
-pub fn names() -> Vec<&'static str> {
+pub(crate) fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|s| s.name).collect()
 }

@@ -37,9 +37,9 @@ pub fn nt_xent(z_s: Tensor<2>, z_t: Tensor<2>, temperature: f64) -> Tensor<1> {
 /// `[distill.ntxent]`: the embedding size and temperature (SimCLR's 128 and 0.5).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Options {
-    pub feat_dim: usize,
-    pub temperature: f64,
+pub(crate) struct Options {
+    pub(crate) feat_dim: usize,
+    pub(crate) temperature: f64,
 }
 
 impl Default for Options {

@@ -38,9 +38,9 @@ pub fn temporal_loss(
 /// `[distill.temporal]`.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Divide each state distance by the teacher state's norm (a relative error).
-    pub relative: bool,
+    pub(crate) relative: bool,
 }
 
 impl super::Validate for Options {
