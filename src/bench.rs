@@ -23,6 +23,7 @@ use crate::distill::step::Distill;
 use crate::distill::teacher::TeacherHead;
 use crate::distill::{DistillConfig, TeacherConfig};
 use crate::models::{ModelConfig, flops};
+use crate::precision::MixedPrecision;
 use crate::profile::{self, Part};
 use crate::stats::mean_std;
 use crate::train::checkpoint::{Checkpoint, Meta, RunState};
@@ -223,13 +224,17 @@ fn train_steps<T: Task>(
     let mut batches = loader.epoch(0)?;
     let train_device = device.clone().autodiff();
     let mut optim = cfg.optim.init();
+    let mut amp = MixedPrecision::new(cfg.train.precision, None);
     let lr = cfg.optim.lr;
     let mut step = |model: T::Model, i: usize| -> Result<T::Model> {
         let batch =
             profile::part("data wait", || batches.next()).context("the loader stopped early")??;
         let samples = batch.samples.clone();
         let (images, targets) = batch.into_tensors(&train_device);
-        Ok(optimise(task, model, &mut optim, images, targets, &samples, lr, 0, i)?.0)
+        let (model, _) = optimise(
+            task, model, &mut optim, &mut amp, images, targets, &samples, lr, 0, i,
+        )?;
+        Ok(model)
     };
     for i in 0..opts.warmup {
         model = step(model, i)?;
@@ -330,6 +335,7 @@ fn write_teacher(
         best_val_acc: 0.0,
         val_acc: 0.0,
         partial: None,
+        loss_scale: None,
     };
     let classes = (0..opts.classes).map(|k| k.to_string()).collect();
     let meta = Meta::of_run(state, opts.input, classes);
@@ -373,6 +379,7 @@ pub(crate) fn run(opts: &BenchOptions) -> Result<Report> {
     overrides.extend(opts.overrides.iter().cloned());
     let cfg = RunConfig::parse(TEMPLATE, "bench", &overrides)?;
     let dcfg = cfg.distill.clone().expect("the template has [distill]");
+    cfg.train.precision.check(&device, &opts.device)?;
 
     eprintln!("measuring the matrix-product peak ...");
     // The CPU's peak is a property of the machine: measured with flex's gemm whichever CPU
@@ -427,6 +434,7 @@ pub(crate) fn run(opts: &BenchOptions) -> Result<Report> {
     let samples = opts.batch * (opts.warmup + 2 * opts.steps + 1);
     let student = new_student(&cfg, &teacher, samples, &train_device)?;
     let task_losses: Vec<String> = dcfg.active_losses().iter().map(|s| s.to_string()).collect();
+    let teacher = teacher.in_precision(cfg.train.precision);
     let mut task = Distill::new(teacher, dcfg, 1, 1, opts.classes, 0, None);
     let (seconds, parts, counted) = train_steps(&mut task, student, &cfg, opts, &device)?;
     let distill_step = timing("distillation step", opts.batch, &seconds, reset);

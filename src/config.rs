@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataConfig;
 use crate::models::ModelConfig;
 use crate::optim::{OptimConfig, ScheduleConfig};
+use crate::precision::Precision;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +28,9 @@ pub struct TrainConfig {
     /// epochs; 0: at epoch ends only.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) checkpoint_every: usize,
+    /// The trained backbone's arithmetic: "f32", "f16" (loss-scaled) or "bf16".
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -12,6 +12,7 @@ pub mod experiment;
 pub mod interop;
 pub mod models;
 pub mod optim;
+pub mod precision;
 pub mod predict;
 pub mod profile;
 pub mod seeds;

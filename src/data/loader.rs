@@ -28,9 +28,6 @@ impl Batch {
     pub(crate) fn len(&self) -> usize {
         self.labels.len()
     }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
     /// The images as a tensor (moving the host buffer, no copy), with the host labels.
     pub(crate) fn into_images(self, device: &Device) -> (Tensor<4>, Vec<usize>) {
         let images = Tensor::from_data(TensorData::new(self.images, self.dims), device);

@@ -352,7 +352,7 @@ impl Split {
     pub fn len(&self) -> usize {
         self.indices.len()
     }
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
 }

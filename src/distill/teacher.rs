@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::extractor::{Extractor, ExtractorConfig, mean_logits};
 use crate::models::{Network, summarize};
+use crate::precision::Precision;
 
 pub struct Teacher {
     /// Batch norms folded: it only ever runs in inference mode.
@@ -15,6 +16,17 @@ pub struct Teacher {
     /// [C, H, W] of its inputs.
     pub input: [usize; 3],
     pub classes: usize,
+}
+
+impl Teacher {
+    /// The teacher computing in the student's `train.precision`, as under PyTorch's autocast;
+    /// its extractors stay f32.
+    pub fn in_precision(self, precision: Precision) -> Teacher {
+        Teacher {
+            net: precision.view(self.net),
+            ..self
+        }
+    }
 }
 
 /// The extractors (with their aux heads) on the teacher's distilled taps.

@@ -5,7 +5,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use super::flops;
 
@@ -50,9 +50,16 @@ pub(crate) fn foldable_norm(channels: usize, device: &Device) -> Option<BatchNor
 /// Applies a foldable batch norm (nothing when it has been folded).
 pub(crate) fn norm(layer: &Option<BatchNorm>, x: Tensor<4>) -> Tensor<4> {
     match layer {
-        Some(bn) => bn.forward(x),
+        Some(bn) => batch_norm_forward(bn, x),
         None => x,
     }
+}
+
+/// Batch norm in f32 whatever the activations' precision: under `train.precision` its
+/// statistics and affine parameters stay f32, and no backend mixes dtypes in one operation.
+pub(crate) fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let dtype = x.dtype();
+    bn.forward(x.cast(FloatDType::F32)).cast(dtype)
 }
 
 /// Folds the inference-mode batch norm into the convolution that feeds it, removing a pass

@@ -12,7 +12,7 @@ pub mod wrn;
 
 use anyhow::{Context, Result, bail};
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub struct Output {
@@ -36,15 +36,39 @@ pub enum Network {
 }
 
 impl Network {
+    /// Runs in the precision of the network's weights (`train.precision` casts them); the
+    /// outputs are f32, as the losses and extractors expect.
     pub fn forward(&self, x: Tensor<4>) -> Output {
-        match self {
+        let x = x.cast(self.dtype());
+        let out = match self {
             Network::CifarResNet(m) => m.forward(x),
             Network::WideResNet(m) => m.forward(x),
             Network::Vgg(m) => m.forward(x),
             Network::MobileNetV2(m) => m.forward(x),
             Network::ResNet(m) => m.forward(x),
             Network::Clip(m) => m.forward(x),
+        };
+        Output {
+            logits: out.logits.cast(FloatDType::F32),
+            taps: out
+                .taps
+                .into_iter()
+                .map(|t| t.cast(FloatDType::F32))
+                .collect(),
         }
+    }
+
+    /// The dtype of the first weight (a convolution's: batch norm never comes first).
+    fn dtype(&self) -> DType {
+        struct First(Option<DType>);
+        impl ModuleVisitor for First {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.get_or_insert_with(|| param.val().dtype());
+            }
+        }
+        let mut first = First(None);
+        self.visit(&mut first);
+        first.0.unwrap_or(DType::F32)
     }
 
     /// Frames per sample: a clip model reads [B x frames, C, H, W] and gives B rows of logits.

@@ -12,7 +12,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::Output;
-use super::layers::{batch_norm, conv, conv2d, fc, fold, foldable_norm, global_pool, linear, norm};
+use super::layers::{
+    batch_norm, batch_norm_forward, conv, conv2d, fc, fold, foldable_norm, global_pool, linear,
+    norm,
+};
 use super::resnet_cifar::run_stage;
 
 #[derive(Module, Debug)]
@@ -37,7 +40,7 @@ impl WrnBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let pre = relu(self.bn1.forward(x.clone()));
+        let pre = relu(batch_norm_forward(&self.bn1, x.clone()));
         // With a projection the shortcut starts from the pre-activated input (as in the
         // reference implementation); otherwise from the raw input.
         let shortcut = match &self.convShortcut {
@@ -112,7 +115,7 @@ impl WideResNet {
         let f1 = run_stage(&self.block1.layer, x, WrnBlock::forward);
         let f2 = run_stage(&self.block2.layer, f1.clone(), WrnBlock::forward);
         let f3 = run_stage(&self.block3.layer, f2.clone(), WrnBlock::forward);
-        let f3 = relu(self.bn1.forward(f3));
+        let f3 = relu(batch_norm_forward(&self.bn1, f3));
         let logits = linear(&self.fc, global_pool(f3.clone()));
         Output {
             logits,

@@ -17,6 +17,7 @@ use crate::distill::losses::ce::soft_cross_entropy;
 use crate::distill::teacher::TeacherHead;
 use crate::models::Network;
 use crate::optim::{OptimConfig, OptimName, ScheduleConfig};
+use crate::precision::Precision;
 
 fn last_taps(net: &Network, images: Tensor<4>, n: usize) -> Vec<Tensor<4>> {
     crate::distill::deepest(net.forward(images).taps, n)
@@ -61,6 +62,11 @@ impl Task for Adapt {
             logits: mean_logits(logits),
             parts,
         }
+    }
+
+    /// Only the extractors train, in f32; the frozen backbone is already in the run's precision.
+    fn in_precision(&self, head: &TeacherHead, _precision: Precision) -> TeacherHead {
+        head.clone()
     }
 
     fn logits(&self, head: &TeacherHead, images: Tensor<4>) -> Tensor<2> {
@@ -162,7 +168,7 @@ pub(crate) fn adapt(cfg: &RunConfig) -> Result<PathBuf> {
     );
     let (head, optim, start) = start_or_resume(&run, head, run.cfg.optim.init())?;
     let mut task = Adapt {
-        backbone,
+        backbone: run.cfg.train.precision.view(backbone),
         taps: distill.taps,
     };
     fit(&run, &mut task, head, optim, start)?;

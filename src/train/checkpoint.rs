@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::models::{ModelConfig, Network};
+use crate::precision::LossScale;
 
 const MAGIC_V1: &[u8; 8] = b"LSTMKD01";
 const MAGIC: &[u8; 8] = b"LSTMKD02";
@@ -62,6 +63,9 @@ pub struct RunState {
     /// epoch's record had summed so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialEpoch>,
+    /// f16's loss scaling where the run trains in f16 (`train.precision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -149,6 +153,7 @@ impl Meta {
             best_val_acc: v1.best_val_acc,
             val_acc: v1.val_acc,
             partial: None,
+            loss_scale: None,
         };
         Self::of_run(run, v1.input, v1.classes)
     }

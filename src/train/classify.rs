@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor};
 use super::run::Run;
 use super::trainer::{StepLoss, Task, fit, start_or_resume};
 use crate::models::Network;
+use crate::precision::Precision;
 use crate::profile;
 
 pub(crate) struct Classify;
@@ -34,6 +35,10 @@ impl Task for Classify {
             logits,
             parts: Vec::new(),
         }
+    }
+
+    fn in_precision(&self, model: &Network, precision: Precision) -> Network {
+        precision.view(model.clone())
     }
 
     fn logits(&self, model: &Network, images: Tensor<4>) -> Tensor<2> {

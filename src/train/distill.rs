@@ -17,6 +17,7 @@ use crate::distill::student::{FusedStudent, Student};
 use crate::distill::teacher::{Teacher, TeacherHead};
 use crate::distill::views::ViewAugment;
 use crate::distill::{DistillConfig, TeacherConfig};
+use crate::precision::Precision;
 
 /// The trainer runs the distillation step of `distill::step`.
 impl Task for Distill {
@@ -36,6 +37,14 @@ impl Task for Distill {
             total: out.total,
             logits: out.logits,
             parts: out.parts,
+        }
+    }
+
+    fn in_precision(&self, student: &Student, precision: Precision) -> Student {
+        Student {
+            net: precision.view(student.net.clone()),
+            head: student.head.clone(),
+            parts: student.parts.clone(),
         }
     }
 
@@ -230,6 +239,8 @@ pub(crate) fn distill(cfg: RunConfig, resume: bool) -> Result<Run> {
             dcfg.temperature.top
         );
     }
+    // The frozen teacher computes in the student's precision, as under PyTorch's autocast.
+    let teacher = teacher.in_precision(run.cfg.train.precision);
     // The dynamic temperature follows the last epoch's validation accuracy, which the
     // checkpoint itself carries (metrics.jsonl may be missing or behind it).
     let mut task = Distill::new(

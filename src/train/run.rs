@@ -11,6 +11,7 @@ use crate::config::RunConfig;
 use crate::data::augment::Normalize;
 use crate::data::loader::Loader;
 use crate::data::{Dataset, channel_stats, train_val_split};
+use crate::precision::LossScale;
 
 pub(crate) const CONFIG_FILE: &str = "config.toml";
 pub(crate) const METRICS_FILE: &str = "metrics.jsonl";
@@ -123,6 +124,7 @@ impl Run {
     pub fn open(mut cfg: RunConfig) -> Result<Self> {
         let dir = cfg.train.out_dir.clone();
         let device = crate::device::parse(&cfg.train.device)?;
+        cfg.train.precision.check(&device, &cfg.train.device)?;
         let dataset = cfg.data.open()?;
         // The model's frame count follows the data: a clip set makes it a clip model.
         let frames = dataset.frames();
@@ -211,6 +213,7 @@ impl Run {
         val_acc: f64,
         best_val_acc: f64,
         partial: Option<PartialEpoch>,
+        loss_scale: Option<LossScale>,
     ) -> Meta {
         let state = RunState {
             config: self.cfg.clone(),
@@ -218,6 +221,7 @@ impl Run {
             val_acc,
             best_val_acc,
             partial,
+            loss_scale,
         };
         Meta::of_run(state, self.dataset.shape(), self.dataset.classes.clone())
     }

@@ -14,6 +14,7 @@ use super::metrics::{EpochRecord, Tally, append_jsonl, truncate_jsonl};
 use super::progress::Progress;
 use super::run::{BEST, LAST, METRICS_FILE, Run};
 use crate::data::loader::Loader;
+use crate::precision::{LossScale, MixedPrecision, Precision};
 use crate::profile;
 
 /// What one training step produces.
@@ -41,6 +42,10 @@ pub trait Task {
         epoch: usize,
         step: usize,
     ) -> StepLoss;
+
+    /// `model` with its trained backbone in `precision` (`Precision::view`); the parts that
+    /// stay f32 (extractors, loss parts) as they are.
+    fn in_precision(&self, model: &Self::Model, precision: Precision) -> Self::Model;
 
     /// Logits at inference (the model is already in `valid()` mode on the plain device).
     fn logits(&self, model: &Self::Model, images: Tensor<4>) -> Tensor<2>;
@@ -93,6 +98,7 @@ pub(crate) struct Start {
     pub(crate) val_acc: Option<f64>,
     /// Where an interrupted epoch stopped.
     pub(crate) partial: Option<PartialEpoch>,
+    pub(crate) loss_scale: Option<LossScale>,
 }
 
 /// A fresh start, or the run's last checkpoint loaded into `model` and `optim`.
@@ -107,6 +113,7 @@ pub(crate) fn start_or_resume<M: Module>(
             best_val_acc: -1.0,
             val_acc: None,
             partial: None,
+            loss_scale: None,
         };
         return Ok((model, optim, start));
     }
@@ -117,6 +124,7 @@ pub(crate) fn start_or_resume<M: Module>(
         best_val_acc: state.best_val_acc,
         val_acc: (state.epoch > 0).then_some(state.val_acc),
         partial: state.partial.clone(),
+        loss_scale: state.loss_scale,
     };
     Ok((ckpt.apply(model)?, ckpt.optimizer(optim)?, start))
 }
@@ -129,12 +137,14 @@ pub struct Stepped {
     pub(crate) parts: Vec<(String, f32)>,
 }
 
-/// One optimisation step: the task's loss, backward, the optimiser at `lr`.
+/// One optimisation step: the task's loss, backward, the optimiser at `lr`. Under f16 a
+/// step whose gradients overflow is skipped and the loss scale halved (`precision`).
 #[allow(clippy::too_many_arguments)]
 pub fn optimise<T: Task>(
     task: &mut T,
     model: T::Model,
     optim: &mut ModuleOptimizer,
+    amp: &mut MixedPrecision,
     images: Tensor<4>,
     targets: Tensor<1, Int>,
     samples: &[usize],
@@ -143,7 +153,21 @@ pub fn optimise<T: Task>(
     step: usize,
 ) -> Result<(T::Model, Stepped)> {
     let b = targets.dims()[0];
-    let out = task.train_step(&model, images, targets.clone(), samples, epoch, step);
+    let out = match amp.precision.is_f32() {
+        true => task.train_step(&model, images, targets.clone(), samples, epoch, step),
+        false => {
+            let low = task.in_precision(&model, amp.precision);
+            task.train_step(&low, images, targets.clone(), samples, epoch, step)
+        }
+    };
+    let scaled = match amp.loss_scale {
+        None => out.total.clone(),
+        Some(s) => out.total.clone() * s.scale,
+    };
+    let mut grads = profile::part("backward", || {
+        GradientsParams::from_grads(scaled.backward(), &model)
+    });
+    let finite = amp.unscale(&mut grads, &model);
     let host = profile::part("read loss", || {
         let hits = out
             .logits
@@ -160,13 +184,17 @@ pub fn optimise<T: Task>(
                 .iter()
                 .map(|(_, t)| t.clone().detach().reshape([1])),
         );
+        scalars.extend(finite.map(|f| f.float()));
         profile::read(Tensor::cat(scalars, 0)).try_to_vec::<f32>()
     })
     .map_err(|e| anyhow::anyhow!("reading the loss: {e:?}"))?;
-    let grads = profile::part("backward", || {
-        GradientsParams::from_grads(out.total.backward(), &model)
-    });
-    let model = profile::part("optimiser", || optim.step(lr, model, grads));
+    // The flag, when there is one, is the last value read.
+    let finite = amp.loss_scale.is_none() || host[host.len() - 1] == 1.0;
+    amp.update(finite);
+    let model = match finite {
+        true => profile::part("optimiser", || optim.step(lr, model, grads)),
+        false => model,
+    };
     let stepped = Stepped {
         total: host[0],
         hits: host[1],
@@ -197,12 +225,13 @@ pub(crate) fn fit<T: Task>(
     };
     super::interrupt::install()?;
     let mut resumed = start.partial;
+    let mut amp = MixedPrecision::new(run.cfg.train.precision, start.loss_scale);
     for epoch in start.epoch..epochs {
         let t0 = Instant::now();
         let progress = Progress::epoch(epoch + 1, epochs, run.train.num_batches());
         let sofar = resumed.take().unwrap_or_default();
         let (next, tally) = train_epoch(
-            run, task, model, &mut optim, epoch, sofar, state, &progress, t0,
+            run, task, model, &mut optim, &mut amp, epoch, sofar, state, &progress, t0,
         )?;
         model = next;
         let tv = Instant::now();
@@ -235,7 +264,7 @@ pub(crate) fn fit<T: Task>(
             last_val: record.val_acc,
         };
         let ckpt = Checkpoint::new(
-            run.meta(epoch + 1, record.val_acc, state.best, None),
+            run.meta(epoch + 1, record.val_acc, state.best, None, amp.loss_scale),
             &model,
             Some(&optim),
         )?;
@@ -269,6 +298,7 @@ fn train_epoch<T: Task>(
     task: &mut T,
     mut model: T::Model,
     optim: &mut ModuleOptimizer,
+    amp: &mut MixedPrecision,
     epoch: usize,
     sofar: PartialEpoch,
     state: Standing,
@@ -295,7 +325,7 @@ fn train_epoch<T: Task>(
         let samples = batch.samples.clone();
         let (images, targets) = batch.into_tensors(&run.train_device);
         let (next, host) = optimise(
-            task, model, optim, images, targets, &samples, lr, epoch, step,
+            task, model, optim, amp, images, targets, &samples, lr, epoch, step,
         )?;
         model = next;
         // The step has already been applied; the run stops here without saving it, so no
@@ -316,7 +346,13 @@ fn train_epoch<T: Task>(
         let every = cfg.train.checkpoint_every;
         let periodic = every > 0 && (step + 1).is_multiple_of(every) && step + 1 < steps;
         if signal.is_some() || periodic {
-            let meta = run.meta(epoch, state.last_val, state.best, Some(tally.clone()));
+            let meta = run.meta(
+                epoch,
+                state.last_val,
+                state.best,
+                Some(tally.clone()),
+                amp.loss_scale,
+            );
             Checkpoint::new(meta, &model, Some(optim))?.save(&run.dir.join(LAST))?;
         }
         if let Some(signal) = signal {
@@ -381,3 +417,6 @@ fn epoch_line(r: &EpochRecord, epochs: usize, improved: bool) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests;

@@ -102,6 +102,10 @@ fn bad_values_name_the_field() {
         ("schedule.warmup_epochs=nan", "schedule.warmup_epochs"),
         ("schedule.min_lr=nan", "schedule.min_lr"),
         ("schedule.gamma=inf", "schedule.gamma"),
+        (
+            "train.precision=\"f8\"",
+            "train.precision: unknown variant `f8`, expected one of `f32`, `f16`, `bf16`",
+        ),
     ] {
         let e = err(&base(), &[o]);
         assert!(e.contains(needle), "{o}: {e}");

@@ -33,6 +33,7 @@ fn checkpoint(path: &std::path::Path) -> Checkpoint {
             lr: 0.05,
             seconds: 1.25,
         }),
+        loss_scale: None,
     };
     let header = lstmkd::train::checkpoint::Meta {
         run: Some(run),

@@ -153,6 +153,57 @@ fn resume_continues_from_the_saved_epoch_with_the_optimiser_state() {
     assert_eq!(m.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
+/// f16's loss scale is part of the run's state: a run stopped after an epoch and resumed
+/// scales (and skips overflowing steps) as the straight run did, so its weights are the same
+/// bit for bit; the checkpoints carry the scale, the f32 master weights and nothing in f16.
+#[test]
+fn an_f16_run_resumes_weight_for_weight_with_its_loss_scale() {
+    let d = tempdir().unwrap();
+    let data = d.path().join("data");
+    write_idx_dataset(&data, 64, 16, 8, false);
+    let cfg = |name: &str, epochs: usize| {
+        let out = d.path().join(name);
+        let text = toml_config(&data, &out, "").replace(
+            "epochs = 3",
+            &format!("epochs = {epochs}\nprecision = \"f16\""),
+        );
+        let path = d.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        (path, out)
+    };
+    let (straight_cfg, straight) = cfg("straight", 2);
+    ok(lstmkd(&[
+        "train",
+        "--config",
+        straight_cfg.to_str().unwrap(),
+    ]));
+    let (parts_cfg, parts) = cfg("parts", 1);
+    ok(lstmkd(&["train", "--config", parts_cfg.to_str().unwrap()]));
+    let first = Checkpoint::load(&parts.join("last.ckpt")).unwrap();
+    let scale = first.meta.run.as_ref().unwrap().loss_scale.unwrap();
+    // 64 images, 80% for training, batches of 16: 4 steps; each either counted or skipped.
+    assert!(
+        (scale.scale == 65536.0 && scale.good_steps == 4) || scale.scale < 65536.0,
+        "{scale:?}"
+    );
+    ok(lstmkd(&[
+        "train",
+        "--resume",
+        parts.to_str().unwrap(),
+        "--set",
+        "train.epochs=2",
+    ]));
+    assert!(
+        weights(&straight.join("last.ckpt")) == weights(&parts.join("last.ckpt")),
+        "the resumed f16 run's weights are the straight run's"
+    );
+    let last = |dir: &Path| {
+        let c = Checkpoint::load(&dir.join("last.ckpt")).unwrap();
+        c.meta.run.unwrap().loss_scale
+    };
+    assert_eq!(last(&straight), last(&parts));
+}
+
 #[test]
 fn non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint() {
     let d = tempdir().unwrap();
