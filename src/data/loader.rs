@@ -28,7 +28,7 @@ impl Batch {
     pub(crate) fn len(&self) -> usize {
         self.labels.len()
     }
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
     /// The images as a tensor (moving the host buffer, no copy), with the host labels.
@@ -144,7 +144,7 @@ impl Loader {
 
     /// The batches of `epoch`, prepared ahead on a background thread. Every way the thread
     /// can stop early (a read error, a panic) reaches the caller as an error.
-    pub fn epoch(&self, epoch: usize) -> Result<Epoch> {
+    pub(crate) fn epoch(&self, epoch: usize) -> Result<Epoch> {
         self.epoch_from(epoch, 0)
     }
 
@@ -189,7 +189,7 @@ impl Loader {
 
 /// The batches of one epoch, in order; ends with an error if the loader stopped before the
 /// last one.
-pub struct Epoch {
+pub(crate) struct Epoch {
     rx: Receiver<Result<Batch>>,
     expected: usize,
     received: usize,
@@ -220,3 +220,6 @@ impl Iterator for Epoch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
