@@ -19,6 +19,9 @@ pub mod seeds;
 pub mod stats;
 pub mod train;
 
+#[cfg(test)]
+mod test_util;
+
 /// A file-system name for a label: lowercase letters and digits, runs of anything else as
 /// one dash (suite rows' folders, generated class folders).
 pub fn slug(label: &str) -> String {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum OptimName {
+pub(crate) enum OptimName {
     Sgd,
     Adamw,
 }
@@ -17,19 +17,19 @@ pub enum OptimName {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
-    pub name: OptimName,
+    pub(crate) name: OptimName,
     pub lr: f64,
     #[serde(default = "default_momentum")]
-    pub momentum: f64,
+    pub(crate) momentum: f64,
     #[serde(default)]
-    pub nesterov: bool,
+    pub(crate) nesterov: bool,
     #[serde(default = "default_weight_decay")]
-    pub weight_decay: f64,
+    pub(crate) weight_decay: f64,
     /// AdamW (beta1, beta2).
     #[serde(default = "default_betas")]
-    pub betas: [f64; 2],
+    pub(crate) betas: [f64; 2],
     #[serde(default = "default_eps")]
-    pub eps: f64,
+    pub(crate) eps: f64,
 }
 
 fn default_momentum() -> f64 {
@@ -187,3 +187,6 @@ impl ScheduleConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -35,10 +35,10 @@ impl Normalize {
 
 /// Where each output pixel reads from: crop offsets and a flip flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placement {
-    pub dy: isize,
-    pub dx: isize,
-    pub flip: bool,
+pub(crate) struct Placement {
+    pub(crate) dy: isize,
+    pub(crate) dx: isize,
+    pub(crate) flip: bool,
 }
 
 impl Placement {
@@ -69,7 +69,13 @@ impl Placement {
 
 /// Writes `src` (CHW bytes) into `dst` (CHW floats), shifted by the placement; pixels that fall
 /// in the padding read as byte 0, as with torchvision's zero padding before normalisation.
-pub fn render(src: &[u8], shape: [usize; 3], at: Placement, norm: &Normalize, dst: &mut [f32]) {
+pub(crate) fn render(
+    src: &[u8],
+    shape: [usize; 3],
+    at: Placement,
+    norm: &Normalize,
+    dst: &mut [f32],
+) {
     let [c, h, w] = shape;
     for ch in 0..c {
         let lut = &norm.lut[ch];
@@ -94,3 +100,6 @@ pub fn render(src: &[u8], shape: [usize; 3], at: Placement, norm: &Normalize, ds
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

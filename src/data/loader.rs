@@ -141,7 +141,7 @@ impl Loader {
 
     /// The batches of `epoch`, prepared ahead on a background thread. Every way the thread
     /// can stop early (a read error, a panic) reaches the caller as an error.
-    pub fn epoch(&self, epoch: usize) -> Result<Epoch> {
+    pub(crate) fn epoch(&self, epoch: usize) -> Result<Epoch> {
         self.epoch_from(epoch, 0)
     }
 
@@ -186,7 +186,7 @@ impl Loader {
 
 /// The batches of one epoch, in order; ends with an error if the loader stopped before the
 /// last one.
-pub struct Epoch {
+pub(crate) struct Epoch {
     rx: Receiver<Result<Batch>>,
     expected: usize,
     received: usize,
@@ -217,3 +217,6 @@ impl Iterator for Epoch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

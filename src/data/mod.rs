@@ -48,10 +48,10 @@ pub trait Source: Send + Sync {
 }
 
 /// A whole dataset held in memory (IDX and CIFAR files are small enough).
-pub struct InMemory {
-    pub images: Vec<u8>,
-    pub labels: Vec<usize>,
-    pub shape: [usize; 3],
+pub(crate) struct InMemory {
+    pub(crate) images: Vec<u8>,
+    pub(crate) labels: Vec<usize>,
+    pub(crate) shape: [usize; 3],
 }
 
 impl Source for InMemory {

@@ -19,7 +19,7 @@ pub struct AdaptiveWindow {
 }
 
 impl AdaptiveWindow {
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self
             .table
             .iter()
@@ -59,3 +59,6 @@ impl AdaptiveWindow {
         host.iter().map(|&h| self.window(h as f64)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

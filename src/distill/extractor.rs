@@ -327,7 +327,7 @@ impl Extractor {
     /// The extractor with a window of `windows[i]` rows for sample i (the adaptive window):
     /// each group of samples that share a window runs as one batch, and the outputs return
     /// to the samples' order.
-    pub fn forward_windows(&self, f: Tensor<4>, windows: &[usize]) -> ExtractorOut {
+    pub(crate) fn forward_windows(&self, f: Tensor<4>, windows: &[usize]) -> ExtractorOut {
         let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, &w) in windows.iter().enumerate() {
             groups.entry(w).or_default().push(i);
@@ -369,7 +369,12 @@ impl Extractor {
     }
 
     /// `forward` with a window of `t` rows instead of the configured one.
-    pub fn forward_window(&self, f: Tensor<4>, crop: Option<Crop>, t: usize) -> ExtractorOut {
+    pub(crate) fn forward_window(
+        &self,
+        f: Tensor<4>,
+        crop: Option<Crop>,
+        t: usize,
+    ) -> ExtractorOut {
         let [b, c, h, w] = f.dims();
         // A crop of window positions start..start+len is the stack of rows start..start+len+T-1.
         let f = match crop {

@@ -11,9 +11,9 @@ use burn::tensor::{Device, Tensor};
 
 /// One direction: the width-2 convolution over time as a linear map of [x_{t-1}, x_t].
 #[derive(Module, Debug)]
-pub struct Qrnn {
-    pub gates: Linear,
-    pub d_hidden: usize,
+pub(crate) struct Qrnn {
+    pub(crate) gates: Linear,
+    pub(crate) d_hidden: usize,
 }
 
 /// Outputs [B, T, H] and the final (h, c), each [B, H].
@@ -63,12 +63,12 @@ impl Qrnn {
 /// bidirectional LSTM's are, [B, T, 2H].
 #[derive(Module, Debug)]
 pub struct BiQrnn {
-    pub forward: Qrnn,
-    pub reverse: Qrnn,
+    pub(crate) forward: Qrnn,
+    pub(crate) reverse: Qrnn,
 }
 
 impl BiQrnn {
-    pub fn new(d_input: usize, d_hidden: usize, device: &Device) -> Self {
+    pub(crate) fn new(d_input: usize, d_hidden: usize, device: &Device) -> Self {
         Self {
             forward: Qrnn::new(d_input, d_hidden, device),
             reverse: Qrnn::new(d_input, d_hidden, device),
@@ -85,3 +85,6 @@ impl BiQrnn {
         (output, hidden, cell)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -118,7 +118,7 @@ pub struct ConvBn {
 }
 
 impl ConvBn {
-    pub fn new(
+    pub(crate) fn new(
         cin: usize,
         cout: usize,
         kernel: usize,

@@ -13,7 +13,7 @@ pub(crate) fn attention_map(f: Tensor<4>) -> Tensor<3> {
     f.powi_scalar(2).sum_dim(1).reshape([b, h, w])
 }
 
-pub fn at_loss(student: Tensor<4>, teacher: Tensor<4>, normalize: bool) -> Tensor<1> {
+pub(crate) fn at_loss(student: Tensor<4>, teacher: Tensor<4>, normalize: bool) -> Tensor<1> {
     let [b, _, ht, wt] = teacher.dims();
     let [_, _, hs, ws] = student.dims();
     let mut a_s = attention_map(student);
@@ -86,3 +86,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         )
     },
 };
+
+#[cfg(test)]
+mod tests;

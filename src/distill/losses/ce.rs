@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 
-pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+pub(crate) fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     // Each labelled row sums to 1: the total is the number of labelled samples (at least 1,
     // so that a batch without labels gives 0).
     let labelled = targets.clone().sum().clamp_min(1.0);
@@ -20,3 +20,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
     init: None,
     compute: |i, _| soft_cross_entropy(i.student_logits.clone(), i.soft_targets.clone()),
 };
+
+#[cfg(test)]
+mod tests;

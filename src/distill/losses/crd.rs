@@ -37,7 +37,7 @@ pub(super) fn pooled(tap: &Tensor<4>, samples: usize) -> Tensor<2> {
 
 /// Row indices into a memory of `n` images, [B, K + 1]: each image's own row first, then `k`
 /// others drawn uniformly with `seed`.
-pub fn contrast_indices(samples: &[usize], n: usize, k: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn contrast_indices(samples: &[usize], n: usize, k: usize, seed: u64) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(samples.len() * (k + 1));
     for &s in samples {
@@ -53,7 +53,7 @@ pub fn contrast_indices(samples: &[usize], n: usize, k: usize, seed: u64) -> Vec
 
 /// The NCE loss of scores `x` ([B, K + 1], positive first) against the uniform noise of a
 /// memory of `n` rows: -(log P(pos) + sum log(1 - P(neg))) per anchor, batch mean.
-pub fn nce_loss(x: Tensor<2>, n: usize) -> Tensor<1> {
+pub(crate) fn nce_loss(x: Tensor<2>, n: usize) -> Tensor<1> {
     let [b, k1] = x.dims();
     let m_pn = (k1 - 1) as f64 / n as f64;
     let pos = x.clone().slice([0..b, 0..1]);
@@ -86,7 +86,7 @@ fn scores(memory: &Tensor<2>, idx: &Tensor<1, Int>, v: &Tensor<2>, t: f64) -> Te
 }
 
 /// Memory rows `samples` moved towards `v` with `momentum`, renormalised.
-pub fn updated_memory(
+pub(crate) fn updated_memory(
     memory: Tensor<2>,
     samples: Tensor<1, Int>,
     v: Tensor<2>,
@@ -227,3 +227,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         loss
     },
 };
+
+#[cfg(test)]
+mod tests;

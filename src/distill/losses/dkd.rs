@@ -12,12 +12,12 @@ fn target_mask(targets: Tensor<1, Int>, classes: usize) -> Tensor<2> {
     targets.one_hot(classes).float()
 }
 
-pub struct DkdParts {
-    pub tckd: Tensor<1>,
-    pub nckd: Tensor<1>,
+pub(crate) struct DkdParts {
+    pub(crate) tckd: Tensor<1>,
+    pub(crate) nckd: Tensor<1>,
 }
 
-pub fn dkd_parts(
+pub(crate) fn dkd_parts(
     student: Tensor<2>,
     teacher: Tensor<2>,
     targets: Tensor<1, Int>,
@@ -47,7 +47,7 @@ pub fn dkd_parts(
     DkdParts { tckd, nckd }
 }
 
-pub fn dkd_loss(
+pub(crate) fn dkd_loss(
     student: Tensor<2>,
     teacher: Tensor<2>,
     targets: Tensor<1, Int>,
@@ -125,3 +125,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         .mul_scalar(warmup(i.progress, o.warmup))
     },
 };
+
+#[cfg(test)]
+mod tests;

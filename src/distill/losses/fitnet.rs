@@ -9,7 +9,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use crate::models::layers::ConvBn;
 
 /// The student's tap in the teacher's channels and spatial size, through `regressor`.
-pub fn regress(regressor: &ConvBn, student: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+pub(crate) fn regress(regressor: &ConvBn, student: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
     let [_, _, h, w] = student.dims();
     let student = if [h, w] != size {
         interpolate(
@@ -25,7 +25,7 @@ pub fn regress(regressor: &ConvBn, student: Tensor<4>, size: [usize; 2]) -> Tens
     regressor.forward(student)
 }
 
-pub fn hint_loss(regressed: Tensor<4>, teacher: Tensor<4>) -> Tensor<1> {
+pub(crate) fn hint_loss(regressed: Tensor<4>, teacher: Tensor<4>) -> Tensor<1> {
     (regressed - teacher).powi_scalar(2).mean()
 }
 
@@ -73,3 +73,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         )
     },
 };
+
+#[cfg(test)]
+mod tests;

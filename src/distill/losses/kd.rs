@@ -30,7 +30,7 @@ pub(crate) fn prepared(logits: &Tensor<2>, standardized: bool) -> Tensor<2> {
     }
 }
 
-pub fn kd_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tensor<1> {
+pub(crate) fn kd_loss(student: Tensor<2>, teacher: Tensor<2>, temperature: f64) -> Tensor<1> {
     let [b, _] = student.dims();
     let log_ps = log_softmax(student.div_scalar(temperature), 1);
     let log_pt = log_softmax(teacher.div_scalar(temperature), 1);
@@ -54,3 +54,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         )
     },
 };
+
+#[cfg(test)]
+mod tests;

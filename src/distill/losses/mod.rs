@@ -25,32 +25,32 @@ use crate::models::layers::ConvBn;
 
 /// Everything a loss may read for one batch. Teacher tensors carry no autodiff graph.
 pub struct Inputs<'a> {
-    pub student_logits: &'a Tensor<2>,
-    pub teacher_logits: &'a Tensor<2>,
+    pub(crate) student_logits: &'a Tensor<2>,
+    pub(crate) teacher_logits: &'a Tensor<2>,
     /// Every tap of each model (one per stage), shallow to deep; `taps_of` picks a loss's.
-    pub student_taps: &'a [Tensor<4>],
-    pub teacher_taps: &'a [Tensor<4>],
+    pub(crate) student_taps: &'a [Tensor<4>],
+    pub(crate) teacher_taps: &'a [Tensor<4>],
     /// The teacher's taps on a second augmented view of the batch (empty unless a loss
     /// needs it).
-    pub teacher_view_taps: &'a [Tensor<4>],
+    pub(crate) teacher_view_taps: &'a [Tensor<4>],
     /// How many of the deepest taps are distilled (`distill.taps`).
-    pub taps: usize,
+    pub(crate) taps: usize,
     /// Present when a loss that needs extractors is configured.
-    pub student_extractors: &'a [ExtractorOut],
-    pub teacher_extractors: &'a [ExtractorOut],
+    pub(crate) student_extractors: &'a [ExtractorOut],
+    pub(crate) teacher_extractors: &'a [ExtractorOut],
     pub targets: &'a Tensor<1, Int>,
     /// Targets as distributions (one-hot, or mixed by TMix), [B, K].
-    pub soft_targets: &'a Tensor<2>,
-    pub temperature: f64,
+    pub(crate) soft_targets: &'a Tensor<2>,
+    pub(crate) temperature: f64,
     /// The share of the run done by the end of the current step, in (0, 1].
-    pub progress: f64,
+    pub(crate) progress: f64,
     /// Each image's position in the training split (CRD's memory index).
-    pub samples: &'a [usize],
+    pub(crate) samples: &'a [usize],
     /// A seed for the loss's own sampling in this step (CRD's negatives).
-    pub step_seed: u64,
+    pub(crate) step_seed: u64,
     /// Logit standardisation (Sun et al., CVPR 2024) for the logit losses (`kd`, `dkd`).
-    pub standardize_logits: bool,
-    pub options: &'a LossOptions,
+    pub(crate) standardize_logits: bool,
+    pub(crate) options: &'a LossOptions,
 }
 
 impl Inputs<'_> {
@@ -83,7 +83,7 @@ pub(crate) fn tap_count(options: &LossOptions, loss: &str, taps: usize) -> usize
 #[derive(Module, Debug, Default)]
 pub struct Parts {
     pub convs: Vec<ConvBn>,
-    pub linears: Vec<Linear>,
+    pub(crate) linears: Vec<Linear>,
     /// State the loss updates itself rather than the optimiser (CRD's memories).
     pub states: Vec<RunningState<Tensor<2>>>,
 }
@@ -91,13 +91,13 @@ pub struct Parts {
 /// What a loss's `init` may build its parts from.
 pub struct PartsContext<'a> {
     /// Shapes `[1, channels, h, w]` of every tap of each model, shallow to deep.
-    pub student_taps: &'a [[usize; 4]],
-    pub teacher_taps: &'a [[usize; 4]],
-    pub taps: usize,
+    pub(crate) student_taps: &'a [[usize; 4]],
+    pub(crate) teacher_taps: &'a [[usize; 4]],
+    pub(crate) taps: usize,
     pub classes: usize,
     /// Images in the training split (CRD keeps a memory row per image).
-    pub samples: usize,
-    pub options: &'a LossOptions,
+    pub(crate) samples: usize,
+    pub(crate) options: &'a LossOptions,
 }
 
 impl PartsContext<'_> {
@@ -115,7 +115,7 @@ impl PartsContext<'_> {
 /// old one.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct LossOptions(BTreeMap<String, toml::Value>);
+pub(crate) struct LossOptions(BTreeMap<String, toml::Value>);
 
 /// The flat `[distill]` keys of per-loss options before each loss had its table: old key, the
 /// loss, its key there, and the default that code wrote into every run's config.toml.
@@ -321,7 +321,7 @@ pub(crate) fn sum_over_taps(terms: impl Iterator<Item = Tensor<1>>) -> Tensor<1>
         .expect("every distilled tap has its term")
 }
 
-pub struct LossSpec {
+pub(crate) struct LossSpec {
     pub(crate) name: &'static str,
     pub(crate) about: &'static str,
     pub(crate) needs: Needs,
@@ -329,9 +329,9 @@ pub struct LossSpec {
     /// (`check::<Options>`); None: it has no options.
     pub(crate) options: Option<fn(&toml::Table) -> anyhow::Result<toml::Table>>,
     /// Builds the parts the loss trains (None: it has none).
-    pub init: Option<fn(&PartsContext, &Device) -> Parts>,
+    pub(crate) init: Option<fn(&PartsContext, &Device) -> Parts>,
     /// The loss for one batch, given its parts (empty without `init`).
-    pub compute: fn(&Inputs, &Parts) -> Tensor<1>,
+    pub(crate) compute: fn(&Inputs, &Parts) -> Tensor<1>,
 }
 
 pub(crate) const REGISTRY: &[LossSpec] = &[
@@ -346,10 +346,13 @@ pub(crate) const REGISTRY: &[LossSpec] = &[
     ntxent::SPEC,
 ];
 
-pub fn find(name: &str) -> Option<&'static LossSpec> {
+pub(crate) fn find(name: &str) -> Option<&'static LossSpec> {
     REGISTRY.iter().find(|s| s.name == name)
 }
 
 pub(crate) fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|s| s.name).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,7 @@ use super::crd::pooled;
 use super::{Parts, PartsContext};
 
 /// The loss for L2-normalised embeddings `z_s` and `z_t` [B, D], row i of each the same image.
-pub fn nt_xent(z_s: Tensor<2>, z_t: Tensor<2>, temperature: f64) -> Tensor<1> {
+pub(crate) fn nt_xent(z_s: Tensor<2>, z_t: Tensor<2>, temperature: f64) -> Tensor<1> {
     let [b, _] = z_s.dims();
     let device = z_s.device();
     let z = Tensor::cat(vec![z_s, z_t], 0);
@@ -91,3 +91,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         nt_xent(z_s, z_t, i.options.of::<Options>("ntxent").temperature)
     },
 };
+
+#[cfg(test)]
+mod tests;

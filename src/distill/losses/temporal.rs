@@ -21,7 +21,7 @@ fn per_sample_norm(diff: Tensor<3>) -> Tensor<1> {
 }
 
 /// States are [layers * directions, B, hidden].
-pub fn temporal_loss(
+pub(crate) fn temporal_loss(
     h_s: Tensor<3>,
     c_s: Tensor<3>,
     h_t: Tensor<3>,
@@ -73,3 +73,6 @@ pub(crate) const SPEC: super::LossSpec = super::LossSpec {
         )
     },
 };
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
-use lstmkd::data::augment::{AugmentConfig, Normalize};
-use lstmkd::data::loader::{Batch, Loader};
-use lstmkd::data::{InMemory, Source, Split, train_val_split};
+use super::{Batch, Loader};
+use crate::data::augment::{AugmentConfig, Normalize};
+use crate::data::{InMemory, Source, Split, train_val_split};
 
 fn source(n: usize) -> Arc<dyn Source> {
     // Image i is filled with the value i (so a batch reveals which images it holds).
@@ -83,45 +83,6 @@ fn evaluation_batches_are_normalised_in_order() {
     let got = b.images[3 * 32 + 16];
     assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     assert_eq!(b.labels, vec![0, 1, 2, 0, 1, 2, 0, 1]);
-}
-
-#[test]
-fn padding_crop_shows_zero_padding_and_flip_mirrors() {
-    use lstmkd::data::augment::{Placement, render};
-    let src: Vec<u8> = (1..=9).collect(); // 1 channel, 3x3
-    let norm = Normalize::new(&[0.0], &[1.0 / 255.0]); // maps byte v to v
-    let mut out = vec![0f32; 9];
-    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
-    render(
-        &src,
-        [1, 3, 3],
-        Placement {
-            dy: -1,
-            dx: 1,
-            flip: false,
-        },
-        &norm,
-        &mut out,
-    );
-    assert!(
-        close(&out, &[0., 0., 0., 2., 3., 0., 5., 6., 0.]),
-        "{out:?}"
-    );
-    render(
-        &src,
-        [1, 3, 3],
-        Placement {
-            dy: 0,
-            dx: 0,
-            flip: true,
-        },
-        &norm,
-        &mut out,
-    );
-    assert!(
-        close(&out, &[3., 2., 1., 6., 5., 4., 9., 8., 7.]),
-        "{out:?}"
-    );
 }
 
 /// Image 13 panics when read, as a bug in a reader would.

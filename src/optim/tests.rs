@@ -4,9 +4,9 @@
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
-use lstmkd::optim::{OptimConfig, OptimName};
 
-use crate::common::values;
+use super::{OptimConfig, OptimName};
+use crate::test_util::values;
 
 #[derive(Module, Debug)]
 struct Weights {
@@ -14,12 +14,14 @@ struct Weights {
 }
 
 const W0: [f32; 6] = [0.5, -1.25, 2.0, 0.0, 0.75, -0.3];
+
 /// Per step, the gradient: the loss is sum(w * G), so its gradient is exactly G.
 const GRADS: [[f32; 6]; 3] = [
     [0.1, -0.2, 0.3, 1.0, -0.5, 0.05],
     [0.4, 0.1, -0.6, 0.2, 0.2, -0.1],
     [-0.3, 0.5, 0.1, -0.7, 0.0, 0.3],
 ];
+
 const LR: f64 = 0.1;
 
 /// The weights after each step of lstmkd's optimiser for `cfg`.
