@@ -20,7 +20,7 @@ use crate::train::checkpoint::{Checkpoint, lock_beside, write_atomic};
 /// a ledger never reports a run of older code as one of this code: it is part of every key.
 /// `ledger::results_version_pins_a_distillation_steps_numbers` fails when a step's numbers
 /// change and this does not.
-pub const RESULTS_VERSION: u32 = 1;
+pub const RESULTS_VERSION: u32 = 2;
 
 /// The key format of entries recorded before keys were versioned (no `key_format` field):
 /// every run committed up to then, all of results version 1.

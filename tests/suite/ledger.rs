@@ -50,8 +50,8 @@ fn a_run_key_is_pinned() {
     assert_eq!(k.current.as_deref(), Some(CURRENT));
 }
 
-/// The current key of `a_run_key_is_pinned`'s config (key format 2, results version 1).
-const CURRENT: &str = "b64827494a81b814549a4de67b6a8fd69d561445b0296690939914f2be889062";
+/// The current key of `a_run_key_is_pinned`'s config (key format 2, results version 2).
+const CURRENT: &str = "945863efdd760460d0cad8cd5eef45e58b6ae3ff644318d3562a4c8f7422e751";
 
 /// A CE + DKD distillation config with `distill` added to its [distill] table.
 fn dkd_config(distill: &str) -> RunConfig {
@@ -200,6 +200,9 @@ fn committed_ledgers() -> Vec<std::path::PathBuf> {
     paths
 }
 
+/// The committed ledgers were recorded before keys were versioned: their entries are runs of
+/// results version 1, found through their legacy key while that is the current version and
+/// not after (the kernels of version 2 round differently).
 #[test]
 fn committed_ledgers_load_with_their_entries_as_results_version_1() {
     for path in committed_ledgers() {
@@ -219,7 +222,7 @@ fn committed_ledgers_load_with_their_entries_as_results_version_1() {
             let found = ledger.find(seed, &legacy);
             assert_eq!(
                 found.map(|e| (e.key_format, e.results_version, e.code.as_str())),
-                Some((1, 1, "unknown")),
+                (RESULTS_VERSION == 1).then_some((1, 1, "unknown")),
                 "{} seed {seed}",
                 path.display()
             );
@@ -234,9 +237,10 @@ fn committed_ledgers_load_with_their_entries_as_results_version_1() {
 }
 
 #[test]
-fn a_committed_run_is_found_through_its_legacy_key() {
+fn a_committed_run_is_found_through_its_legacy_key_at_its_results_version_only() {
     // The comparison suite's student alone at `mid` has no teacher, so its key needs nothing
-    // but the suite's config: a dry run finds all five seeds in the committed ledger.
+    // but the suite's config: at results version 1 a dry run finds all five seeds in the
+    // committed ledger; at a later version it would train them again.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let d = tempfile::tempdir().unwrap();
     let o = lstmkd(&[
@@ -260,8 +264,8 @@ fn a_committed_run_is_found_through_its_legacy_key() {
     let out = ok(o);
     assert_eq!(
         out.matches("\n  recorded in ").count(),
-        5,
-        "every seed of the row recorded: {out}"
+        if RESULTS_VERSION == 1 { 5 } else { 0 },
+        "every seed of the row recorded at version 1, none after: {out}"
     );
 }
 
