@@ -95,7 +95,7 @@ run() {
             --json "$out/bench-f16.json"
     fi
 
-    echo "== one short distillation on 2,000 images (teacher 2 epochs, adapt, LSTM KD 2 epochs)"
+    echo "== one short distillation on 2,000 images (teacher, adapt, LSTM KD; 2 epochs each, 1 rehearsing)"
     local runs=$out/runs
     local common=(--set "data.root=\"$DATA\"" --set "train.device=\"$DEVICE\"")
     if [ -n "${REHEARSE:-}" ]; then

@@ -12,4 +12,6 @@ if [ -z "${LSTMKD_GPU:-}" ] && ! dpkg -s mesa-vulkan-drivers libvulkan1 >/dev/nu
 fi
 # The Vulkan loader asks for a runtime folder; a session without one gets a private one.
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-cargo test --release --features wgpu --test suite gpu::
+# Without `x86-v4`: flex runs its AVX2 kernels here, which give the same bits as the default
+# build's (docs/DETERMINISM.md), and CI reuses this build as scripts/same_bits.sh's AVX2 one.
+cargo test --release --no-default-features --features wgpu --test suite gpu::

@@ -3,7 +3,8 @@
 # `x86-v4`, which runs the AVX2 kernels (gemm's FMA kernel, macerator's AVX2 code) even on an
 # AVX-512 CPU, beside the default build, trains the same short teacher, adaptation and LSTM-KD
 # distillation with both on generated images, and compares the weights bit for bit.
-# Run by .ci/run after the suite (the default binary is then already built).
+# Run by .ci/run after the suite and the GPU test set, whose builds it reuses: the default one,
+# and (SAME_BITS_FEATURES=wgpu) the GPU set's, which leaves out `x86-v4` too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! grep -qw avx512f /proc/cpuinfo; then
@@ -14,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo build --release --bin lstmkd
 cp target/release/lstmkd "$work/lstmkd-avx512"
-cargo build --release --no-default-features --bin lstmkd
+cargo build --release --no-default-features --features "${SAME_BITS_FEATURES:-}" --bin lstmkd
 cp target/release/lstmkd "$work/lstmkd-avx2"
 
 # 1,200 training and 200 test images of 28x28 in IDX files: a bright square whose place says
