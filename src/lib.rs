@@ -20,6 +20,7 @@ pub mod stats;
 pub mod train;
 
 #[cfg(test)]
+#[path = "../tests/support/reference.rs"]
 mod test_util;
 
 /// A file-system name for a label: lowercase letters and digits, runs of anything else as

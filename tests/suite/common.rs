@@ -116,11 +116,6 @@ out_dir = "{}"
     )
 }
 
-/// A tensor's values on the host, in row-major order.
-pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
 /// Runs the lstmkd binary.
 pub fn lstmkd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_lstmkd"))
@@ -133,19 +128,6 @@ pub fn lstmkd(args: &[&str]) -> std::process::Output {
 pub fn ok(o: std::process::Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `n` deterministic floats in [-1, 1) (xorshift64) for numeric tests.
-pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 /// A checkpoint header for a zoo model `name` at `input` with `classes` classes and
@@ -179,3 +161,5 @@ pub fn exported_onnx(checkpoint: &Path, out: &Path) -> tract_onnx::pb::ModelProt
     let bytes = std::fs::read(out).unwrap();
     <tract_onnx::pb::ModelProto as prost::Message>::decode(&bytes[..]).unwrap()
 }
+
+pub use crate::reference::{uniform, values};

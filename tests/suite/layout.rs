@@ -5,17 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The library's source files under `dir`, without the unit tests' (`tests.rs` beside the
-/// module it tests, `test_util.rs`): those are compiled only under `cfg(test)`, so neither
-/// the layering nor the training step's device reads concern them.
+/// module it tests): those are compiled only under `cfg(test)`, so neither the layering nor
+/// the training step's device reads concern them. (The helpers they share with this suite
+/// live in tests/support/reference.rs.)
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
             rust_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs")
-            && !path
-                .file_name()
-                .is_some_and(|n| n == "tests.rs" || n == "test_util.rs")
+            && path.file_name().is_none_or(|n| n != "tests.rs")
         {
             out.push(path);
         }

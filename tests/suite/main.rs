@@ -20,5 +20,7 @@ mod layout;
 mod ledger;
 mod models;
 mod qrnn;
+#[path = "../support/reference.rs"]
+mod reference;
 mod training;
 mod vendored_flex;

@@ -1,15 +1,17 @@
-//! Helpers of the unit tests, copied from the integration suite's (`tests/suite/common.rs`,
-//! and `dkd_reference` from `tests/suite/distill.rs`).
+//! Reference helpers shared by the unit tests (`crate::test_util` in src/lib.rs) and the
+//! integration suite (`crate::reference`): host values, deterministic inputs, and KD / DKD
+//! written out in f64. One file included by both, so the formulas exist once.
 
-use burn::tensor::Tensor;
+// Each side uses a part of these.
+#![allow(dead_code)]
 
 /// A tensor's values on the host, in row-major order.
-pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     t.into_data().iter::<f32>().collect()
 }
 
 /// `n` deterministic floats in [-1, 1) (xorshift64) for numeric tests.
-pub(crate) fn uniform(n: usize, seed: u64) -> Vec<f32> {
+pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -22,7 +24,7 @@ pub(crate) fn uniform(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Row-wise softmax of `x / temp` in f64.
-fn softmax_rows(x: &[f32], k: usize, temp: f64) -> Vec<Vec<f64>> {
+pub fn softmax_rows(x: &[f32], k: usize, temp: f64) -> Vec<Vec<f64>> {
     x.chunks(k)
         .map(|row| {
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -38,9 +40,16 @@ fn kl(p: &[f64], q: &[f64]) -> f64 {
     p.iter().zip(q).map(|(a, b)| a * (a / b).ln()).sum()
 }
 
+/// KD written out (Hinton et al.): T^2 x batch mean of KL(softmax(t/T) || softmax(s/T)).
+pub fn kd_reference(s: &[f32], t: &[f32], k: usize, temp: f64) -> f64 {
+    let (ps, pt) = (softmax_rows(s, k, temp), softmax_rows(t, k, temp));
+    let total: f64 = pt.iter().zip(&ps).map(|(p, q)| kl(p, q)).sum();
+    temp * temp * total / ps.len() as f64
+}
+
 /// The DKD loss written out (Zhao et al. 2022): T^2 x batch mean of alpha x KL on the
 /// (target, rest) split plus beta x KL among the non-target classes.
-pub(crate) fn dkd_reference(
+pub fn dkd_reference(
     s: &[f32],
     t: &[f32],
     y: &[usize],
