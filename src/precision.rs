@@ -57,10 +57,11 @@ impl Precision {
                 }
             );
         }
-        if !self.is_f32() && device_name.starts_with("flex") {
+        if !self.is_f32() && crate::device::is_cpu(device_name) {
             eprintln!(
-                "note: train.precision = \"{}\" on flex rounds every operation to {} but \
-                 computes through f32: slower than f32, useful to check a recipe before a GPU run",
+                "note: train.precision = \"{}\" on the CPU rounds every operation to {} but is \
+                 no faster than f32 (flex computes through f32): useful to check a recipe \
+                 before a GPU run",
                 self.name(),
                 self.name()
             );

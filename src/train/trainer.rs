@@ -167,7 +167,8 @@ pub fn optimise<T: Task>(
     let mut grads = profile::part("backward", || {
         GradientsParams::from_grads(scaled.backward(), &model)
     });
-    let finite = amp.unscale(&mut grads, &model);
+    let flag = amp.unscale(&mut grads, &model);
+    let checked = flag.is_some();
     let host = profile::part("read loss", || {
         let hits = out
             .logits
@@ -184,12 +185,12 @@ pub fn optimise<T: Task>(
                 .iter()
                 .map(|(_, t)| t.clone().detach().reshape([1])),
         );
-        scalars.extend(finite.map(|f| f.float()));
+        scalars.extend(flag.map(|f| f.float()));
         profile::read(Tensor::cat(scalars, 0)).try_to_vec::<f32>()
     })
     .map_err(|e| anyhow::anyhow!("reading the loss: {e:?}"))?;
     // The flag, when there is one, is the last value read.
-    let finite = amp.loss_scale.is_none() || host[host.len() - 1] == 1.0;
+    let finite = !checked || host[host.len() - 1] == 1.0;
     amp.update(finite);
     let model = match finite {
         true => profile::part("optimiser", || optim.step(lr, model, grads)),

@@ -183,7 +183,7 @@ const LAYERS: &[(&str, &[&str], &str)] = &[
     ("profile", &["models"], "times the parts of a step"),
     (
         "precision",
-        &[],
+        &["device"],
         "the arithmetic a backbone trains in, and its loss scaling",
     ),
     (
